@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what beamgate needs on a fresh Debian machine with Node.js 20:
+# Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
+# Prometheus (tests and benchmark), docker-compose (validates the compose file),
+# then the npm packages, then builds. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v erl >/dev/null 2>&1 || need+=(erlang-base erlang-ssl erlang-public-key erlang-crypto erlang-asn1)
+[ -d /usr/lib/erlang/lib ] && ls /usr/lib/erlang/lib | grep -q '^ssl-' || need+=(erlang-ssl)
+command -v elixir >/dev/null 2>&1 || need+=(elixir)
+command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+npm run build
+echo "setup: done (erl: $(command -v erl), node: $(node --version))"

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// The beamgate command line. Exit codes: 0 success, 1 runtime failure,
+// 2 bad usage or invalid configuration (nothing was started).
+
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
+import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
+import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
+import { Gateway } from '../gateway.js';
+import { Logger } from '../log/logger.js';
+import { loadTlsMaterial } from '../pki/material.js';
+import { issueCerts } from './certs.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
+
+usage:
+  beamgate run        --config ROSTER --gateway NAME   run this host's gateway
+  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files)
+  beamgate certs      --config ROSTER [--gateway NAME]... [--force]
+                                                       create the cluster CA (once) and gateway certificates
+  beamgate hosts      --config ROSTER --gateway NAME [--format inetrc|hosts] [--out FILE]
+                                                       host name mapping for the nodes on NAME's host
+  beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
+                                                       the erl flags a node needs behind its gateway
+  beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
+
+--gateway defaults to $BEAMGATE_GATEWAY.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string', short: 'c' },
+      gateway: { type: 'string', short: 'g', multiple: true },
+      force: { type: 'boolean' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      node: { type: 'string' },
+      inetrc: { type: 'string' },
+      hidden: { type: 'boolean' },
+      dir: { type: 'string' },
+      once: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const one = (v: string[] | undefined) => (v && v.length > 0 ? v[v.length - 1] : undefined);
+  const config = () => {
+    if (!values.config) throw new ConfigError(['--config ROSTER is required']);
+    return values.config;
+  };
+
+  switch (command) {
+    case 'run': {
+      const gateway = resolveGatewayName(one(values.gateway));
+      const cfg = loadGatewayConfig(config(), gateway);
+      const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level) });
+      await gw.start();
+      return await new Promise<number>((resolve) => {
+        const stop = (signal: string) => {
+          gw.logger.info('stopping', { signal });
+          gw.stop().then(() => resolve(0), () => resolve(1));
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+    }
+    case 'check': {
+      const roster = loadRoster(config());
+      const gateway = one(values.gateway) ?? process.env.BEAMGATE_GATEWAY;
+      if (gateway) {
+        gatewayOrThrow(roster, gateway);
+        const m = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster.gateways.keys());
+        if (Array.isArray(m)) throw new ConfigError(m);
+      }
+      console.log(
+        `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
+          (gateway ? `; TLS files of ${gateway} are valid` : ''),
+      );
+      return 0;
+    }
+    case 'certs': {
+      const roster = loadRoster(config());
+      const names = values.gateway && values.gateway.length > 0 ? values.gateway : [...roster.gateways.keys()];
+      await issueCerts(roster, names, values.force ?? false, (l) => console.log(l));
+      return 0;
+    }
+    case 'hosts': {
+      const roster = loadRoster(config());
+      const gateway = resolveGatewayName(one(values.gateway));
+      const format = values.format ?? 'inetrc';
+      if (format !== 'inetrc' && format !== 'hosts') throw new ConfigError(['--format is inetrc or hosts']);
+      const text = format === 'inetrc' ? inetrc(roster, gateway) : etcHosts(roster, gateway);
+      if (values.out) writeFileSync(values.out, text);
+      else process.stdout.write(text);
+      return 0;
+    }
+    case 'node-flags': {
+      const roster = loadRoster(config());
+      if (!values.node || !values.inetrc) throw new ConfigError(['--node NAME and --inetrc PATH are required']);
+      const node = roster.nodes.get(values.node);
+      const host = values.node.slice(values.node.indexOf('@') + 1);
+      const gw = node ? roster.gateways.get(node.gateway) : [...roster.gateways.values()].find((g) => g.host === host);
+      if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
+      const flags = erlFlags({ name: values.node, epmdPort: gw.epmdPort, inetrcPath: values.inetrc, ...(node ? { port: node.port } : { hidden: true }) });
+      console.log(shellQuote(['erl', ...flags]));
+      return 0;
+    }
+    case 'demo':
+      return runDemo({ dir: values.dir ?? '.beamgate-demo', once: values.once ?? false });
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return 0;
+    default:
+      console.error(`unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+      console.error(`${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    console.error(`beamgate: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,51 @@
+// Every bound the gateway enforces, with its default. A roster may override any
+// of them under `limits:`; nothing else in the code invents a bound of its own.
+
+export interface Limits {
+  /** Relayed links open at once, both directions together. */
+  maxLinks: number;
+  /** Relayed links open at once with one peer gateway. */
+  maxLinksPerPeer: number;
+  /** TLS connections (handshaking or established) accepted at once on the mesh port. */
+  maxTlsConnections: number;
+  /** A TLS handshake, from TCP accept or connect until both certificates are verified. */
+  tlsHandshakeTimeoutMs: number;
+  /** The distribution handshake, from the first byte until both sides are in frame mode. */
+  distHandshakeTimeoutMs: number;
+  /** A link that has sent nothing at all since accept (slowloris guard before the handshake). */
+  firstByteTimeoutMs: number;
+  /** Largest handshake message (2-byte length prefix) accepted. */
+  maxHandshakeMessageBytes: number;
+  /** Largest distribution frame (4-byte length prefix) accepted. */
+  maxFrameBytes: number;
+  /** Bytes held for one link while it is still deciding where to go (preamble + handshake). */
+  maxPendingBytes: number;
+  /** Bytes queued towards a slow reader before the other side stops reading. */
+  writeHighWaterMark: number;
+  /** Concurrent connections to the EPMD listeners. */
+  maxEpmdConnections: number;
+  /** An EPMD request must arrive whole within this time. */
+  epmdRequestTimeoutMs: number;
+  /** On SIGTERM, how long links may live on before they are closed. */
+  drainTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxLinks: 2048,
+  maxLinksPerPeer: 1024,
+  maxTlsConnections: 4096,
+  tlsHandshakeTimeoutMs: 10_000,
+  distHandshakeTimeoutMs: 15_000,
+  firstByteTimeoutMs: 5_000,
+  maxHandshakeMessageBytes: 4096,
+  // OTP 22+ fragments large messages, but an old peer or a huge term can still
+  // send one big frame; the relay streams frames, so this bound costs no memory.
+  maxFrameBytes: 256 * 1024 * 1024,
+  maxPendingBytes: 64 * 1024,
+  writeHighWaterMark: 1024 * 1024,
+  maxEpmdConnections: 512,
+  epmdRequestTimeoutMs: 5_000,
+  drainTimeoutMs: 30_000,
+});
+
+export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];

@@ -1,0 +1,213 @@
+// The gateway stands in for EPMD, on loopback only. On 127.0.0.1 it takes
+// ALIVE2 registrations from local roster nodes (only with their roster port)
+// and answers lookups for them. On each remote gateway's loopback alias it
+// answers lookups for that gateway's nodes with their static ports, where our
+// own stand-in listeners wait to relay.
+
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { LOCAL_LOOPBACK } from '../config/address.js';
+import { admissionOn, nodesOf, type GatewaySpec, type Roster } from '../config/roster.js';
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
+import {
+  type Alive2Request,
+  encodeAlive2XResp,
+  encodeNamesResp,
+  encodePort2Resp,
+  MAX_EPMD_REQUEST,
+  NODE_TYPE_HIDDEN,
+  NODE_TYPE_NORMAL,
+  parseEpmdRequest,
+} from './protocol.js';
+
+export interface Registration {
+  name: string;
+  port: number;
+  nodeType: number;
+  highestVersion: number;
+  lowestVersion: number;
+  creation: number;
+  socket: net.Socket;
+}
+
+export interface EpmdDeps {
+  roster(): Roster;
+  self(): GatewaySpec;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+/** The scope a listener answers for: local nodes, or one remote gateway's nodes. */
+type Scope = { kind: 'local' } | { kind: 'remote'; gateway: string };
+
+export class EpmdServer {
+  readonly registrations = new Map<string, Registration>();
+  private readonly lastCreation = new Map<string, number>();
+  private readonly servers = new Map<string, net.Server>();
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly deps: EpmdDeps) {}
+
+  /** Listens on 127.0.0.1 and on each remote gateway's alias; adds/removes listeners to match the roster. */
+  async sync(): Promise<void> {
+    const roster = this.deps.roster();
+    const self = this.deps.self();
+    const scopes = new Map<string, Scope>([[LOCAL_LOOPBACK, { kind: 'local' }]]);
+    for (const gw of roster.gateways.values()) {
+      if (gw.name !== self.name) scopes.set(gw.loopback, { kind: 'remote', gateway: gw.name });
+    }
+    this.scopes = scopes;
+    const key = (addr: string) => `${addr}:${self.epmdPort}`;
+    for (const [k, server] of this.servers) {
+      if (![...scopes.keys()].some((addr) => key(addr) === k)) {
+        server.close();
+        this.servers.delete(k);
+      }
+    }
+    for (const addr of scopes.keys()) {
+      if (this.servers.has(key(addr))) continue;
+      const server = net.createServer((sock) => this.accept(sock, addr));
+      server.maxConnections = roster.limits.maxEpmdConnections;
+      await listen(server, self.epmdPort, addr);
+      this.servers.set(key(addr), server);
+    }
+  }
+
+  /** Which nodes each listening address answers for (replaced whole by sync). */
+  private scopes = new Map<string, Scope>();
+
+  registeredPort(shortName: string): number | undefined {
+    return this.registrations.get(shortName)?.port;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await Promise.all([...this.servers.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers.clear();
+  }
+
+  private accept(sock: net.Socket, addr: string): void {
+    const { roster, metrics, logger } = { roster: this.deps.roster(), metrics: this.deps.metrics, logger: this.deps.logger };
+    this.sockets.add(sock);
+    sock.on('close', () => this.sockets.delete(sock));
+    sock.on('error', () => sock.destroy());
+    let buf: Buffer = Buffer.alloc(0);
+    const refuse = (reason: RefusalReason, message: string, extra: Record<string, string | number> = {}) => {
+      metrics.refused(reason);
+      logger.warn('epmd request refused', { reason, detail: message, listener: addr, from: `${sock.remoteAddress}:${sock.remotePort}`, ...extra });
+    };
+    const timer = setTimeout(() => {
+      refuse('epmd_timeout', 'request not received in time');
+      sock.destroy();
+    }, roster.limits.epmdRequestTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const parsed = parseEpmdRequest(buf);
+      if (parsed.kind === 'incomplete') {
+        if (buf.length > MAX_EPMD_REQUEST + 2) {
+          clearTimeout(timer);
+          refuse('epmd_bad_request', 'request too long');
+          sock.destroy();
+        }
+        return;
+      }
+      clearTimeout(timer);
+      sock.off('data', onData);
+      if (parsed.kind === 'error') {
+        refuse('epmd_bad_request', parsed.reason);
+        sock.destroy();
+        return;
+      }
+      const scope = this.scopes.get(addr) ?? { kind: 'local' as const };
+      const req = parsed.request;
+      if (req.type === 'alive2') return this.alive2(sock, req, scope, refuse);
+      if (req.type === 'port_please2') {
+        const info = this.lookup(scope, req.name);
+        metrics.epmdLookups.labels(scope.kind, info ? 'found' : 'not_found').inc();
+        logger.debug('epmd port_please2', { listener: addr, name: req.name, found: info !== null });
+        sock.end(encodePort2Resp(info));
+        return;
+      }
+      metrics.epmdLookups.labels(scope.kind, 'names').inc();
+      sock.end(encodeNamesResp(this.deps.self().epmdPort, this.names(scope)));
+    };
+    sock.on('data', onData);
+  }
+
+  private alive2(
+    sock: net.Socket,
+    req: Alive2Request,
+    scope: Scope,
+    refuse: (reason: RefusalReason, message: string, extra?: Record<string, string | number>) => void,
+  ): void {
+    const { metrics, logger } = this.deps;
+    const self = this.deps.self();
+    const fullName = `${req.name}@${self.host}`;
+    const deny = (reason: RefusalReason, message: string) => {
+      metrics.epmdRegistrations.labels(reason).inc();
+      refuse(reason, message, { node: fullName, port: req.port });
+      sock.end(encodeAlive2XResp(1, 0));
+    };
+    if (scope.kind !== 'local') return deny('epmd_not_in_roster', 'registrations are taken on 127.0.0.1 only');
+    const admission = admissionOn(this.deps.roster(), self.name, fullName);
+    if (admission.kind === 'none') return deny('epmd_not_in_roster', `${fullName} is not a node of gateway ${self.name}`);
+    if (admission.kind === 'node' && req.port !== admission.node.port) {
+      return deny('epmd_wrong_port', `${fullName} must listen on its roster port ${admission.node.port}, not ${req.port}`);
+    }
+    if (admission.kind === 'operator' && req.nodeType !== NODE_TYPE_HIDDEN) {
+      return deny('epmd_not_in_roster', `operator node ${fullName} must start hidden (-hidden)`);
+    }
+    if (this.registrations.has(req.name)) return deny('epmd_name_taken', `${fullName} is already registered`);
+
+    // A new creation each time, as epmd does, so peers can tell incarnations apart.
+    const last = this.lastCreation.get(req.name);
+    let creation = randomInt(4, 0xffffffff);
+    while (creation === last) creation = randomInt(4, 0xffffffff);
+    this.lastCreation.set(req.name, creation);
+    const reg: Registration = { name: req.name, port: req.port, nodeType: req.nodeType, highestVersion: req.highestVersion, lowestVersion: req.lowestVersion, creation, socket: sock };
+    this.registrations.set(req.name, reg);
+    metrics.epmdRegistrations.labels('ok').inc();
+    metrics.epmdNodesRegistered.set(this.registrations.size);
+    logger.info('node registered', { node: fullName, port: req.port, hidden: req.nodeType === NODE_TYPE_HIDDEN });
+    sock.write(encodeAlive2XResp(0, creation));
+    // The registration lives as long as this connection; the node sends nothing more.
+    sock.on('data', () => undefined);
+    sock.on('close', () => {
+      if (this.registrations.get(req.name) === reg) {
+        this.registrations.delete(req.name);
+        metrics.epmdNodesRegistered.set(this.registrations.size);
+        logger.info('node unregistered', { node: fullName });
+      }
+    });
+  }
+
+  private lookup(scope: Scope, name: string) {
+    if (scope.kind === 'local') {
+      const r = this.registrations.get(name);
+      if (!r) return null;
+      return { port: r.port, nodeType: r.nodeType, protocol: 0, highestVersion: r.highestVersion, lowestVersion: r.lowestVersion, name: r.name, extra: Buffer.alloc(0) };
+    }
+    const node = nodesOf(this.deps.roster(), scope.gateway).find((n) => n.short === name);
+    if (!node) return null;
+    // Remote nodes are answered from the roster: the stand-in listener is there whether
+    // or not the node is up, and a down node fails the link quickly on the far side.
+    return { port: node.port, nodeType: NODE_TYPE_NORMAL, protocol: 0, highestVersion: 6, lowestVersion: 5, name, extra: Buffer.alloc(0) };
+  }
+
+  private names(scope: Scope): { name: string; port: number }[] {
+    if (scope.kind === 'local') return [...this.registrations.values()].map((r) => ({ name: r.name, port: r.port }));
+    return nodesOf(this.deps.roster(), scope.gateway).map((n) => ({ name: n.short, port: n.port }));
+  }
+}
+
+export function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    server.once('error', onError);
+    server.listen({ port, host, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,217 @@
+// One gateway process: EPMD on loopback, a stand-in listener per remote node
+// on its gateway's loopback alias, the TLS listener for peer gateways, and the
+// metrics/health HTTP listener. Everything reads the configuration in force
+// through `active()`, which a reload replaces whole.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import type http from 'node:http';
+import { formatHostPort } from './config/address.js';
+import { gatewayOrThrow, type GatewaySpec, nodesOf, type Roster } from './config/roster.js';
+import { EpmdServer, listen } from './epmd/server.js';
+import { Logger } from './log/logger.js';
+import { startHttp } from './metrics/http.js';
+import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
+import type { ActiveConfig, MeshContext } from './mesh/context.js';
+import { handleInbound } from './mesh/inbound.js';
+import { LinkTable } from './mesh/link-table.js';
+import { dialPeer, handleOutbound } from './mesh/outbound.js';
+import { encodePreamble } from './mesh/preamble.js';
+import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
+import type { TlsMaterial } from './pki/material.js';
+import { secondsUntilExpiry } from './pki/identity.js';
+
+/** How often each peer gateway's TLS port is probed for /readyz and beamgate_peers_reachable. */
+export const PEER_PROBE_INTERVAL_MS = 10_000;
+
+export interface GatewayOptions {
+  roster: Roster;
+  gateway: string;
+  material: TlsMaterial;
+  logger?: Logger;
+  metrics?: GatewayMetrics;
+}
+
+export class Gateway {
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly table: LinkTable;
+  readonly epmd: EpmdServer;
+  private current: ActiveConfig;
+  private material: TlsMaterial;
+  private tlsServer: tls.Server | undefined;
+  private http: http.Server | undefined;
+  /** Stand-in listeners, keyed `alias:port`, each relaying to one remote node. */
+  private readonly standIns = new Map<string, { server: net.Server; peer: string; node: string }>();
+  private readonly handshakeStarts = new Map<string, bigint>();
+  private readonly reachable = new Set<string>();
+  private probeTimer: NodeJS.Timeout | undefined;
+  private listening = false;
+  readonly ctx: MeshContext;
+
+  constructor(opts: GatewayOptions) {
+    this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
+    this.metrics = opts.metrics ?? new GatewayMetrics();
+    this.material = opts.material;
+    this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
+    this.table = new LinkTable(() => this.current.roster.limits);
+    this.epmd = new EpmdServer({ roster: () => this.current.roster, self: () => this.current.self, metrics: this.metrics, logger: this.logger });
+    this.ctx = {
+      active: () => this.current,
+      metrics: this.metrics,
+      logger: this.logger,
+      table: this.table,
+      registeredPort: (short) => this.epmd.registeredPort(short),
+      refuse: (reason: RefusalReason, message: string, fields) => {
+        this.metrics.refused(reason);
+        this.logger.warn('connection refused', { reason, detail: message, ...fields });
+      },
+    };
+    this.metrics.onScrape(() => {
+      for (const link of this.table.established) link.flush();
+      this.updateCertExpiry();
+    });
+  }
+
+  get self(): GatewaySpec {
+    return this.current.self;
+  }
+
+  get roster(): Roster {
+    return this.current.roster;
+  }
+
+  async start(): Promise<void> {
+    const { self, roster } = this.current;
+    await this.epmd.sync();
+    await this.syncStandIns();
+    const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs));
+    server.maxConnections = roster.limits.maxTlsConnections;
+    server.on('connection', (raw: net.Socket) => {
+      const key = `${raw.remoteAddress}:${raw.remotePort}`;
+      this.handshakeStarts.set(key, process.hrtime.bigint());
+      raw.once('close', () => this.handshakeStarts.delete(key));
+    });
+    server.on('secureConnection', (sock: tls.TLSSocket) => {
+      const key = `${sock.remoteAddress}:${sock.remotePort}`;
+      const started = this.handshakeStarts.get(key);
+      this.handshakeStarts.delete(key);
+      handleInbound(this.ctx, sock, started);
+    });
+    server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
+      this.metrics.tlsHandshakes.labels('server', 'failed').inc();
+      this.ctx.refuse(classifyTlsError(err), `TLS handshake failed: ${err.message}`, { from: `${sock.remoteAddress}:${sock.remotePort}`, direction: 'inbound' });
+    });
+    await listen(server, self.listen.port, self.listen.host);
+    this.tlsServer = server;
+    if (self.metrics) {
+      this.http = await startHttp(self.metrics, this.metrics, () => this.readiness());
+    }
+    this.listening = true;
+    this.updateCertExpiry();
+    this.probePeers();
+    this.probeTimer = setInterval(() => this.probePeers(), PEER_PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
+    this.logger.info('gateway listening', {
+      tls: formatHostPort(self.listen),
+      epmd_port: self.epmdPort,
+      metrics: self.metrics ? formatHostPort(self.metrics) : 'off',
+      stand_ins: this.standIns.size,
+      local_nodes: nodesOf(roster, self.name).length,
+    });
+  }
+
+  /** One listener per remote node on its gateway's loopback alias, added or removed to match the roster. */
+  private async syncStandIns(): Promise<void> {
+    const { roster, self } = this.current;
+    const wanted = new Map<string, { alias: string; port: number; peer: string; node: string }>();
+    for (const node of roster.nodes.values()) {
+      if (node.gateway === self.name) continue;
+      const gw = roster.gateways.get(node.gateway)!;
+      wanted.set(`${gw.loopback}:${node.port}`, { alias: gw.loopback, port: node.port, peer: gw.name, node: node.name });
+    }
+    for (const [key, s] of this.standIns) {
+      const w = wanted.get(key);
+      if (!w || w.node !== s.node) {
+        s.server.close();
+        this.standIns.delete(key);
+      }
+    }
+    for (const [key, w] of wanted) {
+      if (this.standIns.has(key)) continue;
+      const server = net.createServer((sock) => {
+        const { roster: r } = this.current;
+        const node = r.nodes.get(w.node);
+        const peer = node && r.gateways.get(node.gateway);
+        if (!node || !peer) return sock.destroy();
+        handleOutbound(this.ctx, peer, node, sock);
+      });
+      server.maxConnections = this.current.roster.limits.maxLinks;
+      await listen(server, w.port, w.alias);
+      this.standIns.set(key, { server, peer: w.peer, node: w.node });
+    }
+  }
+
+  private probePeers(): void {
+    const { roster, self } = this.current;
+    for (const peer of roster.gateways.values()) {
+      if (peer.name === self.name) continue;
+      dialPeer(this.ctx, peer).then(
+        (sock) => {
+          sock.on('error', () => undefined);
+          sock.end(encodePreamble({ kind: 'probe' }));
+          this.setReachable(peer.name, true);
+        },
+        (err: Error) => {
+          if (this.reachable.has(peer.name)) this.logger.warn('peer unreachable', { peer: peer.name, detail: err.message });
+          this.setReachable(peer.name, false);
+        },
+      );
+    }
+  }
+
+  private setReachable(peer: string, up: boolean): void {
+    if (up) this.reachable.add(peer);
+    else this.reachable.delete(peer);
+    this.metrics.peersReachable.set(this.reachable.size);
+  }
+
+  readiness(): { ready: boolean; gateway: string; listening: boolean; peers: { total: number; reachable: string[]; unreachable: string[] }; links: number; registered_nodes: string[] } {
+    const { roster, self } = this.current;
+    const peers = [...roster.gateways.keys()].filter((g) => g !== self.name);
+    return {
+      ready: this.listening,
+      gateway: self.name,
+      listening: this.listening,
+      peers: { total: peers.length, reachable: peers.filter((p) => this.reachable.has(p)), unreachable: peers.filter((p) => !this.reachable.has(p)) },
+      links: this.table.count,
+      registered_nodes: [...this.epmd.registrations.keys()],
+    };
+  }
+
+  private updateCertExpiry(): void {
+    this.metrics.certExpirySeconds.labels('gateway').set(secondsUntilExpiry(this.material.cert));
+    this.metrics.certExpirySeconds.labels('ca').set(secondsUntilExpiry(this.material.ca));
+  }
+
+  /** Stops listening and cuts every link at once. */
+  async stop(): Promise<void> {
+    this.listening = false;
+    clearInterval(this.probeTimer);
+    const closing: Promise<void>[] = [];
+    const close = (s: net.Server | undefined) => {
+      if (s) closing.push(new Promise((r) => s.close(() => r())));
+    };
+    close(this.tlsServer);
+    for (const s of this.standIns.values()) close(s.server);
+    this.standIns.clear();
+    if (this.http) {
+      this.http.closeAllConnections();
+      close(this.http);
+    }
+    for (const link of this.table.established) link.destroyBoth();
+    closing.push(this.epmd.close());
+    await Promise.all(closing);
+    this.logger.info('gateway stopped');
+  }
+}

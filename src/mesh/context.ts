@@ -1,0 +1,24 @@
+import type tls from 'node:tls';
+import type { GatewaySpec, Roster } from '../config/roster.js';
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
+import type { LinkTable } from './link-table.js';
+
+/** What is in force now; a reload swaps it whole, links already open keep theirs. */
+export interface ActiveConfig {
+  roster: Roster;
+  self: GatewaySpec;
+  secureContext: tls.SecureContext;
+}
+
+/** What the mesh side of a gateway needs; one object shared by inbound and outbound. */
+export interface MeshContext {
+  active(): ActiveConfig;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  table: LinkTable;
+  /** The port a local node registered with EPMD, or undefined when it is not up. */
+  registeredPort(shortName: string): number | undefined;
+  /** Counts and logs a refusal that happened before a Link existed. */
+  refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
+}

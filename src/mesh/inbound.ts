@@ -1,0 +1,168 @@
+// A peer gateway connects over TLS. Before a byte reaches a local node we
+// check, in order: the certificate chain, the identity against the roster, the
+// link limits, the preamble's target (one of our nodes, and up), and the
+// source node in send_name (owned by that peer). Only then do we dial the node.
+
+import net from 'node:net';
+import type tls from 'node:tls';
+import { LOCAL_LOOPBACK } from '../config/address.js';
+import { admissionOn } from '../config/roster.js';
+import { DFLAG_PUBLISHED, type HandshakeMessage } from '../dist/handshake.js';
+import { DistStream } from '../dist/stream.js';
+import { identityFromSan } from '../pki/identity.js';
+import type { MeshContext } from './context.js';
+import { Link } from './link.js';
+import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
+import { Refusal, toRefusal } from './refusal.js';
+import { classifyVerifyError } from './tls.js';
+
+export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
+  const { roster, self } = ctx.active();
+  const limits = roster.limits;
+  const from = `${sock.remoteAddress}:${sock.remotePort}`;
+
+  if (!sock.authorized) {
+    const code = String((sock.authorizationError as unknown as string | Error | undefined) ?? 'NO_CERTIFICATE');
+    ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
+    ctx.refuse(classifyVerifyError(code), `peer certificate rejected: ${code}`, { from, direction: 'inbound' });
+    sock.destroy();
+    return;
+  }
+  const identity = identityFromSan(sock.getPeerCertificate().subjectaltname, roster.gateways.keys());
+  if (!identity.ok || identity.gateway === self.name) {
+    ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
+    const reason = identity.ok ? 'certificate is our own identity' : identity.reason;
+    ctx.refuse('wrong_identity', reason, { from, direction: 'inbound' });
+    sock.destroy();
+    return;
+  }
+  ctx.metrics.tlsHandshakes.labels('server', 'ok').inc();
+  if (handshakeStarted !== undefined) {
+    ctx.metrics.tlsHandshakeSeconds.labels('server').observe(Number(process.hrtime.bigint() - handshakeStarted) / 1e9);
+  }
+  const peer = identity.gateway;
+  const fields: Record<string, string | undefined> = { peer, from, direction: 'inbound' };
+  if (!ctx.table.reserve(peer)) {
+    ctx.refuse('limit_reached', 'link limit reached', fields);
+    sock.destroy();
+    return;
+  }
+  sock.setNoDelay(true);
+
+  const deadline = Date.now() + limits.distHandshakeTimeoutMs;
+  let settled = false;
+  let head: Buffer | null = Buffer.alloc(0); // preamble bytes, until parsed
+  let target: { name: string; port: number } | undefined;
+  let source: string | undefined;
+  let local: net.Socket | undefined;
+  let localConnected = false;
+  const pending: Buffer[] = [];
+  let pendingBytes = 0;
+
+  const remoteStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
+    if (msg.tag !== 'send_name') return;
+    const admission = admissionOn(roster, peer, msg.name);
+    if (admission.kind === 'none') throw new Refusal('node_not_owned', `gateway ${peer} does not own node ${msg.name}`);
+    if (admission.kind === 'operator' && (msg.flags & DFLAG_PUBLISHED) !== 0n) {
+      throw new Refusal('operator_not_hidden', `operator node ${msg.name} must connect as a hidden node`);
+    }
+    source = admission.kind === 'node' ? admission.node.name : admission.operator.pattern;
+  });
+  const localStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
+    if (msg.tag === 'challenge' && target && msg.name !== target.name) {
+      throw new Refusal('bad_handshake', `local node on port ${target.port} answered as ${msg.name}, expected ${target.name}`);
+    }
+  });
+
+  const fail = (refusal: Refusal) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(firstByteTimer);
+    clearTimeout(timer);
+    ctx.refuse(refusal.reason, refusal.message, { ...fields, local_node: target?.name, remote_node: source });
+    sock.destroy();
+    local?.destroy();
+    ctx.table.release(peer);
+  };
+  const firstByteTimer = setTimeout(() => fail(new Refusal('handshake_timeout', 'peer sent nothing after TLS')), limits.firstByteTimeoutMs);
+  const timer = setTimeout(() => fail(new Refusal('handshake_timeout', 'link not established in time')), limits.distHandshakeTimeoutMs);
+
+  const onData = (chunk: Buffer) => {
+    clearTimeout(firstByteTimer);
+    let data = chunk;
+    if (head) {
+      const buf = Buffer.concat([head, chunk]);
+      const p = parsePreamble(buf);
+      if (p.kind === 'error') return fail(new Refusal('bad_preamble', p.reason));
+      if (p.kind === 'incomplete') {
+        if (buf.length > MAX_PREAMBLE_BYTES) return fail(new Refusal('bad_preamble', 'preamble too long'));
+        head = buf;
+        return;
+      }
+      head = null;
+      if (p.preamble.kind === 'probe') {
+        settled = true;
+        clearTimeout(timer);
+        ctx.table.release(peer);
+        sock.end();
+        return;
+      }
+      const node = roster.nodes.get(p.preamble.target);
+      if (!node || node.gateway !== self.name) return fail(new Refusal('unknown_target', `${p.preamble.target} is not a node of gateway ${self.name}`));
+      const port = ctx.registeredPort(node.short);
+      if (port === undefined) return fail(new Refusal('target_down', `${node.name} is not registered with this gateway`));
+      target = { name: node.name, port };
+      data = buf.subarray(p.consumed);
+    }
+    if (data.length === 0) return;
+    try {
+      remoteStream.push(data);
+    } catch (err) {
+      return fail(toRefusal(err));
+    }
+    pending.push(data);
+    pendingBytes += data.length;
+    if (pendingBytes > limits.maxPendingBytes) return fail(new Refusal('buffer_limit', `${pendingBytes} bytes pending before the link was up`));
+    if (source !== undefined && !local) connectLocal();
+  };
+  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'peer closed before the link was up'));
+  sock.on('data', onData);
+  sock.on('error', onEarlyClose);
+  sock.on('close', onEarlyClose);
+
+  function connectLocal(): void {
+    if (!target) return;
+    const t = target;
+    const conn = net.connect({ host: LOCAL_LOOPBACK, port: t.port });
+    local = conn;
+    conn.once('connect', () => {
+      if (settled) return conn.destroy();
+      localConnected = true;
+      start();
+    });
+    conn.once('error', (err) => {
+      if (!localConnected) fail(new Refusal('target_down', `cannot reach ${t.name} on ${LOCAL_LOOPBACK}:${t.port}: ${err.message}`));
+    });
+  }
+
+  function start(): void {
+    if (!local || !target || source === undefined) return;
+    settled = true;
+    clearTimeout(timer);
+    sock.off('data', onData);
+    sock.off('error', onEarlyClose);
+    sock.off('close', onEarlyClose);
+    local.removeAllListeners('error');
+    const link = new Link(
+      { peer, direction: 'inbound', localNode: target.name, remoteNode: source },
+      local,
+      sock,
+      localStream,
+      remoteStream,
+      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      deadline,
+    );
+    link.start([], pending);
+    ctx.logger.info('link open', link.logFields());
+  }
+}

@@ -1,0 +1,37 @@
+// The gateway's bookkeeping of relayed links: slots are reserved when a
+// connection is accepted (so a flood of half-done handshakes counts against
+// the limits too) and released exactly once when it closes.
+
+import assert from 'node:assert/strict';
+import type { Limits } from '../config/limits.js';
+import type { Link } from './link.js';
+
+export class LinkTable {
+  private total = 0;
+  private readonly perPeer = new Map<string, number>();
+  readonly established = new Set<Link>();
+
+  constructor(private limits: () => Limits) {}
+
+  /** Reserves a slot for a link with `peer`; false when a limit is reached. */
+  reserve(peer: string): boolean {
+    const l = this.limits();
+    const n = this.perPeer.get(peer) ?? 0;
+    if (this.total >= l.maxLinks || n >= l.maxLinksPerPeer) return false;
+    this.total++;
+    this.perPeer.set(peer, n + 1);
+    return true;
+  }
+
+  release(peer: string): void {
+    const n = this.perPeer.get(peer) ?? 0;
+    assert.ok(n > 0 && this.total > 0, `link slot released twice for peer ${peer}`);
+    this.total--;
+    if (n === 1) this.perPeer.delete(peer);
+    else this.perPeer.set(peer, n - 1);
+  }
+
+  get count(): number {
+    return this.total;
+  }
+}

@@ -1,0 +1,138 @@
+// A local node dials a remote node: it resolved the remote host to that
+// gateway's loopback alias, got the remote node's static port from our EPMD,
+// and connected to our listener at (alias, port). We learn the source from its
+// send_name, open TLS to the owning gateway, and hand both sockets to a Link.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { admissionOn, type GatewaySpec, type NodeSpec } from '../config/roster.js';
+import { DFLAG_PUBLISHED, type HandshakeMessage } from '../dist/handshake.js';
+import { DistStream } from '../dist/stream.js';
+import type { MeshContext } from './context.js';
+import { Link } from './link.js';
+import { encodePreamble } from './preamble.js';
+import { Refusal, toRefusal } from './refusal.js';
+import { classifyTlsError, clientOptions } from './tls.js';
+
+/** Dials a peer gateway over mutually authenticated TLS; resolves once the peer is verified. */
+export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSocket> {
+  const { roster, secureContext } = ctx.active();
+  const started = process.hrtime.bigint();
+  const timeoutMs = roster.limits.tlsHandshakeTimeoutMs;
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({
+      host: peer.address.host,
+      port: peer.address.port,
+      ...clientOptions(secureContext, peer.name, () => ctx.active().roster.gateways.keys()),
+    });
+    const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`TLS handshake with ${peer.name} timed out`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' })), timeoutMs);
+    const onError = (err: Error & { code?: string }) => {
+      clearTimeout(timer);
+      ctx.metrics.tlsHandshakes.labels('client', 'failed').inc();
+      reject(new Refusal(classifyTlsError(err), `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
+    };
+    sock.once('error', onError);
+    sock.once('secureConnect', () => {
+      clearTimeout(timer);
+      sock.off('error', onError);
+      ctx.metrics.tlsHandshakes.labels('client', 'ok').inc();
+      ctx.metrics.tlsHandshakeSeconds.labels('client').observe(Number(process.hrtime.bigint() - started) / 1e9);
+      resolve(sock);
+    });
+  });
+}
+
+/** Handles one connection from a local node to the stand-in listener of `target`. */
+export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: NodeSpec, local: net.Socket): void {
+  const { roster, self } = ctx.active();
+  const limits = roster.limits;
+  const fields = { peer: peer.name, remote_node: target.name, direction: 'outbound', from: `${local.remoteAddress}:${local.remotePort}` };
+  if (!ctx.table.reserve(peer.name)) {
+    ctx.refuse('limit_reached', 'link limit reached', fields);
+    local.destroy();
+    return;
+  }
+  local.setNoDelay(true);
+  const deadline = Date.now() + limits.distHandshakeTimeoutMs;
+  let source: string | undefined;
+  let tlsSock: tls.TLSSocket | undefined;
+  let settled = false;
+  const pending: Buffer[] = [];
+  let pendingBytes = 0;
+
+  const localStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
+    if (msg.tag !== 'send_name') return;
+    const admission = admissionOn(roster, self.name, msg.name);
+    if (admission.kind === 'none') throw new Refusal('not_in_roster', `local node ${msg.name} is not admitted on gateway ${self.name}`);
+    if (admission.kind === 'operator' && (msg.flags & DFLAG_PUBLISHED) !== 0n) {
+      throw new Refusal('operator_not_hidden', `operator node ${msg.name} must connect as a hidden node`);
+    }
+    source = admission.kind === 'node' ? admission.node.name : admission.operator.pattern;
+  });
+  const remoteStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
+    if (msg.tag === 'challenge' && msg.name !== target.name) {
+      throw new Refusal('bad_handshake', `challenge names ${msg.name}, expected ${target.name}`);
+    }
+  });
+
+  const fail = (refusal: Refusal) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    ctx.refuse(refusal.reason, refusal.message, { ...fields, local_node: source });
+    local.destroy();
+    tlsSock?.destroy();
+    ctx.table.release(peer.name);
+  };
+  const timer = setTimeout(() => fail(new Refusal('handshake_timeout', 'no send_name or no TLS link in time')), limits.distHandshakeTimeoutMs);
+
+  const onData = (chunk: Buffer) => {
+    try {
+      localStream.push(chunk);
+    } catch (err) {
+      return fail(toRefusal(err));
+    }
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (pendingBytes > limits.maxPendingBytes) return fail(new Refusal('buffer_limit', `${pendingBytes} bytes pending before the link was up`));
+    maybeStart();
+  };
+  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'local node closed before the link was up'));
+  local.on('data', onData);
+  local.on('error', onEarlyClose);
+  local.on('close', onEarlyClose);
+
+  dialPeer(ctx, peer).then(
+    (sock) => {
+      if (settled) return sock.destroy();
+      tlsSock = sock;
+      sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
+      sock.on('close', () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`)));
+      maybeStart();
+    },
+    (err: unknown) => fail(toRefusal(err)),
+  );
+
+  function maybeStart(): void {
+    if (settled || !tlsSock || source === undefined) return;
+    settled = true;
+    clearTimeout(timer);
+    local.off('data', onData);
+    local.off('error', onEarlyClose);
+    local.off('close', onEarlyClose);
+    tlsSock.removeAllListeners('error');
+    tlsSock.removeAllListeners('close');
+    tlsSock.write(encodePreamble({ kind: 'link', target: target.name }));
+    const link = new Link(
+      { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name },
+      local,
+      tlsSock,
+      localStream,
+      remoteStream,
+      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      deadline,
+    );
+    link.start(pending, []);
+    ctx.logger.info('link open', link.logFields());
+  }
+}

@@ -1,0 +1,108 @@
+// Every metric the gateway exports. Label values come only from the roster or
+// from the fixed sets below, never from what a peer sent, so cardinality is
+// bounded by the size of the roster.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Why a connection or request was refused: the only values of the `reason` label. */
+export const REFUSAL_REASONS = [
+  'unknown_ca', // peer certificate not issued by the cluster CA
+  'bad_certificate', // no client certificate, expired, not yet valid, or otherwise unusable
+  'wrong_identity', // valid certificate, but not for the gateway the roster expects
+  'not_tls', // plaintext, HTTP or garbage on the TLS port
+  'tls_timeout', // TLS handshake did not finish in time
+  'bad_preamble', // link preamble malformed
+  'unknown_target', // preamble names a node this gateway does not own
+  'target_down', // target node is not registered with this gateway's EPMD
+  'node_not_owned', // peer gateway speaks for a node it does not own
+  'not_in_roster', // a local connection from a node the roster does not admit
+  'operator_not_hidden', // an operator node that did not connect as hidden
+  'bad_handshake', // distribution handshake malformed or out of order
+  'handshake_too_large', // a handshake message over the limit
+  'handshake_timeout', // distribution handshake did not finish in time
+  'frame_too_large', // a distribution frame over the limit
+  'buffer_limit', // too many bytes held before the link was established
+  'limit_reached', // connection limits (total or per peer) reached
+  'peer_unreachable', // the peer gateway could not be reached
+  'epmd_bad_request', // malformed, unknown or oversized EPMD request
+  'epmd_not_in_roster', // ALIVE2 for a name this gateway does not own
+  'epmd_wrong_port', // ALIVE2 with a port other than the roster's
+  'epmd_name_taken', // ALIVE2 for a name already registered
+  'epmd_timeout', // EPMD request not received in time
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+export type LinkDirection = 'outbound' | 'inbound';
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly linksOpen: Gauge<'peer' | 'direction'>;
+  readonly linksOpened: Counter<'peer' | 'direction'>;
+  readonly linksClosed: Counter<'peer' | 'direction'>;
+  readonly tlsHandshakes: Counter<'role' | 'result'>;
+  readonly tlsHandshakeSeconds: Histogram<'role'>;
+  readonly refusals: Counter<'reason'>;
+  readonly bytes: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
+  readonly frames: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
+  readonly ticks: Counter<'peer' | 'direction'>;
+  readonly epmdRegistrations: Counter<'result'>;
+  readonly epmdLookups: Counter<'scope' | 'result'>;
+  readonly epmdNodesRegistered: Gauge;
+  readonly certExpirySeconds: Gauge<'cert'>;
+  readonly peersReachable: Gauge;
+  readonly reloads: Counter<'result'>;
+
+  /** Called before every scrape so per-link counters are exact when read. */
+  private readonly beforeScrape: (() => void)[] = [];
+
+  constructor() {
+    const registers = [this.registry];
+    this.linksOpen = new Gauge({ name: 'beamgate_links_open', help: 'Relayed distribution links open now.', labelNames: ['peer', 'direction'], registers });
+    this.linksOpened = new Counter({ name: 'beamgate_links_opened_total', help: 'Relayed distribution links established.', labelNames: ['peer', 'direction'], registers });
+    this.linksClosed = new Counter({ name: 'beamgate_links_closed_total', help: 'Relayed distribution links closed.', labelNames: ['peer', 'direction'], registers });
+    this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
+    this.tlsHandshakeSeconds = new Histogram({
+      name: 'beamgate_tls_handshake_seconds',
+      help: 'Duration of successful TLS handshakes with peer gateways.',
+      labelNames: ['role'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.refusals = new Counter({ name: 'beamgate_refusals_total', help: 'Connections and requests refused, by reason.', labelNames: ['reason'], registers });
+    this.bytes = new Counter({
+      name: 'beamgate_relayed_bytes_total',
+      help: 'Distribution bytes relayed; direction out = local node to peer gateway.',
+      labelNames: ['peer', 'direction', 'local_node', 'remote_node'],
+      registers,
+    });
+    this.frames = new Counter({
+      name: 'beamgate_relayed_frames_total',
+      help: 'Distribution frames relayed after the handshake, ticks excluded.',
+      labelNames: ['peer', 'direction', 'local_node', 'remote_node'],
+      registers,
+    });
+    this.ticks = new Counter({ name: 'beamgate_ticks_total', help: 'Distribution keep-alive ticks relayed.', labelNames: ['peer', 'direction'], registers });
+    this.epmdRegistrations = new Counter({ name: 'beamgate_epmd_registrations_total', help: 'EPMD ALIVE2 registrations, by result.', labelNames: ['result'], registers });
+    this.epmdLookups = new Counter({ name: 'beamgate_epmd_lookups_total', help: 'EPMD PORT_PLEASE2 and NAMES requests, by scope and result.', labelNames: ['scope', 'result'], registers });
+    this.epmdNodesRegistered = new Gauge({ name: 'beamgate_epmd_nodes_registered', help: 'Local nodes registered with this gateway now.', registers });
+    this.certExpirySeconds = new Gauge({ name: 'beamgate_cert_expiry_seconds', help: 'Seconds until a certificate in use expires.', labelNames: ['cert'], registers });
+    this.peersReachable = new Gauge({ name: 'beamgate_peers_reachable', help: 'Roster peer gateways whose TLS port answered the last probe.', registers });
+    this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
+    for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  onScrape(fn: () => void): void {
+    this.beforeScrape.push(fn);
+  }
+
+  async text(): Promise<string> {
+    for (const fn of this.beforeScrape) fn();
+    return this.registry.metrics();
+  }
+
+  refused(reason: RefusalReason): void {
+    this.refusals.labels(reason).inc();
+  }
+}

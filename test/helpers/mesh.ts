@@ -1,0 +1,119 @@
+// Starts an in-process mesh for a test: certificates in a temp dir, gateways
+// with captured logs, and real `erl` nodes on demand. Everything is torn down
+// by stop(), which tests call in afterAll/afterEach.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Limits } from '../../src/config/limits.js';
+import { loadGatewayConfig } from '../../src/config/load.js';
+import { buildLocalMesh, type LocalMesh } from '../../src/cli/local-mesh.js';
+import { ErlNode } from '../../src/erlang/node.js';
+import { Gateway } from '../../src/gateway.js';
+import { Logger } from '../../src/log/logger.js';
+import { freePort, randomAlias } from './ports.js';
+
+export interface TestMeshSpec {
+  /** Gateway name → short node names it owns. */
+  gateways: Record<string, string[]>;
+  operators?: { gateway: string; pattern: string }[];
+  limits?: Partial<Limits>;
+  /** Gateways to leave unstarted (the test starts them, or something else, itself). */
+  skipStart?: string[];
+}
+
+export interface TestMesh {
+  dir: string;
+  mesh: LocalMesh;
+  cookie: string;
+  gateways: Map<string, Gateway>;
+  logs: Map<string, string[]>;
+  nodes: ErlNode[];
+  startGateway(name: string): Promise<Gateway>;
+  startNode(fullName: string, opts?: { extraArgs?: string[]; cookie?: string }): Promise<ErlNode>;
+  /** Log lines of a gateway, parsed. */
+  logOf(name: string): Record<string, unknown>[];
+  metricsText(name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
+  const dir = mkdtempSync(join(tmpdir(), 'beamgate-test-'));
+  const layout = [];
+  for (const [name, shorts] of Object.entries(spec.gateways)) {
+    const nodes: Record<string, number> = {};
+    for (const s of shorts) nodes[s] = await freePort();
+    layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias() });
+  }
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, limits: spec.limits, logLevel: 'debug' });
+  const cookie = randomBytes(12).toString('hex');
+  const gateways = new Map<string, Gateway>();
+  const logs = new Map<string, string[]>();
+  const nodes: ErlNode[] = [];
+
+  const t: TestMesh = {
+    dir,
+    mesh,
+    cookie,
+    gateways,
+    logs,
+    nodes,
+    async startGateway(name) {
+      const cfg = loadGatewayConfig(mesh.rosterPath, name);
+      const lines = logs.get(name) ?? [];
+      logs.set(name, lines);
+      const gw = new Gateway({ roster: cfg.roster, gateway: name, material: cfg.material, logger: new Logger('debug', (l) => lines.push(l)) });
+      await gw.start();
+      gateways.set(name, gw);
+      return gw;
+    },
+    async startNode(fullName, opts = {}) {
+      const node = await ErlNode.start(fullName, { args: [...mesh.nodeArgs(fullName), ...(opts.extraArgs ?? [])], cookie: opts.cookie ?? cookie });
+      nodes.push(node);
+      return node;
+    },
+    logOf(name) {
+      return (logs.get(name) ?? []).map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async metricsText(name) {
+      const gw = gateways.get(name);
+      if (!gw) throw new Error(`gateway ${name} not started`);
+      return gw.metrics.text();
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await Promise.all([...gateways.values()].map((g) => g.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (const name of Object.keys(spec.gateways)) {
+    if (!spec.skipStart?.includes(name)) await t.startGateway(name);
+  }
+  return t;
+}
+
+/** The value of one sample in Prometheus text, or 0 when absent. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  let found = false;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (!ok) continue;
+    found = true;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return found ? total : 0;
+}
+
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last as NonNullable<T>;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
