@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import {
+  challengeV6,
+  decodeHandshakeMessage,
+  encodeHandshakeMessage,
+  ProtocolError,
+  sendNameV5,
+  sendNameV6,
+} from '../../src/dist/handshake.js';
+import { DistStream } from '../../src/dist/stream.js';
+
+const LIMITS = { maxHandshakeMessageBytes: 512, maxFrameBytes: 1024 };
+
+function frame(len: number, fill = 0xab): Buffer {
+  const b = Buffer.alloc(4 + len, fill);
+  b.writeUInt32BE(len, 0);
+  return b;
+}
+
+/** A whole initiator-side stream: send_name, challenge_reply, then frames. */
+function initiatorStream(frames: Buffer[]): Buffer {
+  return Buffer.concat([
+    encodeHandshakeMessage(sendNameV6('a1@alpha.demo', 0x1ffn)),
+    encodeHandshakeMessage(Buffer.concat([Buffer.from('r'), Buffer.alloc(20, 7)])),
+    ...frames,
+  ]);
+}
+
+function acceptorStream(frames: Buffer[]): Buffer {
+  return Buffer.concat([
+    encodeHandshakeMessage(Buffer.from('sok')),
+    encodeHandshakeMessage(challengeV6('b1@beta.demo', 0x1ffn)),
+    encodeHandshakeMessage(Buffer.concat([Buffer.from('a'), Buffer.alloc(16, 9)])),
+    ...frames,
+  ]);
+}
+
+describe('handshake messages', () => {
+  it('decodes a v6 send_name (OTP 23+)', () => {
+    const m = decodeHandshakeMessage('initiator', sendNameV6('a1@alpha.demo', 0x1234_0000_0005n, 42));
+    expect(m).toEqual({ tag: 'send_name', version: 6, flags: 0x1234_0000_0005n, name: 'a1@alpha.demo' });
+  });
+
+  it('decodes a v5 send_name (OTP 22 and older)', () => {
+    const m = decodeHandshakeMessage('initiator', sendNameV5('old@alpha.demo', 0x7fff));
+    expect(m).toEqual({ tag: 'send_name', version: 5, flags: 0x7fffn, name: 'old@alpha.demo' });
+  });
+
+  it('decodes a v6 challenge naming the accepting node', () => {
+    const m = decodeHandshakeMessage('acceptor', challengeV6('b1@beta.demo', 1n));
+    expect(m).toMatchObject({ tag: 'challenge', version: 6, name: 'b1@beta.demo' });
+  });
+
+  it('rejects truncated and inconsistent messages with a ProtocolError', () => {
+    const full = sendNameV6('a1@alpha.demo', 1n);
+    expect(() => decodeHandshakeMessage('initiator', full.subarray(0, 10))).toThrow(ProtocolError);
+    expect(() => decodeHandshakeMessage('initiator', full.subarray(0, full.length - 1))).toThrow(/length mismatch/);
+    expect(() => decodeHandshakeMessage('initiator', Buffer.from('r123'))).toThrow(/challenge_reply/);
+    expect(() => decodeHandshakeMessage('acceptor', Buffer.from('x'))).toThrow(/unexpected handshake tag/);
+    expect(() => decodeHandshakeMessage('initiator', Buffer.alloc(0))).toThrow(/empty/);
+  });
+});
+
+describe('DistStream', () => {
+  it('reports the handshake in order, then counts frames and ticks', () => {
+    const seen: string[] = [];
+    const s = new DistStream('initiator', LIMITS, (m) => seen.push(m.tag));
+    s.push(initiatorStream([frame(0), frame(10), frame(0), frame(300)]));
+    expect(seen).toEqual(['send_name', 'challenge_reply']);
+    expect(s.framed).toBe(true);
+    expect(s.frames).toBe(2);
+    expect(s.ticks).toBe(2);
+    expect(s.bufferedBytes).toBe(0);
+  });
+
+  it('gives the same counts whatever the chunk boundaries, byte by byte included', () => {
+    const data = acceptorStream([frame(5), frame(0), frame(1000), frame(1), frame(0)]);
+    const whole = new DistStream('acceptor', LIMITS, () => undefined);
+    whole.push(data);
+    for (const step of [1, 2, 3, 5, 7, 64]) {
+      const s = new DistStream('acceptor', LIMITS, () => undefined);
+      for (let i = 0; i < data.length; i += step) s.push(data.subarray(i, i + step));
+      expect([s.frames, s.ticks, s.framed]).toEqual([whole.frames, whole.ticks, true]);
+      expect(s.bufferedBytes).toBe(0);
+    }
+    expect([whole.frames, whole.ticks]).toEqual([3, 2]);
+  });
+
+  it('refuses a frame longer than the limit as soon as its header is read', () => {
+    const s = new DistStream('initiator', LIMITS, () => undefined);
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(LIMITS.maxFrameBytes + 1, 0);
+    expect(() => s.push(initiatorStream([frame(3), huge]))).toThrow(/exceeds 1024/);
+  });
+
+  it('refuses an oversized handshake message without buffering it', () => {
+    const s = new DistStream('initiator', LIMITS, () => undefined);
+    const head = Buffer.alloc(2);
+    head.writeUInt16BE(LIMITS.maxHandshakeMessageBytes + 1, 0);
+    expect(() => s.push(head)).toThrow(expect.objectContaining({ code: 'handshake_too_large' }));
+  });
+
+  it('holds at most one partial handshake message', () => {
+    const s = new DistStream('initiator', LIMITS, () => undefined);
+    const msg = encodeHandshakeMessage(sendNameV6('a1@alpha.demo', 1n));
+    s.push(msg.subarray(0, msg.length - 1));
+    expect(s.bufferedBytes).toBe(msg.length - 1);
+    expect(s.framed).toBe(false);
+  });
+
+  it('refuses messages out of order: the acceptor must start with a status', () => {
+    const s = new DistStream('acceptor', LIMITS, () => undefined);
+    expect(() => s.push(encodeHandshakeMessage(challengeV6('b1@beta.demo', 1n)))).toThrow(/not status/);
+    const t = new DistStream('initiator', LIMITS, () => undefined);
+    expect(() => t.push(encodeHandshakeMessage(Buffer.from('sok')))).toThrow(/not send_name/);
+  });
+
+  it('lets the caller refuse a message by throwing from the callback', () => {
+    const s = new DistStream('initiator', LIMITS, (m) => {
+      if (m.tag === 'send_name' && m.name !== 'a1@alpha.demo') throw new Error('not owned');
+    });
+    expect(() => s.push(encodeHandshakeMessage(sendNameV6('evil@alpha.demo', 1n)))).toThrow('not owned');
+  });
+
+  it('accepts the "alive" status answer and the v5 complement from the initiator', () => {
+    const seen: string[] = [];
+    const s = new DistStream('initiator', LIMITS, (m) => seen.push(m.tag));
+    s.push(
+      Buffer.concat([
+        encodeHandshakeMessage(sendNameV5('old@alpha.demo', 1)),
+        encodeHandshakeMessage(Buffer.from('strue')),
+        encodeHandshakeMessage(Buffer.concat([Buffer.from('c'), Buffer.alloc(8)])),
+        encodeHandshakeMessage(Buffer.concat([Buffer.from('r'), Buffer.alloc(20)])),
+      ]),
+    );
+    expect(seen).toEqual(['send_name', 'status', 'complement', 'challenge_reply']);
+    expect(s.framed).toBe(true);
+  });
+});

@@ -1,0 +1,137 @@
+import { describe, expect, it } from 'vitest';
+import { admissionOn, ConfigError, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
+import { DEFAULT_LIMITS } from '../../src/config/limits.js';
+import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
+import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
+
+const GOOD = `
+gateways:
+  alpha: { host: alpha.example, address: "10.0.0.1:4370" }
+  beta:  { host: beta.example,  address: "10.0.0.2:4370", loopback: 127.0.9.9, epmdPort: 4400, metrics: "0.0.0.0:9100" }
+nodes:
+  - { name: a1@alpha.example, gateway: alpha, port: 5001 }
+  - { name: a2@alpha.example, gateway: alpha, port: 5002 }
+  - { name: b1@beta.example,  gateway: beta,  port: 5001 }
+operators:
+  - { gateway: alpha, pattern: "ops_*" }
+tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.pem" }
+limits: { maxLinks: 10, maxLinksPerPeer: 5 }
+log: { level: debug }
+`;
+
+function problems(text: string): string[] {
+  try {
+    parseRoster(text, '/etc/beamgate');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('roster', () => {
+  it('parses a full roster with defaults filled in', () => {
+    const r = parseRoster(GOOD, '/etc/beamgate');
+    const alpha = r.gateways.get('alpha')!;
+    expect(alpha).toMatchObject({ host: 'alpha.example', address: { host: '10.0.0.1', port: 4370 }, listen: { host: '10.0.0.1', port: 4370 }, loopback: '127.0.1.2', epmdPort: 4369, metrics: { host: '127.0.0.1', port: 9464 } });
+    expect(r.gateways.get('beta')).toMatchObject({ loopback: '127.0.9.9', epmdPort: 4400, metrics: { host: '0.0.0.0', port: 9100 } });
+    expect(r.nodes.get('b1@beta.example')).toEqual({ name: 'b1@beta.example', short: 'b1', host: 'beta.example', gateway: 'beta', port: 5001 });
+    expect(r.limits).toEqual({ ...DEFAULT_LIMITS, maxLinks: 10, maxLinksPerPeer: 5 });
+    expect(tlsPathsFor(r, 'beta')).toEqual({ ca: '/etc/beamgate/certs/ca.pem', cert: '/etc/beamgate/certs/beta.pem', key: '/etc/beamgate/certs/beta-key.pem' });
+    expect(r.log.level).toBe('debug');
+  });
+
+  it('names the key path of every problem, all at once', () => {
+    const p = problems(`
+gateways:
+  alpha: { host: alpha.example, address: "10.0.0.1:4370", loopback: 10.1.1.1 }
+  Beta:  { host: alpha.example, address: "10.0.0.1:4370", colour: blue }
+nodes:
+  - { name: a1@alpha.example, gateway: alpha, port: 5001 }
+  - { name: a1@alpha.example, gateway: alpha, port: 5002 }
+  - { name: a3@alpha.example, gateway: alpha, port: 5001 }
+  - { name: g1@gamma.example, gateway: gamma, port: 5003 }
+  - { name: x1@other.example, gateway: alpha, port: 5004 }
+  - { name: a5@alpha.example, gateway: alpha, port: 4369 }
+  - { name: nohost, gateway: alpha, port: 70000 }
+tls: { ca: certs/ca.pem, cert: c, key: k }
+limits: { maxLinks: 0, bogus: 1 }
+`);
+    const expected = [
+      /gateways\.alpha\.loopback: "10\.1\.1\.1" must be an IPv4 address in 127/,
+      /gateways\.Beta: gateway names are lower-case/,
+      /gateways\.Beta\.colour: unknown key/,
+      /gateways\.Beta\.host: "alpha\.example" is already the host of gateway alpha/,
+      /gateways\.Beta\.address: 10\.0\.0\.1:4370 is already the address of gateway alpha/,
+      /nodes\[1\]\.name: duplicate node a1@alpha\.example/,
+      /nodes\[2\]\.port: port 5001 is already used by a1@alpha\.example on gateway alpha/,
+      /nodes\[3\]\.gateway: unknown gateway "gamma"/,
+      /nodes\[4\]\.name: host part "other\.example" differs from gateway alpha's host/,
+      /nodes\[5\]\.port: 4369 is gateway alpha's EPMD port/,
+      /nodes\[6\]\.port: 70000 is not a port/,
+      /limits\.maxLinks: must be a positive integer/,
+      /limits\.bogus: unknown key/,
+    ];
+    for (const re of expected) expect(p.some((line) => re.test(line)), `${re} in\n${p.join('\n')}`).toBe(true);
+  });
+
+  it('refuses mixing -name and -sname hosts, and missing sections', () => {
+    expect(problems(`gateways: { a: { host: a.x, address: "1.1.1.1:1" }, b: { host: b, address: "1.1.1.2:1" } }\ntls: { ca: a, cert: b, key: c }`)).toEqual([
+      expect.stringMatching(/gateways\.b\.host: mixes -sname hosts/),
+    ]);
+    expect(problems('{}')).toEqual(expect.arrayContaining([expect.stringMatching(/^gateways: is required/), expect.stringMatching(/^tls: is required/)]));
+    expect(problems('gateways: [1, 2')[0]).toMatch(/^yaml:/);
+  });
+
+  it('refuses an operator pattern that would capture a roster node', () => {
+    expect(problems(GOOD.replace('"ops_*"', '"a*"'))).toEqual([
+      expect.stringMatching(/operators\[0\]\.pattern: "a\*" also matches roster node a1@alpha\.example/),
+      expect.stringMatching(/operators\[0\]\.pattern: "a\*" also matches roster node a2@alpha\.example/),
+    ]);
+  });
+
+  it('admits roster nodes on their own gateway only, and operators by pattern', () => {
+    const r = parseRoster(GOOD, '/');
+    expect(admissionOn(r, 'alpha', 'a1@alpha.example').kind).toBe('node');
+    expect(admissionOn(r, 'beta', 'a1@alpha.example').kind).toBe('none');
+    expect(admissionOn(r, 'alpha', 'ops_jane@alpha.example').kind).toBe('operator');
+    expect(admissionOn(r, 'alpha', 'ops_jane@beta.example').kind).toBe('none');
+    expect(admissionOn(r, 'beta', 'ops_jane@beta.example').kind).toBe('none');
+    expect(admissionOn(r, 'alpha', 'mallory@alpha.example').kind).toBe('none');
+  });
+});
+
+describe('node set-up output', () => {
+  const r = parseRoster(GOOD, '/');
+  it('maps the own host to 127.0.0.1 and every other gateway to its alias', () => {
+    expect(inetrc(r, 'beta')).toContain('{host, {127,0,1,2}, ["alpha.example"]}.');
+    expect(inetrc(r, 'beta')).toContain('{host, {127,0,0,1}, ["beta.example"]}.');
+    expect(inetrc(r, 'beta')).toContain('{lookup, [file, native]}.');
+    expect(etcHosts(r, 'alpha')).toMatch(/^127\.0\.9\.9\s+beta\.example/m);
+  });
+
+  it('pins EPMD, loopback and the static port in the erl flags', () => {
+    const f = erlFlags({ name: 'a1@alpha.example', epmdPort: 4369, port: 5001, inetrcPath: '/etc/beamgate/alpha.inetrc' }).join(' ');
+    expect(f).toBe(
+      '-name a1@alpha.example -start_epmd false -epmd_port 4369 -kernel inet_dist_use_interface {127,0,0,1} -kernel inetrc "/etc/beamgate/alpha.inetrc" -kernel inet_dist_listen_min 5001 -kernel inet_dist_listen_max 5001',
+    );
+    expect(erlFlags({ name: 'ops@alpha', epmdPort: 4369, inetrcPath: 'x', hidden: true })).toEqual(expect.arrayContaining(['-sname', '-hidden']));
+  });
+});
+
+describe('link preamble', () => {
+  it('round-trips links and probes', () => {
+    for (const p of [{ kind: 'link' as const, target: 'b1@beta.example' }, { kind: 'probe' as const }]) {
+      const enc = encodePreamble(p);
+      expect(parsePreamble(Buffer.concat([enc, Buffer.from('rest')]))).toEqual({ kind: 'ok', preamble: p, consumed: enc.length });
+      for (let i = 0; i < enc.length; i++) expect(parsePreamble(enc.subarray(0, i)).kind).toBe('incomplete');
+    }
+  });
+
+  it('refuses anything that is not a preamble from the first byte', () => {
+    expect(parsePreamble(Buffer.from('GET / HTTP/1.1')).kind).toBe('error');
+    expect(parsePreamble(Buffer.from('B')).kind).toBe('incomplete');
+    expect(parsePreamble(Buffer.from('BGW1X\x00')).kind).toBe('error');
+    expect(parsePreamble(Buffer.from('BGW1L\x00')).kind).toBe('error');
+  });
+});
