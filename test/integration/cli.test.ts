@@ -1,0 +1,137 @@
+// The command line as an operator uses it: the compiled CLI in a child process.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/ports.js';
+
+const CLI = join(__dirname, '../../dist/cli/main.js');
+
+function cli(args: string[], timeoutMs = 30_000) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('beamgate CLI', () => {
+  let dir: string;
+  let roster: string;
+  let epmdPort: number;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'beamgate-cli-'));
+    roster = join(dir, 'roster.yaml');
+    epmdPort = await freePort();
+    writeFileSync(
+      roster,
+      `gateways:
+  alpha: { host: alpha.example, address: "127.0.0.1:${await freePort()}", epmdPort: ${epmdPort}, metrics: false }
+  beta:  { host: beta.example,  address: "127.0.0.1:${await freePort()}", metrics: false }
+nodes:
+  - { name: a1@alpha.example, gateway: alpha, port: 5001 }
+  - { name: b1@beta.example, gateway: beta, port: 5001 }
+operators:
+  - { gateway: alpha, pattern: "ops_*" }
+tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.pem" }
+`,
+    );
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('certs: creates the CA and one certificate per gateway, keys with mode 0600', () => {
+    const r = cli(['certs', '--config', roster]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/CA: created/);
+    for (const f of ['ca-key.pem', 'alpha-key.pem', 'beta-key.pem']) expect(statSync(join(dir, 'certs', f)).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dir, 'certs', 'alpha.pem'), 'utf8')).toMatch(/BEGIN CERTIFICATE/);
+  });
+
+  it('certs: running again never replaces the CA, and keeps certificates unless --force', () => {
+    const ca = readFileSync(join(dir, 'certs', 'ca.pem'), 'utf8');
+    const alpha = readFileSync(join(dir, 'certs', 'alpha.pem'), 'utf8');
+    const again = cli(['certs', '--config', roster]);
+    expect(again.code).toBe(0);
+    expect(again.out).toMatch(/CA: reusing/);
+    expect(readFileSync(join(dir, 'certs', 'alpha.pem'), 'utf8')).toBe(alpha);
+    const forced = cli(['certs', '--config', roster, '--gateway', 'alpha', '--force']);
+    expect(forced.code).toBe(0);
+    expect(readFileSync(join(dir, 'certs', 'alpha.pem'), 'utf8')).not.toBe(alpha);
+    expect(readFileSync(join(dir, 'certs', 'ca.pem'), 'utf8')).toBe(ca);
+  });
+
+  it('certs: refuses to mint a new CA over half of an old one', () => {
+    const d = mkdtempSync(join(tmpdir(), 'beamgate-cli-half-'));
+    writeFileSync(join(d, 'roster.yaml'), readFileSync(roster, 'utf8'));
+    expect(cli(['certs', '--config', join(d, 'roster.yaml')]).code).toBe(0);
+    unlinkSync(join(d, 'certs', 'ca-key.pem'));
+    const r = cli(['certs', '--config', join(d, 'roster.yaml')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/refusing to create a new CA/);
+    rmSync(d, { recursive: true, force: true });
+  });
+
+  it('check: accepts a valid roster and a gateway whose TLS files are sound', () => {
+    expect(cli(['check', '--config', roster]).out).toMatch(/ok: 2 gateways, 2 nodes, 1 operator patterns/);
+    const r = cli(['check', '--config', roster, '--gateway', 'beta']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/TLS files of beta are valid/);
+  });
+
+  it('check: exits 2 and names every problem by key path', () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, readFileSync(roster, 'utf8').replace('gateway: beta, port: 5001', 'gateway: gamma, port: 5001').replace('pattern: "ops_*"', 'pattern: "a*"'));
+    const r = cli(['check', '--config', bad]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/nodes\[1\]\.gateway: unknown gateway "gamma"/);
+    expect(r.err).toMatch(/operators\[0\]\.pattern: "a\*" also matches roster node a1@alpha\.example/);
+  });
+
+  it('run: an unreadable certificate stops start-up with exit 2 before any socket opens', async () => {
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, readFileSync(roster, 'utf8').replace('cert: "certs/{gateway}.pem"', 'cert: "certs/{gateway}-missing.pem"'));
+    const r = cli(['run', '--config', broken, '--gateway', 'alpha']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/tls\.cert: cannot read .*alpha-missing\.pem: ENOENT/);
+    // Nothing listens on alpha's EPMD port: the process never got that far.
+    const connected = await new Promise<boolean>((resolve) => {
+      const s = net.connect(epmdPort, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    expect(connected).toBe(false);
+  });
+
+  it('run: a gateway missing from the roster, or none named, is a usage error', () => {
+    expect(cli(['run', '--config', roster, '--gateway', 'gamma']).err).toMatch(/gateway "gamma" is not in the roster/);
+    const r = spawnSync(process.execPath, [CLI, 'run', '--config', roster], { encoding: 'utf8', env: { ...process.env, BEAMGATE_GATEWAY: '' } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/pass --gateway NAME or set BEAMGATE_GATEWAY/);
+  });
+
+  it('hosts and node-flags: print what a node on that host needs', () => {
+    const hosts = cli(['hosts', '--config', roster, '--gateway', 'alpha', '--format', 'hosts']);
+    expect(hosts.out).toMatch(/^127\.0\.0\.1\s+alpha\.example/m);
+    expect(hosts.out).toMatch(/^127\.0\.1\.3\s+beta\.example/m);
+    const flags = cli(['node-flags', '--config', roster, '--node', 'a1@alpha.example', '--inetrc', '/etc/beamgate/alpha.inetrc']);
+    expect(flags.out.trim()).toBe(
+      `erl -name a1@alpha.example -start_epmd false -epmd_port ${epmdPort} -kernel inet_dist_use_interface '{127,0,0,1}' -kernel inetrc '"/etc/beamgate/alpha.inetrc"' -kernel inet_dist_listen_min 5001 -kernel inet_dist_listen_max 5001`,
+    );
+    expect(cli(['node-flags', '--config', roster, '--node', 'ops_jane@alpha.example', '--inetrc', 'x']).out).toMatch(/-hidden$/m);
+  });
+
+  it('unknown commands and flags are usage errors', () => {
+    expect(cli(['frobnicate']).code).toBe(2);
+    expect(cli(['check', '--bogus']).code).toBe(2);
+  });
+
+  it('demo --once: two gateway processes and three real nodes see each other', () => {
+    const d = mkdtempSync(join(tmpdir(), 'beamgate-demo-'));
+    const r = cli(['demo', '--dir', d, '--once'], 120_000);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(r.out).toMatch(/ok {3}a1 pings b1 \(alpha -> TLS -> beta\): pong/);
+    expect(r.out).toMatch(/the nodes see each other through the gateways/);
+    rmSync(d, { recursive: true, force: true });
+  }, 150_000);
+});
