@@ -6,14 +6,14 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { LOCAL_LOOPBACK } from '../config/address.js';
-import { admissionOn } from '../config/roster.js';
-import { DFLAG_PUBLISHED, type HandshakeMessage } from '../dist/handshake.js';
+import type { HandshakeMessage } from '../dist/handshake.js';
 import { DistStream } from '../dist/stream.js';
 import { identityFromSan } from '../pki/identity.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
+import { admitSource } from './source.js';
 import { classifyVerifyError } from './tls.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
@@ -60,13 +60,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   let pendingBytes = 0;
 
   const remoteStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
-    if (msg.tag !== 'send_name') return;
-    const admission = admissionOn(roster, peer, msg.name);
-    if (admission.kind === 'none') throw new Refusal('node_not_owned', `gateway ${peer} does not own node ${msg.name}`);
-    if (admission.kind === 'operator' && (msg.flags & DFLAG_PUBLISHED) !== 0n) {
-      throw new Refusal('operator_not_hidden', `operator node ${msg.name} must connect as a hidden node`);
-    }
-    source = admission.kind === 'node' ? admission.node.name : admission.operator.pattern;
+    if (msg.tag === 'send_name') source = admitSource(roster, peer, msg.name, msg.flags, 'node_not_owned');
   });
   const localStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
     if (msg.tag === 'challenge' && target && msg.name !== target.name) {

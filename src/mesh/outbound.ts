@@ -5,13 +5,14 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { admissionOn, type GatewaySpec, type NodeSpec } from '../config/roster.js';
-import { DFLAG_PUBLISHED, type HandshakeMessage } from '../dist/handshake.js';
+import type { GatewaySpec, NodeSpec } from '../config/roster.js';
+import type { HandshakeMessage } from '../dist/handshake.js';
 import { DistStream } from '../dist/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { encodePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
+import { admitSource } from './source.js';
 import { classifyTlsError, clientOptions } from './tls.js';
 
 /** Dials a peer gateway over mutually authenticated TLS; resolves once the peer is verified. */
@@ -61,13 +62,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   let pendingBytes = 0;
 
   const localStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
-    if (msg.tag !== 'send_name') return;
-    const admission = admissionOn(roster, self.name, msg.name);
-    if (admission.kind === 'none') throw new Refusal('not_in_roster', `local node ${msg.name} is not admitted on gateway ${self.name}`);
-    if (admission.kind === 'operator' && (msg.flags & DFLAG_PUBLISHED) !== 0n) {
-      throw new Refusal('operator_not_hidden', `operator node ${msg.name} must connect as a hidden node`);
-    }
-    source = admission.kind === 'node' ? admission.node.name : admission.operator.pattern;
+    if (msg.tag === 'send_name') source = admitSource(roster, self.name, msg.name, msg.flags, 'not_in_roster');
   });
   const remoteStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
     if (msg.tag === 'challenge' && msg.name !== target.name) {
