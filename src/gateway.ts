@@ -3,10 +3,12 @@
 // metrics/health HTTP listener. Everything reads the configuration in force
 // through `active()`, which a reload replaces whole.
 
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
-import { formatHostPort } from './config/address.js';
+import { formatHostPort, type HostPort } from './config/address.js';
+import type { GatewayConfig } from './config/load.js';
 import { gatewayOrThrow, type GatewaySpec, nodesOf, type Roster } from './config/roster.js';
 import { EpmdServer, listen } from './epmd/server.js';
 import { Logger } from './log/logger.js';
@@ -17,12 +19,24 @@ import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { encodePreamble } from './mesh/preamble.js';
+import { LINK_CLOSE_GRACE_MS } from './mesh/link.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import type { TlsMaterial } from './pki/material.js';
 import { secondsUntilExpiry } from './pki/identity.js';
 
 /** How often each peer gateway's TLS port is probed for /readyz and beamgate_peers_reachable. */
 export const PEER_PROBE_INTERVAL_MS = 10_000;
+
+/** While draining, how often the link count is checked. */
+export const DRAIN_POLL_MS = 100;
+
+/** How a drain ended: clean when every link closed on its own before the deadline. */
+export interface DrainResult {
+  clean: boolean;
+  /** Links still open at the deadline, which were then closed by the gateway. */
+  cut: number;
+  durationMs: number;
+}
 
 export interface GatewayOptions {
   roster: Roster;
@@ -194,6 +208,129 @@ export class Gateway {
     this.metrics.certExpirySeconds.labels('ca').set(secondsUntilExpiry(this.material.ca));
   }
 
+  /**
+   * Puts a new roster and TLS material in force without touching established
+   * links: they keep the roster, limits and certificates they were opened
+   * with. Everything that can be checked is checked before anything changes;
+   * if binding a new listener still fails, the old configuration is put back.
+   * Returns whether the new configuration is in force.
+   */
+  reload(cfg: GatewayConfig): Promise<boolean> {
+    // One reload at a time: two SIGHUPs in a row apply in order.
+    const run = this.reloading.then(() => this.applyReload(cfg));
+    this.reloading = run.catch(() => false);
+    return run;
+  }
+
+  private reloading: Promise<boolean> = Promise.resolve(true);
+
+  private async applyReload(cfg: GatewayConfig): Promise<boolean> {
+    const problems = this.reloadProblems(cfg);
+    let next: ActiveConfig | undefined;
+    let accepting: tls.TlsOptions | undefined;
+    if (problems.length === 0) {
+      try {
+        next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material) };
+        accepting = serverOptions(cfg.material, cfg.roster.limits.tlsHandshakeTimeoutMs);
+      } catch (err) {
+        problems.push(`TLS material unusable: ${(err as Error).message}`);
+      }
+    }
+    if (!next || !accepting) return this.refuseReload(problems);
+
+    const previous = this.current;
+    this.current = next;
+    try {
+      await this.epmd.sync();
+      await this.syncStandIns();
+    } catch (err) {
+      this.current = previous;
+      await this.epmd.sync().catch(() => undefined);
+      await this.syncStandIns().catch(() => undefined);
+      return this.refuseReload([(err as Error).message]);
+    }
+    this.material = cfg.material;
+    this.tlsServer?.setSecureContext(accepting);
+    const limits = cfg.roster.limits;
+    if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
+    for (const s of this.standIns.values()) s.server.maxConnections = limits.maxLinks;
+    this.logger.setLevel(cfg.roster.log.level);
+    this.updateCertExpiry();
+    this.metrics.reloads.labels('ok').inc();
+    this.logger.info('configuration reloaded', {
+      gateways: cfg.roster.gateways.size,
+      nodes: cfg.roster.nodes.size,
+      stand_ins: this.standIns.size,
+      cert_serial: new X509Certificate(cfg.material.cert).serialNumber,
+      links_kept: this.table.established.size,
+    });
+    return true;
+  }
+
+  /** What a reload cannot apply to a running process; each one is a reason to refuse it. */
+  private reloadProblems(cfg: GatewayConfig): string[] {
+    const problems: string[] = [];
+    const self = this.current.self;
+    if (!this.listening) problems.push('the gateway is not running (stopped or draining)');
+    if (cfg.gateway !== self.name) problems.push(`the configuration is for gateway ${cfg.gateway}, this process is ${self.name}`);
+    const next = cfg.roster.gateways.get(self.name);
+    if (!next) return [...problems, `gateway ${self.name} is no longer in the roster`];
+    const same = (a: HostPort | null, b: HostPort | null) => (a && b ? formatHostPort(a) === formatHostPort(b) : a === b);
+    const restart = (what: string, before: string, after: string) =>
+      problems.push(`gateways.${self.name}.${what} changed from ${before} to ${after}: that needs a restart`);
+    if (!same(next.listen, self.listen)) restart('listen', formatHostPort(self.listen), formatHostPort(next.listen));
+    if (next.epmdPort !== self.epmdPort) restart('epmdPort', String(self.epmdPort), String(next.epmdPort));
+    if (!same(next.metrics, self.metrics)) {
+      const show = (m: HostPort | null) => (m ? formatHostPort(m) : 'off');
+      restart('metrics', show(self.metrics), show(next.metrics));
+    }
+    if (next.host !== self.host) restart('host', self.host, next.host);
+    return problems;
+  }
+
+  /** Counts and logs a reload that cannot be applied (also for a configuration that did not load). */
+  refuseReload(problems: string[]): false {
+    this.metrics.reloads.labels('failed').inc();
+    for (const problem of problems) this.logger.error('reload refused, configuration unchanged', { detail: problem });
+    return false;
+  }
+
+  /**
+   * Graceful shutdown. New links are refused at once (TLS listener and
+   * stand-ins closed, /readyz says 503); established links run on until they
+   * close on their own or `deadlineMs` passes, then the rest are ended (queued
+   * bytes flushed, then FIN) and everything is stopped. EPMD stays up until
+   * the end: nodes on this host find each other through it, and those links
+   * never cross the gateway, so a drain must not break them.
+   */
+  async drain(deadlineMs: number): Promise<DrainResult> {
+    const started = Date.now();
+    this.listening = false;
+    clearInterval(this.probeTimer);
+    const closing: Promise<void>[] = [];
+    if (this.tlsServer) closing.push(closeServer(this.tlsServer));
+    this.tlsServer = undefined;
+    for (const s of this.standIns.values()) closing.push(closeServer(s.server));
+    this.standIns.clear();
+    this.logger.info('draining', { links: this.table.count, deadline_ms: deadlineMs });
+    const deadline = started + deadlineMs;
+    while (this.table.count > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    }
+    const cut = this.table.count;
+    for (const link of this.table.established) link.end('gateway shutting down: drain deadline reached');
+    if (cut > 0) {
+      // Give the ended links the same grace a link gets after one side closed.
+      const graceEnd = Date.now() + LINK_CLOSE_GRACE_MS;
+      while (this.table.established.size > 0 && Date.now() < graceEnd) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    }
+    await Promise.all(closing);
+    await this.stop();
+    const result = { clean: cut === 0, cut, durationMs: Date.now() - started };
+    this.logger.info('drained', { clean: result.clean, links_cut: cut, duration_ms: result.durationMs });
+    return result;
+  }
+
   /** Stops listening and cuts every link at once. */
   async stop(): Promise<void> {
     this.listening = false;
@@ -203,6 +340,7 @@ export class Gateway {
       if (s) closing.push(new Promise((r) => s.close(() => r())));
     };
     close(this.tlsServer);
+    this.tlsServer = undefined;
     for (const s of this.standIns.values()) close(s.server);
     this.standIns.clear();
     if (this.http) {
@@ -214,4 +352,8 @@ export class Gateway {
     await Promise.all(closing);
     this.logger.info('gateway stopped');
   }
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// The beamgate command line. Exit codes: 0 success, 1 runtime failure,
-// 2 bad usage or invalid configuration (nothing was started).
+// The beamgate command line. Exit codes: 0 success (for `run`: stopped and
+// every link closed on its own before the drain deadline), 1 runtime failure,
+// 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
+// stopped, but links still open at the drain deadline had to be closed.
 
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +29,9 @@ usage:
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY.`;
+
+/** `run` stopped, but links still open at the drain deadline had to be closed. */
+const EXIT_LINKS_CUT = 3;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -59,13 +64,39 @@ async function main(argv: string[]): Promise<number> {
       const cfg = loadGatewayConfig(config(), gateway);
       const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level) });
       await gw.start();
+      const configPath = config();
       return await new Promise<number>((resolve) => {
+        let stopping = false;
         const stop = (signal: string) => {
-          gw.logger.info('stopping', { signal });
-          gw.stop().then(() => resolve(0), () => resolve(1));
+          if (stopping) {
+            // A second signal: the operator does not want to wait for the drain.
+            gw.logger.warn('second stop signal, closing every link now', { signal });
+            gw.stop().then(() => resolve(EXIT_LINKS_CUT), () => resolve(1));
+            return;
+          }
+          stopping = true;
+          const deadline = gw.roster.limits.drainTimeoutMs;
+          gw.logger.info('stopping', { signal, drain_timeout_ms: deadline });
+          gw.drain(deadline).then(
+            (r) => resolve(r.clean ? 0 : EXIT_LINKS_CUT),
+            () => resolve(1),
+          );
         };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
+        const reload = () => {
+          gw.logger.info('reloading', { signal: 'SIGHUP', config: configPath });
+          let next;
+          try {
+            next = loadGatewayConfig(configPath, gateway);
+          } catch (err) {
+            const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+            gw.refuseReload(problems);
+            return;
+          }
+          void gw.reload(next);
+        };
+        process.on('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGHUP', reload);
       });
     }
     case 'check': {
