@@ -1,0 +1,213 @@
+// Gateways as real child processes (`node dist/cli/main.js run`), for tests
+// that kill -9, SIGHUP or SIGTERM them and read their memory from /proc.
+// Build first (`npx tsc -p .`): the CLI runs from dist/.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Limits } from '../../src/config/limits.js';
+import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
+import { ErlNode } from '../../src/erlang/node.js';
+import { freePort, randomAlias } from './ports.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** How long a gateway process may take to answer /healthz after spawn. */
+const START_TIMEOUT_MS = 15_000;
+
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
+
+export interface Memory {
+  /** Resident set now, KiB (VmRSS). */
+  rssKb: number;
+  /** Peak resident set since start, KiB (VmHWM). */
+  hwmKb: number;
+}
+
+export class GatewayProcess {
+  readonly logs: LogLine[] = [];
+  /** stderr lines that are not JSON (a crash trace would land here). */
+  readonly otherOutput: string[] = [];
+  private exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private exited = false;
+  private partial = '';
+
+  private constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+    readonly metricsPort: number,
+  ) {
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (s: string) => this.onStderr(s));
+    proc.stdout!.resume();
+    this.exit = new Promise((resolve) =>
+      proc.on('exit', (code, signal) => {
+        this.exited = true;
+        resolve({ code, signal });
+      }),
+    );
+  }
+
+  static async start(rosterPath: string, name: string, metricsPort: number): Promise<GatewayProcess> {
+    const proc = spawn(process.execPath, [CLI, 'run', '--config', rosterPath, '--gateway', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const gp = new GatewayProcess(name, proc, metricsPort);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (gp.exited) throw new Error(`gateway ${name} exited during start: ${gp.stderrText()}`);
+      if (await gp.healthy()) return gp;
+      await sleep(100);
+    }
+    gp.signal('SIGKILL');
+    throw new Error(`gateway ${name} did not answer /healthz within ${START_TIMEOUT_MS} ms: ${gp.stderrText()}`);
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  async healthy(): Promise<boolean> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.metricsPort}/healthz`, { signal: AbortSignal.timeout(2_000) });
+      await res.text();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async metrics(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    return res.text();
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (!this.exited) this.proc.kill(sig);
+  }
+
+  /** Resolves with the exit code (null when killed by a signal); rejects after timeoutMs. */
+  async waitExit(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`gateway ${this.name} still running after ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exit, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  memory(): Memory {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+  }
+
+  logged(msg: string, match: Record<string, unknown> = {}): LogLine[] {
+    return this.logs.filter((l) => l.msg === msg && Object.entries(match).every(([k, v]) => l[k] === v));
+  }
+
+  stderrText(): string {
+    return [...this.logs.map((l) => JSON.stringify(l)), ...this.otherOutput].join('\n').slice(-4000);
+  }
+
+  /** Stops the process: SIGKILL, since tests that want a graceful stop signal it themselves. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    this.signal('SIGKILL');
+    await this.exit;
+  }
+
+  private onStderr(s: string): void {
+    this.partial += s;
+    let nl: number;
+    while ((nl = this.partial.indexOf('\n')) >= 0) {
+      const line = this.partial.slice(0, nl);
+      this.partial = this.partial.slice(nl + 1);
+      try {
+        this.logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        this.otherOutput.push(line);
+      }
+    }
+  }
+}
+
+export interface ProcessMeshSpec {
+  /** Gateway name → short node names it owns. */
+  gateways: Record<string, string[]>;
+  limits?: Partial<Limits>;
+  /** Which gateways to start now (default: all). */
+  start?: string[];
+}
+
+export interface ProcessMesh {
+  dir: string;
+  mesh: LocalMesh;
+  layout: LocalGateway[];
+  cookie: string;
+  gateways: Map<string, GatewayProcess>;
+  nodes: ErlNode[];
+  /** Starts (or restarts, after a kill) a gateway process. */
+  startGateway(name: string): Promise<GatewayProcess>;
+  gw(name: string): GatewayProcess;
+  startNode(fullName: string, extraArgs?: string[]): Promise<ErlNode>;
+  stop(): Promise<void>;
+}
+
+export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMesh> {
+  const dir = mkdtempSync(join(tmpdir(), 'beamgate-proc-'));
+  const layout: LocalGateway[] = [];
+  for (const [name, shorts] of Object.entries(spec.gateways)) {
+    const nodes: Record<string, number> = {};
+    for (const s of shorts) nodes[s] = await freePort();
+    layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias() });
+  }
+  const mesh = await buildLocalMesh({ dir, gateways: layout, limits: spec.limits, logLevel: 'info' });
+  const gateways = new Map<string, GatewayProcess>();
+  const nodes: ErlNode[] = [];
+  const pm: ProcessMesh = {
+    dir,
+    mesh,
+    layout,
+    cookie: randomBytes(12).toString('hex'),
+    gateways,
+    nodes,
+    async startGateway(name) {
+      const g = layout.find((l) => l.name === name);
+      if (!g || g.metricsPort === false) throw new Error(`no gateway ${name} with metrics in this mesh`);
+      const gp = await GatewayProcess.start(mesh.rosterPath, name, g.metricsPort);
+      gateways.set(name, gp);
+      return gp;
+    },
+    gw(name) {
+      const gp = gateways.get(name);
+      if (!gp) throw new Error(`gateway ${name} not started`);
+      return gp;
+    },
+    async startNode(fullName, extraArgs = []) {
+      const node = await ErlNode.start(fullName, { args: [...mesh.nodeArgs(fullName), ...extraArgs], cookie: pm.cookie });
+      nodes.push(node);
+      return node;
+    },
+    async stop() {
+      for (const n of nodes) n.kill('SIGCONT');
+      await Promise.all(nodes.map((n) => n.stop()));
+      await Promise.all([...gateways.values()].map((g) => g.kill()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (const name of spec.start ?? Object.keys(spec.gateways)) await pm.startGateway(name);
+  return pm;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

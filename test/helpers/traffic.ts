@@ -1,0 +1,179 @@
+// Checked traffic between real nodes: an Erlang module compiled at test time.
+// Every message carries its sender, a sequence number and the sha256 of its
+// payload; each sink counts, per sender, what arrived, what was corrupted and
+// what came out of order, so a test can prove "nothing lost, nothing changed".
+
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ErlNode } from '../../src/erlang/node.js';
+
+const MODULE = String.raw`
+-module(bg_traffic).
+-export([start_sink/1, sink_report/1, start_sender/3, stop_sender/1, progress/1, start_monitor/0, node_events/0]).
+
+%% Public ETS tables owned by a process that lives as long as the node.
+tables() ->
+    case whereis(bg_tables) of
+        undefined ->
+            Parent = self(),
+            Pid = spawn(fun() ->
+                ets:new(bg_progress, [named_table, public, set]),
+                ets:new(bg_events, [named_table, public, ordered_set]),
+                Parent ! {tables, self()},
+                receive never -> ok end
+            end),
+            receive {tables, Pid} -> register(bg_tables, Pid), ok end;
+        _ -> ok
+    end.
+
+start_sink(Name) ->
+    Parent = self(),
+    Pid = spawn(fun() -> register(Name, self()), Parent ! {sink, self()}, sink(#{}) end),
+    receive {sink, Pid} -> ok after 5000 -> error(sink_not_started) end.
+
+%% Per sender: {NextExpected, Received, Corrupted, OutOfOrder, Bytes}.
+sink(S) ->
+    receive
+        {msg, From, Seq, Hash, Bin} ->
+            {Exp, Rcv, Bad, Ooo, Bytes} = maps:get(From, S, {1, 0, 0, 0, 0}),
+            Bad1 = case crypto:hash(sha256, Bin) of Hash -> Bad; _ -> Bad + 1 end,
+            {Exp1, Ooo1} = if Seq =:= Exp -> {Exp + 1, Ooo}; Seq > Exp -> {Seq + 1, Ooo + 1}; true -> {Exp, Ooo + 1} end,
+            sink(S#{From => {Exp1, Rcv + 1, Bad1, Ooo1, Bytes + byte_size(Bin)}});
+        {report, Pid} ->
+            Pid ! {report, self(), S},
+            sink(S)
+    end.
+
+sink_report(Name) ->
+    Name ! {report, self()},
+    receive
+        {report, _, S} -> [{K, Exp - 1, Rcv, Bad, Ooo, Bytes} || {K, {Exp, Rcv, Bad, Ooo, Bytes}} <- maps:to_list(S)]
+    after 10000 -> error(sink_silent)
+    end.
+
+%% Opts: count (or infinity), min/max payload bytes, burst (messages between
+%% pauses), pause (ms), random (fresh random bytes per message, else a fixed
+%% random block behind the sequence number).
+start_sender(Key, Dest, Opts) ->
+    tables(),
+    ets:insert(bg_progress, {Key, 0, running}),
+    Block = crypto:strong_rand_bytes(maps:get(max, Opts)),
+    Pid = spawn(fun() -> send_loop(Key, Dest, 1, Opts, Block) end),
+    register(list_to_atom("bg_sender_" ++ Key), Pid),
+    ok.
+
+send_loop(Key, Dest, Seq, Opts, Block) ->
+    Count = maps:get(count, Opts, infinity),
+    Stop = receive stop -> true after 0 -> false end,
+    if
+        Stop orelse (is_integer(Count) andalso Seq > Count) ->
+            ets:insert(bg_progress, {Key, Seq - 1, done});
+        true ->
+            #{min := Min, max := Max} = Opts,
+            Size = Min + rand:uniform(Max - Min + 1) - 1,
+            Bin = case maps:get(random, Opts, true) of
+                true -> crypto:strong_rand_bytes(Size);
+                false -> <<Seq:64, (binary:part(Block, 0, max(0, Size - 8)))/binary>>
+            end,
+            Dest ! {msg, Key, Seq, crypto:hash(sha256, Bin), Bin},
+            ets:insert(bg_progress, {Key, Seq, running}),
+            case Seq rem maps:get(burst, Opts, 1) of
+                0 -> timer:sleep(maps:get(pause, Opts, 0));
+                _ -> ok
+            end,
+            send_loop(Key, Dest, Seq + 1, Opts, Block)
+    end.
+
+stop_sender(Key) ->
+    list_to_atom("bg_sender_" ++ Key) ! stop,
+    ok.
+
+%% {Sent, running | done}
+progress(Key) ->
+    [{_, Seq, State}] = ets:lookup(bg_progress, Key),
+    {Seq, State}.
+
+start_monitor() ->
+    tables(),
+    Parent = self(),
+    Pid = spawn(fun() ->
+        ok = net_kernel:monitor_nodes(true),
+        Parent ! {monitoring, self()},
+        monitor_loop()
+    end),
+    receive {monitoring, Pid} -> ok end.
+
+monitor_loop() ->
+    receive
+        {Event, Node} ->
+            ets:insert(bg_events, {erlang:unique_integer([monotonic, positive]), Event, Node}),
+            monitor_loop()
+    end.
+
+node_events() ->
+    [{Event, Node} || {_, Event, Node} <- ets:tab2list(bg_events)].
+`;
+
+/** Writes and compiles bg_traffic.erl into `dir`; pass `-pa dir` to the nodes. */
+export function compileTraffic(dir: string): string[] {
+  const src = join(dir, 'bg_traffic.erl');
+  writeFileSync(src, MODULE);
+  execFileSync('erlc', ['-o', dir, src], { stdio: 'pipe' });
+  return ['-pa', dir];
+}
+
+export interface SenderOptions {
+  count?: number;
+  min: number;
+  max: number;
+  burst?: number;
+  pause?: number;
+  random?: boolean;
+}
+
+export function startSender(node: ErlNode, key: string, sink: string, dest: string, o: SenderOptions): Promise<string> {
+  const opts = [
+    `count => ${o.count ?? 'infinity'}`,
+    `min => ${o.min}`,
+    `max => ${o.max}`,
+    `burst => ${o.burst ?? 1}`,
+    `pause => ${o.pause ?? 0}`,
+    `random => ${o.random ?? true}`,
+  ].join(', ');
+  return node.eval(`bg_traffic:start_sender("${key}", {${sink}, '${dest}'}, #{${opts}})`);
+}
+
+export async function progress(node: ErlNode, key: string): Promise<{ sent: number; done: boolean }> {
+  const text = await node.eval(`bg_traffic:progress("${key}")`);
+  const m = /^\{(\d+),(running|done)\}$/.exec(text);
+  if (!m) throw new Error(`unexpected progress ${text}`);
+  return { sent: Number(m[1]), done: m[2] === 'done' };
+}
+
+export interface SinkEntry {
+  sender: string;
+  /** Highest sequence number accounted for (next expected - 1). */
+  last: number;
+  received: number;
+  corrupted: number;
+  outOfOrder: number;
+  bytes: number;
+}
+
+export async function sinkReport(node: ErlNode, sink: string): Promise<SinkEntry[]> {
+  const text = await node.eval(`bg_traffic:sink_report(${sink})`);
+  return [...text.matchAll(/\{"([^"]+)",(\d+),(\d+),(\d+),(\d+),(\d+)\}/g)].map((m) => ({
+    sender: m[1]!,
+    last: Number(m[2]),
+    received: Number(m[3]),
+    corrupted: Number(m[4]),
+    outOfOrder: Number(m[5]),
+    bytes: Number(m[6]),
+  }));
+}
+
+export async function nodeEvents(node: ErlNode): Promise<{ event: string; node: string }[]> {
+  const text = await node.eval('bg_traffic:node_events()');
+  return [...text.matchAll(/\{(nodeup|nodedown),'([^']+)'\}/g)].map((m) => ({ event: m[1]!, node: m[2]! }));
+}
