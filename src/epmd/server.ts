@@ -155,9 +155,10 @@ export class EpmdServer {
     if (admission.kind === 'node' && req.port !== admission.node.port) {
       return deny('epmd_wrong_port', `${fullName} must listen on its roster port ${admission.node.port}, not ${req.port}`);
     }
-    if (admission.kind === 'operator' && req.nodeType !== NODE_TYPE_HIDDEN) {
-      return deny('epmd_not_in_roster', `operator node ${fullName} must start hidden (-hidden)`);
-    }
+    // An operator may register (a plain `erl -name ops@host -hidden`), but the
+    // node type cannot tell whether it is hidden: OTP writes 77 for every node
+    // (erl_epmd:do_register_node). Hiddenness is enforced on the relay, where
+    // send_name's DFLAG_PUBLISHED says it.
     if (this.registrations.has(req.name)) return deny('epmd_name_taken', `${fullName} is already registered`);
 
     // A new creation each time, as epmd does, so peers can tell incarnations apart.

@@ -53,6 +53,9 @@ export function erlFlags(o: NodeFlagOptions): string[] {
   if (o.port !== undefined) {
     flags.push('-kernel', 'inet_dist_listen_min', String(o.port), '-kernel', 'inet_dist_listen_max', String(o.port));
   }
+  // A node without a static port (an operator) only dials out: with
+  // -dist_listen false it opens no listener and needs no EPMD registration.
+  if (o.port === undefined) flags.push('-dist_listen', 'false');
   if (o.hidden) flags.push('-hidden');
   return flags;
 }

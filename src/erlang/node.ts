@@ -13,6 +13,8 @@ export interface ErlNodeOptions {
   codePaths?: string[];
   /** How long the node may take to boot and register; default 20 s. */
   startTimeoutMs?: number;
+  /** Command words put before `erl`, e.g. `['ip', 'netns', 'exec', NS]` to start it in a network namespace. */
+  prefix?: string[];
 }
 
 const TAG = '@@BG ';
@@ -65,7 +67,8 @@ export class ErlNode {
     const args = [...opts.args, '-setcookie', opts.cookie, '-noshell'];
     for (const p of opts.codePaths ?? []) args.push('-pa', p);
     args.push('-eval', EVAL_LOOP);
-    const proc = spawn('erl', args, {
+    const [command, ...before] = [...(opts.prefix ?? []), 'erl'];
+    const proc = spawn(command!, [...before, ...args], {
       env: { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
