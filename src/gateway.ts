@@ -24,7 +24,7 @@ import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.j
 import type { TlsMaterial } from './pki/material.js';
 import { secondsUntilExpiry } from './pki/identity.js';
 
-/** How often each peer gateway's TLS port is probed for /readyz and beamgate_peers_reachable. */
+/** How often each peer gateway's TLS port is probed for /readyz and beamgate_peer_reachable. */
 export const PEER_PROBE_INTERVAL_MS = 10_000;
 
 /** While draining, how often the link count is checked. */
@@ -65,7 +65,7 @@ export class Gateway {
 
   constructor(opts: GatewayOptions) {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
-    this.metrics = opts.metrics ?? new GatewayMetrics();
+    this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
     this.table = new LinkTable(() => this.current.roster.limits);
@@ -187,7 +187,8 @@ export class Gateway {
   private setReachable(peer: string, up: boolean): void {
     if (up) this.reachable.add(peer);
     else this.reachable.delete(peer);
-    this.metrics.peersReachable.set(this.reachable.size);
+    const { roster, self } = this.current;
+    this.metrics.setPeerReachability([...roster.gateways.keys()].filter((g) => g !== self.name), this.reachable);
   }
 
   readiness(): { ready: boolean; gateway: string; listening: boolean; peers: { total: number; reachable: string[]; unreachable: string[] }; links: number; registered_nodes: string[] } {

@@ -29,8 +29,9 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
     const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`TLS handshake with ${peer.name} timed out`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' })), timeoutMs);
     const onError = (err: Error & { code?: string }) => {
       clearTimeout(timer);
-      ctx.metrics.tlsHandshakes.labels('client', 'failed').inc();
-      reject(new Refusal(classifyTlsError(err), `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
+      const reason = classifyTlsError(err);
+      ctx.metrics.tlsHandshakes.labels('client', reason === 'peer_unreachable' ? 'unreachable' : 'failed').inc();
+      reject(new Refusal(reason, `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
     };
     sock.once('error', onError);
     sock.once('secureConnect', () => {

@@ -2,6 +2,7 @@
 // from the fixed sets below, never from what a peer sent, so cardinality is
 // bounded by the size of the roster.
 
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
@@ -34,12 +35,29 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export type LinkDirection = 'outbound' | 'inbound';
 
+/** Outcomes of a TLS handshake with a peer gateway; `unreachable` = no TCP connection to handshake on. */
+export const TLS_RESULTS = ['ok', 'failed', 'unreachable'] as const;
+export type TlsResult = (typeof TLS_RESULTS)[number];
+
+/**
+ * prom-client's default metrics include three gauges named `*_total`, which
+ * Prometheus reserves for counters (promtool rejects them). Their per-type
+ * siblings without the suffix stay, and sum() over them gives the same number.
+ */
+const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** Buckets for TLS handshakes: about 2 ms on loopback, up to the 10 s default handshake timeout. */
+const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 export class GatewayMetrics {
   readonly registry = new Registry();
 
   readonly linksOpen: Gauge<'peer' | 'direction'>;
   readonly linksOpened: Counter<'peer' | 'direction'>;
   readonly linksClosed: Counter<'peer' | 'direction'>;
+  readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
   readonly tlsHandshakeSeconds: Histogram<'role'>;
   readonly refusals: Counter<'reason'>;
@@ -50,14 +68,22 @@ export class GatewayMetrics {
   readonly epmdLookups: Counter<'scope' | 'result'>;
   readonly epmdNodesRegistered: Gauge;
   readonly certExpirySeconds: Gauge<'cert'>;
-  readonly peersReachable: Gauge;
+  readonly peerReachable: Gauge<'peer'>;
   readonly reloads: Counter<'result'>;
 
   /** Called before every scrape so per-link counters are exact when read. */
   private readonly beforeScrape: (() => void)[] = [];
 
-  constructor() {
+  /**
+   * `gateway`, when given, labels every sample (one value per process, so it
+   * costs no cardinality) so that a mesh's dashboards can say "alpha → beta"
+   * without joining on scrape targets.
+   */
+  constructor(gateway?: string) {
+    if (gateway !== undefined) this.registry.setDefaultLabels({ gateway });
     const registers = [this.registry];
+    this.buildInfo = new Gauge({ name: 'beamgate_build_info', help: 'Always 1; the beamgate and Node.js versions of this process.', labelNames: ['version', 'nodejs'], registers });
+    this.buildInfo.labels(VERSION, process.version).set(1);
     this.linksOpen = new Gauge({ name: 'beamgate_links_open', help: 'Relayed distribution links open now.', labelNames: ['peer', 'direction'], registers });
     this.linksOpened = new Counter({ name: 'beamgate_links_opened_total', help: 'Relayed distribution links established.', labelNames: ['peer', 'direction'], registers });
     this.linksClosed = new Counter({ name: 'beamgate_links_closed_total', help: 'Relayed distribution links closed.', labelNames: ['peer', 'direction'], registers });
@@ -66,7 +92,7 @@ export class GatewayMetrics {
       name: 'beamgate_tls_handshake_seconds',
       help: 'Duration of successful TLS handshakes with peer gateways.',
       labelNames: ['role'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      buckets: TLS_HANDSHAKE_BUCKETS,
       registers,
     });
     this.refusals = new Counter({ name: 'beamgate_refusals_total', help: 'Connections and requests refused, by reason.', labelNames: ['reason'], registers });
@@ -87,10 +113,27 @@ export class GatewayMetrics {
     this.epmdLookups = new Counter({ name: 'beamgate_epmd_lookups_total', help: 'EPMD PORT_PLEASE2 and NAMES requests, by scope and result.', labelNames: ['scope', 'result'], registers });
     this.epmdNodesRegistered = new Gauge({ name: 'beamgate_epmd_nodes_registered', help: 'Local nodes registered with this gateway now.', registers });
     this.certExpirySeconds = new Gauge({ name: 'beamgate_cert_expiry_seconds', help: 'Seconds until a certificate in use expires.', labelNames: ['cert'], registers });
-    this.peersReachable = new Gauge({ name: 'beamgate_peers_reachable', help: 'Roster peer gateways whose TLS port answered the last probe.', registers });
+    this.peerReachable = new Gauge({
+      name: 'beamgate_peer_reachable',
+      help: 'Per roster peer gateway: 1 if the last probe completed a TLS handshake with it, else 0.',
+      labelNames: ['peer'],
+      registers,
+    });
     this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
+    // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
+    for (const result of TLS_RESULTS) this.tlsHandshakes.labels('client', result).inc(0);
+    // A server only sees peers that reached it.
+    for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
+    this.epmdRegistrations.labels('ok').inc(0);
     collectDefaultMetrics({ register: this.registry });
+    for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /** Publishes the last probe's outcome for exactly the roster's peers (a reload may remove some). */
+  setPeerReachability(peers: Iterable<string>, reachable: ReadonlySet<string>): void {
+    this.peerReachable.reset();
+    for (const peer of peers) this.peerReachable.labels(peer).set(reachable.has(peer) ? 1 : 0);
   }
 
   onScrape(fn: () => void): void {
