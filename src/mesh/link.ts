@@ -98,7 +98,8 @@ export class Link {
     });
     dst.on('drain', () => src.resume());
     src.on('end', () => {
-      this.closeReason = flow === 'out' ? 'local node closed' : 'peer closed';
+      // The first reason wins: after end() (drain) the other side's FIN is the echo, not the cause.
+      if (this.closeReason === 'closed') this.closeReason = flow === 'out' ? 'local node closed' : 'peer closed';
       dst.end();
     });
     src.on('error', (err) => {

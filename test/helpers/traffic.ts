@@ -177,3 +177,7 @@ export async function nodeEvents(node: ErlNode): Promise<{ event: string; node: 
   const text = await node.eval('bg_traffic:node_events()');
   return [...text.matchAll(/\{(nodeup|nodedown),'([^']+)'\}/g)].map((m) => ({ event: m[1]!, node: m[2]! }));
 }
+
+export function stopSender(node: ErlNode, key: string): Promise<string> {
+  return node.eval(`bg_traffic:stop_sender("${key}")`);
+}
