@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shellQuote } from '../erlang/flags.js';
 import { ErlNode } from '../erlang/node.js';
 import { buildLocalMesh, type LocalGateway } from './local-mesh.js';
 
@@ -23,6 +24,9 @@ export const DEMO_LAYOUT: LocalGateway[] = [
   { name: 'alpha', tlsPort: 17100, epmdPort: 17101, metricsPort: 17102, nodes: { a1: 17111, a2: 17112 } },
   { name: 'beta', tlsPort: 17200, epmdPort: 17201, metricsPort: 17202, nodes: { b1: 17211 } },
 ];
+
+/** Operator names admitted on alpha, so a person can attach a shell to any node of the demo. */
+const DEMO_OPERATORS = [{ gateway: 'alpha', pattern: 'ops_*' }];
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const dir = resolve(opts.dir);
@@ -80,8 +84,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       await cleanup();
       return failed === 0 ? 0 : 1;
     }
-    say(`\nattach a node of your own:\n  erl ${mesh.nodeArgs('a9@alpha.demo').join(' ')} -setcookie $(cat ${cookiePath})`);
-    say('(a9 is not in the roster: the gateway refuses it and logs why. Add it to roster.yaml to admit it.)');
+    say(`\nattach a remote shell to b1, through both gateways (ops_* is the demo's operator pattern on alpha):`);
+    say(`  erl ${shellQuote(mesh.nodeArgs('ops_1@alpha.demo'))} -setcookie "$(cat ${cookiePath})" -remsh ${b1.name}`);
+    say('(a name outside the roster and the operator pattern is refused; the gateway logs why.)');
     say('\nrunning; Ctrl-C stops the mesh.');
     const ticker = setInterval(() => {
       void a1
