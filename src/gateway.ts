@@ -101,6 +101,7 @@ export class Gateway {
     await this.syncStandIns();
     const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs));
     server.maxConnections = roster.limits.maxTlsConnections;
+    server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
     server.on('connection', (raw: net.Socket) => {
       const key = `${raw.remoteAddress}:${raw.remotePort}`;
       this.handshakeStarts.set(key, process.hrtime.bigint());
@@ -119,7 +120,7 @@ export class Gateway {
     await listen(server, self.listen.port, self.listen.host);
     this.tlsServer = server;
     if (self.metrics) {
-      this.http = await startHttp(self.metrics, this.metrics, () => this.readiness());
+      this.http = await startHttp(self.metrics, this.metrics, () => this.readiness(), this.ctx.refuse);
     }
     this.listening = true;
     this.updateCertExpiry();
@@ -161,9 +162,15 @@ export class Gateway {
         handleOutbound(this.ctx, peer, node, sock);
       });
       server.maxConnections = this.current.roster.limits.maxLinks;
+      server.on('drop', (d?: net.DropArgument) => this.shed(`stand-in for ${w.node}`, d));
       await listen(server, w.port, w.alias);
       this.standIns.set(key, { server, peer: w.peer, node: w.node });
     }
+  }
+
+  /** A connection the kernel accepted but a listener's maxConnections turned away. */
+  private shed(listener: string, d: net.DropArgument | undefined): void {
+    this.ctx.refuse('limit_reached', `too many connections on the ${listener}`, { from: `${d?.remoteAddress}:${d?.remotePort}` });
   }
 
   private probePeers(): void {

@@ -68,7 +68,11 @@ export class EpmdServer {
     for (const addr of scopes.keys()) {
       if (this.servers.has(key(addr))) continue;
       const server = net.createServer((sock) => this.accept(sock, addr));
+      // A backstop per listener; accept() enforces the limit across all of them.
       server.maxConnections = roster.limits.maxEpmdConnections;
+      server.on('drop', (d?: net.DropArgument) =>
+        this.refuseConnection(addr, `${d?.remoteAddress}:${d?.remotePort}`),
+      );
       await listen(server, self.epmdPort, addr);
       this.servers.set(key(addr), server);
     }
@@ -87,31 +91,53 @@ export class EpmdServer {
     this.servers.clear();
   }
 
+  /** Counts and logs a connection shed because maxEpmdConnections are open. */
+  private refuseConnection(addr: string, from: string): void {
+    this.deps.metrics.refused('limit_reached');
+    this.deps.logger.warn('epmd connection refused', { reason: 'limit_reached', detail: 'too many EPMD connections', listener: addr, from });
+  }
+
   private accept(sock: net.Socket, addr: string): void {
     const { roster, metrics, logger } = { roster: this.deps.roster(), metrics: this.deps.metrics, logger: this.deps.logger };
+    if (this.sockets.size >= roster.limits.maxEpmdConnections) {
+      this.refuseConnection(addr, `${sock.remoteAddress}:${sock.remotePort}`);
+      sock.destroy();
+      return;
+    }
     this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => sock.destroy());
     let buf: Buffer = Buffer.alloc(0);
+    let settled = false;
+    // Taken now: a closed socket no longer knows its peer.
+    const from = `${sock.remoteAddress}:${sock.remotePort}`;
     const refuse = (reason: RefusalReason, message: string, extra: Record<string, string | number> = {}) => {
       metrics.refused(reason);
-      logger.warn('epmd request refused', { reason, detail: message, listener: addr, from: `${sock.remoteAddress}:${sock.remotePort}`, ...extra });
+      logger.warn('epmd request refused', { reason, detail: message, listener: addr, from, ...extra });
     };
     const timer = setTimeout(() => {
-      refuse('epmd_timeout', 'request not received in time');
+      settled = true;
+      refuse('epmd_timeout', `request not received in time (${buf.length} bytes)`);
       sock.destroy();
     }, roster.limits.epmdRequestTimeoutMs);
+    sock.on('close', () => {
+      this.sockets.delete(sock);
+      clearTimeout(timer);
+      // A request cut short is malformed; a connection that sent nothing (a port check) is not.
+      if (!settled && buf.length > 0) refuse('epmd_bad_request', `connection closed after ${buf.length} bytes of an incomplete request`);
+    });
     const onData = (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       const parsed = parseEpmdRequest(buf);
       if (parsed.kind === 'incomplete') {
         if (buf.length > MAX_EPMD_REQUEST + 2) {
+          settled = true;
           clearTimeout(timer);
           refuse('epmd_bad_request', 'request too long');
           sock.destroy();
         }
         return;
       }
+      settled = true;
       clearTimeout(timer);
       sock.off('data', onData);
       if (parsed.kind === 'error') {

@@ -22,7 +22,9 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   const from = `${sock.remoteAddress}:${sock.remotePort}`;
 
   if (!sock.authorized) {
-    const code = String((sock.authorizationError as unknown as string | Error | undefined) ?? 'NO_CERTIFICATE');
+    // OpenSSL reports a missing client certificate as UNABLE_TO_GET_ISSUER_CERT, which would read as another CA.
+    const presented = Object.keys(sock.getPeerCertificate()).length > 0;
+    const code = presented ? String((sock.authorizationError as unknown as string | Error | undefined) ?? 'NO_CERTIFICATE') : 'NO_CERTIFICATE';
     ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
     ctx.refuse(classifyVerifyError(code), `peer certificate rejected: ${code}`, { from, direction: 'inbound' });
     sock.destroy();

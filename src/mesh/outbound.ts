@@ -59,6 +59,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   let source: string | undefined;
   let tlsSock: tls.TLSSocket | undefined;
   let settled = false;
+  let dialling = false;
   const pending: Buffer[] = [];
   let pendingBytes = 0;
 
@@ -91,6 +92,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     pending.push(chunk);
     pendingBytes += chunk.length;
     if (pendingBytes > limits.maxPendingBytes) return fail(new Refusal('buffer_limit', `${pendingBytes} bytes pending before the link was up`));
+    if (source !== undefined && !dialling) dial();
     maybeStart();
   };
   const onEarlyClose = () => fail(new Refusal('bad_handshake', 'local node closed before the link was up'));
@@ -98,16 +100,21 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   local.on('error', onEarlyClose);
   local.on('close', onEarlyClose);
 
-  dialPeer(ctx, peer).then(
-    (sock) => {
-      if (settled) return sock.destroy();
-      tlsSock = sock;
-      sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
-      sock.on('close', () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`)));
-      maybeStart();
-    },
-    (err: unknown) => fail(toRefusal(err)),
-  );
+  // The peer is dialled only once send_name names an admitted node: a local
+  // connection that sends garbage never costs the peer a TLS handshake.
+  function dial(): void {
+    dialling = true;
+    dialPeer(ctx, peer).then(
+      (sock) => {
+        if (settled) return sock.destroy();
+        tlsSock = sock;
+        sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
+        sock.on('close', () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`)));
+        maybeStart();
+      },
+      (err: unknown) => fail(toRefusal(err)),
+    );
+  }
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;

@@ -3,15 +3,26 @@
 
 import http from 'node:http';
 import type { HostPort } from '../config/address.js';
-import type { GatewayMetrics } from './metrics.js';
+import type net from 'node:net';
+import type { GatewayMetrics, RefusalReason } from './metrics.js';
+
+/** How long a scraper may take to send its request headers, and the whole request. */
+export const HTTP_HEADERS_TIMEOUT_MS = 5_000;
+export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
+/** How often those timeouts are checked (Node's default, 30 s, would let a slow client linger). */
+const HTTP_TIMEOUT_CHECK_MS = 1_000;
+/** Connections open at once on the metrics listener. */
+export const HTTP_MAX_CONNECTIONS = 64;
+
+export type HttpRefuse = (reason: RefusalReason, message: string, fields: Record<string, string>) => void;
 
 export interface Readiness {
   ready: boolean;
   [key: string]: unknown;
 }
 
-export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () => Readiness): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () => Readiness, refuse?: HttpRefuse): Promise<http.Server> {
+  const server = http.createServer({ connectionsCheckingInterval: HTTP_TIMEOUT_CHECK_MS }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -36,10 +47,24 @@ export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () =
     json(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });
   });
   // Small, bounded requests only: this listener is for scrapers and probes.
-  server.headersTimeout = 5_000;
-  server.requestTimeout = 10_000;
+  server.headersTimeout = HTTP_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = HTTP_REQUEST_TIMEOUT_MS;
   server.maxHeadersCount = 50;
-  server.maxConnections = 64;
+  server.maxConnections = HTTP_MAX_CONNECTIONS;
+  server.on('clientError', (err: Error & { code?: string }, sock: net.Socket) => {
+    const from = `${sock.remoteAddress}:${sock.remotePort}`;
+    // A reset is the client leaving, not a bad request.
+    if (err.code !== 'ECONNRESET') {
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      refuse?.(timedOut ? 'http_timeout' : 'http_bad_request', `metrics listener: ${err.code ?? err.message}`, { from });
+      // As Node's own handler: answer if still possible, then close at once.
+      if (sock.writable && !sock.writableEnded) {
+        sock.write(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      }
+    }
+    sock.destroy();
+  });
+  server.on('drop', (d?: net.DropArgument) => refuse?.('limit_reached', 'too many connections on the metrics listener', { from: `${d?.remoteAddress}:${d?.remotePort}` }));
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`cannot listen for metrics on ${at.host}:${at.port}: ${err.message}`)));
     server.listen(at.port, at.host, () => resolve(server));

@@ -30,6 +30,8 @@ export const REFUSAL_REASONS = [
   'epmd_wrong_port', // ALIVE2 with a port other than the roster's
   'epmd_name_taken', // ALIVE2 for a name already registered
   'epmd_timeout', // EPMD request not received in time
+  'http_bad_request', // malformed or oversized request on the metrics listener
+  'http_timeout', // metrics listener request not received in time
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 

@@ -1,11 +1,15 @@
 // Loads and checks one gateway's TLS material before any socket opens: files
-// readable, the key not readable by everyone, the certificate signed by the
-// CA, matching the key, naming this gateway, and currently valid.
+// readable, the key private to its owner (no group or other access), the
+// certificate signed by the CA, matching the key, naming this gateway, and
+// currently valid.
 
 import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { TlsPaths } from '../config/roster.js';
 import { identityFromSan } from './identity.js';
+
+/** Permission bits that make a private key unusable: anything for group or others. */
+export const KEY_FORBIDDEN_MODE_BITS = 0o077;
 
 export interface TlsMaterial {
   ca: string;
@@ -28,9 +32,12 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, rosterGateways
   const cert = read('cert', paths.cert);
   const key = read('key', paths.key);
   if (key !== undefined) {
+    // As ssh does for its keys: any access beyond the owner's is refused, so a
+    // key copied with a careless umask never goes into service.
     const mode = statSync(paths.key).mode & 0o777;
-    if (mode & 0o007) {
-      problems.push(`tls.key: ${paths.key} is readable by every user (mode ${mode.toString(8)}); run chmod 600 on it`);
+    if (mode & KEY_FORBIDDEN_MODE_BITS) {
+      const who = mode & 0o007 ? 'every user' : 'its group';
+      problems.push(`tls.key: ${paths.key} has mode ${mode.toString(8).padStart(4, '0')}, open to ${who}; private keys must be 0600 or 0400 (run chmod 600 ${paths.key})`);
     }
   }
   if (ca === undefined || cert === undefined || key === undefined) return problems;
