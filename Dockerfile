@@ -1,0 +1,32 @@
+# The beamgate gateway. Build: docker build -t beamgate:local .
+# Run: the roster and this host's TLS files are mounted, never baked in:
+#   docker run -v $PWD/config:/app/config:ro -v $PWD/certs/...:/app/certs/...:ro \
+#     -e BEAMGATE_GATEWAY=alpha beamgate:local --config /app/config/cluster.yaml
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+RUN npm ci --no-audit --no-fund
+COPY src ./src
+# Compile, then drop the compiler and test tools from node_modules.
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+# package.json is read at run time (the version in beamgate_build_info).
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# Mount points: the roster, the TLS files, and the run directory where
+# deploy/node-setup.sh writes the nodes' inetrc and flags (a named volume
+# copies this directory's owner on first use, so `node` may write there).
+RUN mkdir -p /app/config /app/certs /run/beamgate && chown node:node /run/beamgate
+# The image's unprivileged user (uid 1000); the key file must belong to it, mode 0600.
+USER node
+# 4370: TLS between gateways; 9464: /metrics, /healthz, /readyz.
+EXPOSE 4370 9464
+# SIGTERM drains open links (limits.drainTimeoutMs) before exiting.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/cli/main.js", "run"]
+CMD ["--config", "/app/config/cluster.yaml"]

@@ -1,0 +1,403 @@
+// The deployment files as an operator uses them: docker-compose.yml validated
+// by docker-compose itself, the example roster accepted by `beamgate check`
+// (with certificates made for a copy of it), the Prometheus configuration by
+// promtool, every PromQL expression of the Grafana dashboard and the alerts
+// naming only metrics a live gateway exports, and the scripts that give the
+// node containers their flags, run for real against gateways and `erl` nodes.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { admissionOn, loadRoster, type Roster } from '../../src/config/roster.js';
+import { GatewayMetrics } from '../../src/metrics/metrics.js';
+import { CLI } from '../helpers/gateway-process.js';
+import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const at = (...p: string[]) => join(ROOT, ...p);
+/** The variables docker-compose.yml requires; any values validate. */
+const COMPOSE_ENV = { ERLANG_COOKIE: 'compose-validation-cookie', GRAFANA_ADMIN_PASSWORD: 'compose-validation-password' };
+/** How long a real node started through deploy/erl-node.sh may take to register on a busy machine. */
+const NODE_START_TIMEOUT_MS = 30_000;
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT) {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** As run(), without blocking the event loop: for commands that talk to the gateways of this process. */
+function runAsync(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+function compose(files: string[], args: string[], env: NodeJS.ProcessEnv = COMPOSE_ENV) {
+  return run('docker-compose', [...files.flatMap((f) => ['-f', f]), ...args], env);
+}
+
+// --- PromQL: which metric names an expression reads --------------------------
+
+const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan']);
+
+/** Metric names in a PromQL expression: identifiers that are not functions, keywords, labels, strings or numbers. */
+function metricNamesIn(expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names: string[] = [];
+  for (const m of bare.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+    const before = bare[m.index - 1] ?? ' ';
+    if (/[0-9.]/.test(before)) continue; // the exponent of a number such as 1e9
+    if (/^\s*\(/.test(bare.slice(m.index + m[0].length))) continue; // a function or aggregation
+    if (PROMQL_KEYWORDS.has(m[0].toLowerCase())) continue;
+    names.push(m[0]);
+  }
+  return names;
+}
+
+/** Every sample name a gateway exports, from the TYPE lines of a live registry (histograms expanded). */
+async function exportedNames(): Promise<Set<string>> {
+  const text = await new GatewayMetrics('alpha').text();
+  const names = new Set<string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    const [, name, type] = m as unknown as [string, string, string];
+    if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(name + s);
+    else if (type === 'summary') for (const s of ['', '_sum', '_count']) names.add(name + s);
+    else names.add(name);
+  }
+  return names;
+}
+
+interface DashboardPanel {
+  title?: string;
+  type?: string;
+  datasource?: { uid?: string };
+  targets?: { expr?: string; datasource?: { uid?: string } }[];
+  panels?: DashboardPanel[];
+}
+
+function dashboardExprs(dash: { panels?: DashboardPanel[]; templating?: { list?: { query?: { query?: string } | string }[] } }) {
+  const out: { where: string; expr: string; uid: string | undefined }[] = [];
+  const walk = (panels: DashboardPanel[] = []) => {
+    for (const p of panels) {
+      for (const t of p.targets ?? []) if (t.expr) out.push({ where: `panel "${p.title}"`, expr: t.expr, uid: t.datasource?.uid ?? p.datasource?.uid });
+      walk(p.panels);
+    }
+  };
+  walk(dash.panels);
+  for (const v of dash.templating?.list ?? []) {
+    const q = typeof v.query === 'string' ? v.query : v.query?.query;
+    const inner = q && /^label_values\((.+),\s*\w+\)$/.exec(q)?.[1];
+    if (inner) out.push({ where: `variable query ${q}`, expr: inner, uid: undefined });
+  }
+  return out;
+}
+
+/** Grafana's variables replaced by values Prometheus accepts, so promtool can parse the expression. */
+function withoutGrafanaVariables(expr: string): string {
+  return expr.replaceAll('$__rate_interval', '1m').replaceAll('$__interval', '1m').replaceAll('$__range', '1h').replace(/\$\{?(\w+)\}?/g, '.*');
+}
+
+// --- the tests ---------------------------------------------------------------
+
+describe('docker-compose.yml', () => {
+  let resolved: { services: Record<string, Record<string, unknown>> };
+  let roster: Roster;
+
+  beforeAll(() => {
+    roster = loadRoster(at('config', 'cluster.yaml'));
+    const r = compose(['docker-compose.yml'], ['config']);
+    expect(r.code, r.err).toBe(0);
+    resolved = parseYaml(r.out) as typeof resolved;
+  });
+
+  it('is valid for docker-compose (config -q), alone and with the per-machine override', () => {
+    const alone = compose(['docker-compose.yml'], ['config', '-q']);
+    expect(alone.code, alone.err).toBe(0);
+    expect(alone.err).toBe('');
+    const machine = compose(['docker-compose.yml', 'deploy/machine.yml'], ['config', '-q']);
+    expect(machine.code, machine.err).toBe(0);
+  });
+
+  it('refuses to start without the Erlang cookie rather than run nodes with a made-up one', () => {
+    const r = compose(['docker-compose.yml'], ['config', '-q'], { ERLANG_COOKIE: '', GRAFANA_ADMIN_PASSWORD: 'x' });
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('ERLANG_COOKIE');
+  });
+
+  it('runs one gateway per roster gateway, each with only its own key and never the CA key', () => {
+    for (const name of roster.gateways.keys()) {
+      const svc = resolved.services[`gateway-${name}`];
+      expect(svc, `service gateway-${name}`).toBeDefined();
+      expect((svc!.environment as Record<string, string>).BEAMGATE_GATEWAY).toBe(name);
+      const mounts = (svc!.volumes as (string | { source: string; target: string })[]).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
+      const keys = mounts.filter((m) => /-key\.pem/.test(m));
+      expect(keys).toHaveLength(1);
+      expect(keys[0]).toContain(`/certs/${name}-key.pem:/app/certs/${name}-key.pem`);
+      expect(mounts.some((m) => m.includes('ca-key.pem'))).toBe(false);
+      // Reached by the roster's address host from the other gateways and Prometheus.
+      const aliases = (svc!.networks as Record<string, { aliases?: string[] }>).mesh?.aliases ?? [];
+      expect(aliases).toContain(roster.gateways.get(name)!.address.host);
+      // Nothing of a gateway is published on the Docker host in the one-engine cluster.
+      expect(svc!.ports).toBeUndefined();
+    }
+  });
+
+  it('puts every Erlang node in its own gateway\'s network namespace, with flags for a node that gateway owns', () => {
+    const nodeServices = Object.entries(resolved.services).filter(([, s]) => s.image === 'erlang:25');
+    expect(nodeServices.length).toBe(roster.nodes.size);
+    const started = new Set<string>();
+    for (const [name, svc] of nodeServices) {
+      const gw = /^service:gateway-(\w+)$/.exec(String(svc.network_mode))?.[1];
+      expect(gw, `${name}.network_mode`).toBeDefined();
+      const node = (svc.command as string[])[0]!;
+      expect(admissionOn(roster, gw!, node).kind, `${name} runs ${node} behind ${gw}`).toBe('node');
+      expect(svc.entrypoint).toEqual(['/bin/sh', '/deploy/erl-node.sh']);
+      expect(svc.depends_on).toMatchObject({ [`gateway-${gw}`]: { condition: 'service_healthy' }, 'node-setup': { condition: 'service_completed_successfully' } });
+      started.add(node);
+    }
+    expect([...started].sort()).toEqual([...roster.nodes.keys()].sort());
+    // node-setup writes flags for each of them (and for an operator per host).
+    const pairs = (resolved.services['node-setup']!.command as string[]).map((p) => p.split('='));
+    for (const [gw, node] of pairs) expect(admissionOn(roster, gw!, node!).kind, `${gw}=${node}`).not.toBe('none');
+    for (const node of roster.nodes.values()) expect(pairs).toContainEqual([node.gateway, node.name]);
+  });
+
+  it('publishes Prometheus and Grafana on the Docker host\'s loopback only', () => {
+    for (const svc of ['prometheus', 'grafana']) {
+      const ports = resolved.services[svc]!.ports as (string | { host_ip?: string })[];
+      expect(ports.length).toBeGreaterThan(0);
+      for (const p of ports) expect(typeof p === 'string' ? p : p.host_ip).toMatch(/^127\.0\.0\.1/);
+    }
+  });
+});
+
+describe('Dockerfile and .dockerignore', () => {
+  const dockerfile = readFileSync(at('Dockerfile'), 'utf8');
+  const ignore = readFileSync(at('.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  /** Docker's rule: the last pattern that matches a path or one of its parents decides. */
+  const excluded = (path: string) => {
+    let out = false;
+    for (const raw of ignore) {
+      const negate = raw.startsWith('!');
+      const pattern = (negate ? raw.slice(1) : raw).replace(/\/$/, '');
+      const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '(/.*)?$');
+      if (re.test(path)) out = !negate;
+    }
+    return out;
+  };
+
+  it('builds from sources that exist and that .dockerignore sends to the daemon', () => {
+    const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    expect(copies.length).toBeGreaterThan(0);
+    for (const src of copies) {
+      expect(existsSync(at(src)), `${src} exists`).toBe(true);
+      expect(excluded(src), `${src} is sent to the daemon`).toBe(false);
+    }
+  });
+
+  it('never sends keys, certificates, the roster, git or node_modules into an image', () => {
+    for (const p of ['certs/ca-key.pem', 'certs/alpha-key.pem', 'config/cluster.yaml', '.git/config', 'node_modules/yaml/package.json', 'dist/cli/main.js', '.beamgate-demo/roster.yaml']) {
+      expect(excluded(p), p).toBe(true);
+    }
+  });
+
+  it('runs `node dist/cli/main.js run` as a non-root user, from a node:20 image', () => {
+    expect(dockerfile).toMatch(/^FROM node:20\S* AS build$/m);
+    const stages = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]!);
+    expect(stages.at(-1)).toMatch(/^node:20/);
+    const users = [...dockerfile.matchAll(/^USER (\S+)$/gm)].map((m) => m[1]);
+    expect(users.at(-1)).toBeDefined();
+    expect(users.at(-1)).not.toMatch(/^(root|0)(:|$)/);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "dist\/cli\/main\.js", "run"\]$/m);
+    // What the entrypoint names is what `npm run build` produces.
+    expect(existsSync(CLI), 'dist/cli/main.js (run npm run build first)').toBe(true);
+  });
+});
+
+describe('config/cluster.yaml, the example roster', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'beamgate-deploy-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is accepted by `beamgate check` as committed (no TLS files needed without --gateway)', () => {
+    const r = run(process.execPath, [CLI, 'check', '--config', 'config/cluster.yaml']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^ok: 3 gateways, \d+ nodes/);
+    const roster = loadRoster(at('config', 'cluster.yaml'));
+    expect([...roster.gateways.keys()]).toEqual(['alpha', 'beta', 'gamma']);
+    for (const gw of roster.gateways.keys()) {
+      const n = [...roster.nodes.values()].filter((x) => x.gateway === gw).length;
+      expect(n, `nodes of ${gw}`).toBeGreaterThanOrEqual(1);
+      expect(n, `nodes of ${gw}`).toBeLessThanOrEqual(2);
+    }
+    expect(roster.tls.cert).toBe(at('certs', '{gateway}.pem'));
+  });
+
+  it('with certificates made by `beamgate certs` for a copy of it, every gateway\'s TLS files check out', () => {
+    cpSync(at('config'), join(dir, 'config'), { recursive: true });
+    const copy = join(dir, 'config', 'cluster.yaml');
+    const certs = run(process.execPath, [CLI, 'certs', '--config', copy]);
+    expect(certs.code, certs.err).toBe(0);
+    expect(existsSync(join(dir, 'certs', 'ca.pem'))).toBe(true);
+    for (const gw of ['alpha', 'beta', 'gamma']) {
+      const r = run(process.execPath, [CLI, 'check', '--config', copy, '--gateway', gw]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toContain(`TLS files of ${gw} are valid`);
+    }
+    // And a certificate that is not the gateway's is caught by the same check.
+    cpSync(join(dir, 'certs', 'beta.pem'), join(dir, 'certs', 'alpha.pem'));
+    const wrong = run(process.execPath, [CLI, 'check', '--config', copy, '--gateway', 'alpha']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.err).toMatch(/alpha-key\.pem does not match|certificate of gateway beta/);
+  });
+
+  it('lets Prometheus scrape every gateway at the address deploy/prometheus.yml names', () => {
+    const roster = loadRoster(at('config', 'cluster.yaml'));
+    const prom = parseYaml(readFileSync(at('deploy', 'prometheus.yml'), 'utf8')) as { scrape_configs: { static_configs: { targets: string[] }[] }[] };
+    const targets = prom.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets)).sort();
+    const expected = [...roster.gateways.values()].map((g) => {
+      expect(g.metrics, `${g.name} has metrics`).not.toBeNull();
+      // Bound beyond loopback: in compose the scraper is another container.
+      expect(g.metrics!.host).not.toMatch(/^127\./);
+      return `${g.address.host}:${g.metrics!.port}`;
+    });
+    expect(targets).toEqual(expected.sort());
+  });
+});
+
+describe('Prometheus and Grafana configuration', () => {
+  let exported: Set<string>;
+  let dashboard: Parameters<typeof dashboardExprs>[0] & { uid?: string };
+  let dir: string;
+
+  beforeAll(async () => {
+    exported = await exportedNames();
+    dashboard = JSON.parse(readFileSync(at('deploy', 'grafana', 'dashboards', 'beamgate.json'), 'utf8')) as typeof dashboard;
+    dir = mkdtempSync(join(tmpdir(), 'beamgate-promql-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('promtool accepts deploy/prometheus.yml and its alert rules', () => {
+    const r = run('promtool', ['check', 'config', 'deploy/prometheus.yml']);
+    expect(r.code, r.err + r.out).toBe(0);
+    expect(r.out).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  it('the metric-name check finds what a live gateway exports and catches a name it does not', () => {
+    expect(exported.has('beamgate_relayed_bytes_total')).toBe(true);
+    expect(exported.has('beamgate_tls_handshake_seconds_bucket')).toBe(true);
+    expect(metricNamesIn('sum by (gateway, le) (rate(beamgate_tls_handshake_seconds_bucket{gateway=~"$gateway"}[$__rate_interval])) / 1e9')).toEqual([
+      'beamgate_tls_handshake_seconds_bucket',
+    ]);
+    expect(metricNamesIn('beamgate_links_open and on (peer) beamgate_linkz_open offset 5m').filter((n) => !exported.has(n))).toEqual(['beamgate_linkz_open']);
+  });
+
+  it('every PromQL expression in the Grafana dashboard parses and names only exported metrics', () => {
+    const exprs = dashboardExprs(dashboard);
+    expect(exprs.length).toBeGreaterThanOrEqual(15);
+    const unknown: string[] = [];
+    for (const { where, expr } of exprs) {
+      const names = metricNamesIn(expr);
+      expect(names.length, `${where}: ${expr} reads a metric`).toBeGreaterThan(0);
+      for (const n of names) if (!exported.has(n)) unknown.push(`${where}: ${n}`);
+    }
+    expect(unknown).toEqual([]);
+    // promtool parses each one (as a recording rule), with Grafana's variables filled in.
+    const rules = { groups: [{ name: 'dashboard', rules: exprs.map((e, i) => ({ record: `dashboard:expr_${i}`, expr: withoutGrafanaVariables(e.expr) })) }] };
+    writeFileSync(join(dir, 'dashboard-rules.yml'), stringifyYaml(rules));
+    const r = run('promtool', ['check', 'rules', join(dir, 'dashboard-rules.yml')]);
+    expect(r.code, r.err + r.out).toBe(0);
+  });
+
+  it('every alert names only exported metrics (and `up`)', () => {
+    const alerts = parseYaml(readFileSync(at('deploy', 'alerts.yml'), 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
+    const rules = alerts.groups.flatMap((g) => g.rules);
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      for (const n of metricNamesIn(rule.expr)) expect(n === 'up' || exported.has(n), `${rule.alert}: ${n}`).toBe(true);
+    }
+  });
+
+  it('the dashboard is provisioned, and every panel uses the provisioned data source', () => {
+    const ds = parseYaml(readFileSync(at('deploy', 'grafana', 'provisioning', 'datasources', 'prometheus.yml'), 'utf8')) as { datasources: { uid: string; url: string }[] };
+    const uid = ds.datasources[0]!.uid;
+    expect(ds.datasources[0]!.url).toBe('http://prometheus:9090');
+    for (const e of dashboardExprs(dashboard)) if (e.uid !== undefined) expect(e.uid, e.where).toBe(uid);
+    const provider = parseYaml(readFileSync(at('deploy', 'grafana', 'provisioning', 'dashboards', 'beamgate.yml'), 'utf8')) as { providers: { options: { path: string } }[] };
+    const composeText = readFileSync(at('docker-compose.yml'), 'utf8');
+    expect(composeText).toContain(`./deploy/grafana/dashboards:${provider.providers[0]!.options.path}:ro`);
+    expect(dashboard.uid).toBe('beamgate');
+  });
+});
+
+describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl nodes', () => {
+  let t: TestMesh;
+  let runDir: string;
+  const procs: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, operators: [{ gateway: 'alpha', pattern: 'ops_*' }] });
+    runDir = mkdtempSync(join(tmpdir(), 'beamgate-run-'));
+  });
+  afterAll(async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await t?.stop();
+    rmSync(runDir, { recursive: true, force: true });
+  });
+
+  const env = () => ({ BEAMGATE_CONFIG: t.mesh.rosterPath, BEAMGATE_RUN_DIR: runDir, BEAMGATE_CLI: `${process.execPath} ${CLI}`, ERLANG_COOKIE: t.cookie });
+
+  it('node-setup writes each host\'s inetrc and each node\'s erl command line, and refuses a bad argument', () => {
+    const r = run('sh', [at('deploy', 'node-setup.sh'), 'alpha=ops_check@alpha.demo', 'beta=b1@beta.demo'], env());
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(runDir, 'beta.inetrc'), 'utf8')).toMatch(/\{host, \{127,0,0,1\}, \["beta\.demo"\]\}/);
+    expect(readFileSync(join(runDir, 'b1@beta.demo.cmd'), 'utf8')).toMatch(/^erl -name b1@beta\.demo .*inet_dist_listen_min \d+/);
+    expect(readFileSync(join(runDir, 'ops_check@alpha.demo.cmd'), 'utf8')).toContain('-hidden');
+    const bad = run('sh', [at('deploy', 'node-setup.sh'), 'b1@beta.demo'], env());
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('is not GATEWAY=NODE');
+    const missing = run('sh', [at('deploy', 'erl-node.sh'), 'nobody@beta.demo'], env());
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain('node-setup has not written flags');
+  });
+
+  it('a node started by erl-node.sh registers with its gateway, and an operator reaches it across gateways', async () => {
+    const b1 = spawn('sh', [at('deploy', 'erl-node.sh'), 'b1@beta.demo', '-noinput'], { env: { ...process.env, ...env() }, stdio: 'ignore' });
+    procs.push(b1);
+    const beta = t.gateways.get('beta')!;
+    await waitFor('b1 to register with gateway beta', () => beta.epmd.registrations.has('b1'), NODE_START_TIMEOUT_MS);
+    // The README's "did it work" check: an operator node on alpha pings a node behind beta.
+    // (Asynchronous: the gateways live in this process and must keep serving meanwhile.)
+    const check = await runAsync('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', `io:format("ping:~p~n", [net_adm:ping('b1@beta.demo')]), halt().`], env(), NODE_START_TIMEOUT_MS);
+    expect(check.code, check.err).toBe(0);
+    expect(check.out).toContain('ping:pong');
+    // Without the cookie it refuses to start instead of using a random one.
+    const noCookie = run('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', 'halt().'], { ...env(), ERLANG_COOKIE: '' });
+    expect(noCookie.code).not.toBe(0);
+    expect(noCookie.err).toContain('ERLANG_COOKIE');
+  });
+});
