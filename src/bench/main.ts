@@ -1,0 +1,300 @@
+#!/usr/bin/env node
+// `npm run bench`: every way two real Erlang nodes on this machine can talk,
+// measured side by side in one run, interleaved and repeated (only ratios
+// taken in one run mean anything on a shared machine), then the scale run.
+// Prints the tables and a chart; writes JSON and SVG under bench/results/.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  type BenchEnv,
+  type BenchPath,
+  beamgatePath,
+  directPath,
+  PATH_LABELS,
+  type PathId,
+  plainSetup,
+  stunnelAvailable,
+  stunnelPath,
+  tlsPath,
+} from './paths.js';
+import { memory, randomAlias } from './proc.js';
+import {
+  asciiChart,
+  checkTargets,
+  figuresTable,
+  medianFigures,
+  type PathSample,
+  ratioTable,
+  type Results,
+  scaleTable,
+  svgChart,
+  targetsTable,
+} from './report.js';
+import { runScale, type ScaleResult } from './scale.js';
+import { type CpuUse, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
+
+const ERL_SOURCE = fileURLToPath(new URL('../../src/bench/erl/beamgate_bench.erl', import.meta.url));
+const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+const USAGE = `npm run bench -- [options]
+
+  --quick             one repetition, short runs (under a minute)
+  --reps N            repetitions of every workload on every path (default 3)
+  --seconds S         duration of each throughput run (default 1; --quick 0.3)
+  --pings N           round trips per RTT measurement (default 5000)
+  --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate
+  --scale-links N     idle links in the scale run (default 200; 0 skips it)
+  --idle-seconds S    idle window of the scale run (default 30; --quick 5)
+  --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
+  --out DIR           where JSON and SVG go (default bench/results/)
+  --keep              keep the run directory (logs, configs, certificates)`;
+
+interface Options {
+  reps: number;
+  seconds: number;
+  pings: number;
+  paths: PathId[];
+  scaleLinks: number;
+  idleSeconds: number;
+  cpuProf: boolean;
+  out: string;
+  keep: boolean;
+  quick: boolean;
+}
+
+function options(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      reps: { type: 'string' },
+      seconds: { type: 'string' },
+      pings: { type: 'string' },
+      paths: { type: 'string' },
+      'scale-links': { type: 'string' },
+      'idle-seconds': { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      out: { type: 'string' },
+      keep: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const quick = values.quick ?? false;
+  const num = (v: string | undefined, dflt: number, name: string, min: number) => {
+    const n = v === undefined ? dflt : Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}, got ${v}`);
+    return n;
+  };
+  const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate'];
+  const paths = values.paths ? (values.paths.split(',') as PathId[]) : all;
+  for (const p of paths) if (!all.includes(p)) throw new Error(`unknown path ${p}; known: ${all.join(', ')}`);
+  return {
+    quick,
+    reps: Math.round(num(values.reps, quick ? 1 : 3, 'reps', 1)),
+    seconds: num(values.seconds, quick ? 0.3 : 1, 'seconds', 0.05),
+    pings: Math.round(num(values.pings, 5000, 'pings', 100)),
+    paths,
+    scaleLinks: Math.round(num(values['scale-links'], 200, 'scale-links', 0)),
+    idleSeconds: num(values['idle-seconds'], quick ? 5 : 30, 'idle-seconds', 1),
+    cpuProf: values['cpu-prof'] ?? false,
+    out: values.out ? resolve(values.out) : RESULTS_DIR,
+    keep: values.keep ?? false,
+  };
+}
+
+function compileBenchModule(dir: string): string {
+  const ebin = join(dir, 'ebin');
+  mkdirSync(ebin, { recursive: true });
+  const r = spawnSync('erlc', ['-o', ebin, ERL_SOURCE], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    // erlc ships with erlang-base, but fall back to the compiler inside erl.
+    const e = spawnSync('erl', ['-noshell', '-eval', `{ok, _} = compile:file("${ERL_SOURCE}", [{outdir, "${ebin}"}]), halt().`], { encoding: 'utf8' });
+    if (e.status !== 0) throw new Error(`cannot compile ${ERL_SOURCE}: ${r.error?.message ?? r.stderr}${e.stderr}${e.stdout}`);
+  }
+  return ebin;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+/** The path order of repetition `rep`: rotated, so no path always runs first or last. */
+function rotated<T>(xs: readonly T[], rep: number): T[] {
+  const k = rep % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+function machine(): Record<string, string | number> {
+  const otp = spawnSync('erl', ['-noshell', '-eval', 'io:put_chars(erlang:system_info(otp_release)), halt().'], { encoding: 'utf8' }).stdout.trim();
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGb: Math.round(os.totalmem() / 1e9),
+    kernel: os.release(),
+    node: process.version,
+    otp,
+    stunnel: stunnelAvailable() ?? 'not installed',
+    loadAverage: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+  };
+}
+
+async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): Promise<{ paths: BenchPath[]; stop(): Promise<void> }> {
+  const stunnelAlias = randomAlias();
+  const plain = await plainSetup(env, stunnelAlias);
+  const paths: BenchPath[] = [];
+  const stop = async () => {
+    for (const p of paths) await p.stop();
+    await plain.stop();
+  };
+  try {
+    for (const id of opts.paths) {
+      if (id === 'stunnel' && !stunnelAvailable()) {
+        log('stunnel4 is not installed: the stunnel4 pair is left out (apt-get install stunnel4 to include it)');
+        continue;
+      }
+      log(`starting ${PATH_LABELS[id]}`);
+      if (id === 'direct') paths.push(await directPath(plain));
+      else if (id === 'tls') paths.push(await tlsPath(plain));
+      else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias));
+      else paths.push(await beamgatePath(env, join(env.dir, 'beamgate'), gatewayArgs));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { paths, stop };
+}
+
+interface Measured {
+  samples: Record<string, PathSample[]>;
+  cpu: Record<string, CpuUse>;
+  peakMb: Record<string, number | undefined>;
+}
+
+type PartialSample = Omit<Partial<PathSample>, 'rate'> & { rate: Partial<Record<Size, RateResult>> };
+
+/** Checks that a repetition measured everything before it counts. */
+function complete(id: PathId, s: PartialSample): PathSample {
+  const { rttP50Us, rttP99Us, coldMs, rate } = s;
+  assert.ok(rttP50Us !== undefined && rttP99Us !== undefined && coldMs !== undefined, `${id}: repetition incomplete`);
+  for (const size of SIZES) assert.ok(rate[size], `${id}: no ${size} B rate`);
+  return { rttP50Us, rttP99Us, coldMs, rate: rate as Record<Size, RateResult> };
+}
+
+async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
+  const millis = Math.round(opts.seconds * 1000);
+  const samples: Record<string, PathSample[]> = {};
+  const cpu: Record<string, CpuUse> = {};
+  for (const p of paths) {
+    samples[p.id] = [];
+    cpu[p.id] = emptyCpu();
+  }
+  log('warming up every path');
+  for (const p of paths) {
+    await measureRate(p, 65536, 200);
+    await measureRtt(p, 500);
+  }
+  for (let rep = 0; rep < opts.reps; rep++) {
+    const order = rotated(paths, rep);
+    const partial: Record<string, PartialSample> = {};
+    for (const p of order) partial[p.id] = { rate: {} };
+    log(`repetition ${rep + 1}/${opts.reps}: round trips`);
+    for (const p of order) {
+      const rtt = await withCpu(p, cpu[p.id]!, () => measureRtt(p, opts.pings));
+      partial[p.id]!.rttP50Us = rtt.p50Us;
+      partial[p.id]!.rttP99Us = rtt.p99Us;
+    }
+    for (const size of SIZES) {
+      log(`repetition ${rep + 1}/${opts.reps}: ${size} B messages`);
+      for (const p of order) partial[p.id]!.rate[size] = await withCpu(p, cpu[p.id]!, () => measureRate(p, size, millis));
+    }
+    log(`repetition ${rep + 1}/${opts.reps}: cold connects`);
+    for (const p of order) partial[p.id]!.coldMs = await measureColdConnect(p, rep);
+    for (const p of order) samples[p.id]!.push(complete(p.id, partial[p.id]!));
+  }
+  const peakMb: Record<string, number | undefined> = {};
+  for (const p of paths) peakMb[p.id] = p.relayPids.length > 0 ? Math.max(...p.relayPids.map((pid) => memory(pid).peakMb)) : undefined;
+  return { samples, cpu, peakMb };
+}
+
+async function main(): Promise<void> {
+  const opts = options(process.argv.slice(2));
+  const started = new Date();
+  const dir = mkdtempSync(join(os.tmpdir(), 'beamgate-bench-'));
+  const env: BenchEnv = { dir, cookie: randomBytes(12).toString('hex'), beamDir: compileBenchModule(dir), freshNodes: opts.reps };
+  const gatewayArgs = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'profiles')}`] : [];
+  const host = machine();
+  log(`run directory ${dir}; ${host.cores} cores, load ${host.loadAverage}`);
+
+  const results: Results = {};
+  let scale: ScaleResult | undefined;
+  let samples: Record<string, PathSample[]> = {};
+  try {
+    const running = await startPaths(env, opts, gatewayArgs);
+    try {
+      const m = await measure(running.paths, opts);
+      samples = m.samples;
+      for (const p of running.paths) results[p.id] = medianFigures(m.samples[p.id]!, m.cpu[p.id]!, m.peakMb[p.id]);
+    } finally {
+      await running.stop();
+    }
+    if (opts.scaleLinks > 0) {
+      log(`scale: ${opts.scaleLinks} idle links through one gateway pair, then ${opts.idleSeconds} s idle`);
+      scale = await runScale(env, join(dir, 'scale'), opts.scaleLinks, opts.idleSeconds, gatewayArgs);
+    }
+  } catch (err) {
+    log(`failed; logs and configs kept in ${dir}`);
+    throw err;
+  }
+
+  const targets = checkTargets(results, scale);
+  const caption = `beamgate bench, ${started.toISOString().slice(0, 16)}Z, ${host.cores} cores, ${opts.reps} rep(s)${opts.quick ? ', quick' : ''}`;
+  const text = [
+    `## ${caption}`,
+    '',
+    `Medians over ${opts.reps} repetition(s); throughput runs of ${opts.seconds} s, ${opts.pings} round trips; CPU summed over all measured workloads.`,
+    '',
+    figuresTable(results),
+    '',
+    'Ratios against beamgate (↑: beamgate wins above 1×; ↓: beamgate wins below 1×):',
+    '',
+    ratioTable(results),
+    '',
+    ...(scale ? ['Scale: idle links through one gateway pair (emulated source nodes, real target node):', '', scaleTable(scale), ''] : []),
+    'Targets:',
+    '',
+    targetsTable(targets),
+    '',
+    asciiChart(results),
+    '',
+  ].join('\n');
+  console.log(text);
+
+  mkdirSync(opts.out, { recursive: true });
+  const stamp = started.toISOString().replaceAll(':', '-').slice(0, 19);
+  const jsonPath = join(opts.out, `bench-${stamp}.json`);
+  const svgPath = join(opts.out, `bench-${stamp}.svg`);
+  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: { ...opts, out: undefined }, results, samples, scale, targets }, null, 2));
+  writeFileSync(svgPath, svgChart(results, caption));
+  console.log(`wrote ${jsonPath}\nwrote ${svgPath}`);
+  if (opts.cpuProf) console.log(`gateway CPU profiles in ${join(dir, 'profiles')} (open in Chrome DevTools or speedscope)`);
+  if (opts.keep || opts.cpuProf) console.log(`run directory kept: ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});

@@ -1,0 +1,353 @@
+// The four ways two Erlang nodes on this machine can talk, each set up the way
+// a user would: plain inet_tcp_dist, OTP's inet_tls_dist with mutual TLS, a
+// stunnel4 pair with mutual TLS, and a beamgate gateway pair. Every path ends
+// with node A connected to node B, where beamgate_bench:serve/0 runs.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildLocalMesh, type LocalMesh } from '../cli/local-mesh.js';
+import { ErlNode } from '../erlang/node.js';
+import { createCa, createGatewayCert, type Pem, writePem } from '../pki/generate.js';
+import { freePort, randomAlias, sleep } from './proc.js';
+
+export type PathId = 'direct' | 'tls' | 'stunnel' | 'beamgate';
+
+export const PATH_LABELS: Record<PathId, string> = {
+  direct: 'inet_tcp_dist (direct, no security)',
+  tls: 'inet_tls_dist (OTP mutual TLS)',
+  stunnel: 'stunnel4 pair (mutual TLS)',
+  beamgate: 'beamgate gateway pair',
+};
+
+export interface BenchPath {
+  id: PathId;
+  a: ErlNode;
+  b: ErlNode;
+  /** Starts a node that has never connected anywhere, on node A's side, for a cold connect. */
+  freshNode(i: number): Promise<ErlNode>;
+  /** The processes that relay (gateways, stunnels); empty when the nodes talk directly. */
+  relayPids: number[];
+  stop(): Promise<void>;
+}
+
+export interface BenchEnv {
+  dir: string;
+  cookie: string;
+  /** Directory holding beamgate_bench.beam. */
+  beamDir: string;
+  /** How many fresh nodes each path may start (one per repetition). */
+  freshNodes: number;
+}
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** How long a relay process (stunnel, gateway) may take to accept connections. */
+const RELAY_START_TIMEOUT_MS = 15_000;
+
+/**
+ * One real epmd (Debian's, on loopback only) serves the three non-beamgate
+ * paths. It also listens on the stunnel alias: node A asks there for node B's
+ * port and then connects to (alias, port), where the stunnel client listens.
+ */
+export class Epmd {
+  private constructor(
+    readonly port: number,
+    private readonly proc: ChildProcess,
+  ) {}
+
+  static async start(addresses: string[]): Promise<Epmd> {
+    const port = await freePort();
+    const proc = spawn('epmd', ['-port', String(port), '-address', addresses.join(',')], { stdio: 'ignore' });
+    await waitListening('127.0.0.1', port, proc, 'epmd');
+    return new Epmd(port, proc);
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.proc);
+  }
+}
+
+interface PlainSetup {
+  env: BenchEnv;
+  epmd: Epmd;
+  inetrcPath: string;
+  ca: Pem;
+}
+
+/** Host names of the non-beamgate paths; all on 127.0.0.1 except stunnel's B, which A reaches via the alias. */
+function plainInetrc(stunnelAlias: string): string {
+  return [
+    '{host, {127,0,0,1}, ["direct-a.bench", "direct-b.bench", "tls-a.bench", "tls-b.bench", "stunnel-a.bench"]}.',
+    `{host, {${stunnelAlias.replaceAll('.', ',')}}, ["stunnel-b.bench"]}.`,
+    '{lookup, [file, native]}.',
+    '',
+  ].join('\n');
+}
+
+export async function plainSetup(env: BenchEnv, stunnelAlias: string): Promise<PlainSetup & { stop(): Promise<void> }> {
+  const epmd = await Epmd.start(['127.0.0.1', stunnelAlias]);
+  const inetrcPath = join(env.dir, 'plain.inetrc');
+  writeFileSync(inetrcPath, plainInetrc(stunnelAlias));
+  const ca = await createCa('beamgate bench CA');
+  writeFileSync(join(env.dir, 'ca.pem'), ca.cert);
+  return { env, epmd, inetrcPath, ca, stop: () => epmd.stop() };
+}
+
+function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] {
+  return [
+    '-name', name,
+    '-start_epmd', 'false',
+    '-epmd_port', String(s.epmd.port),
+    '-kernel', 'inet_dist_use_interface', '{127,0,0,1}',
+    '-kernel', 'inetrc', `"${s.inetrcPath}"`,
+    ...extra,
+  ];
+}
+
+async function startNode(env: BenchEnv, name: string, args: string[]): Promise<ErlNode> {
+  return ErlNode.start(name, { args, cookie: env.cookie, codePaths: [env.beamDir] });
+}
+
+/** Starts B (serving), then A, and connects A to B. */
+async function pair(env: BenchEnv, aName: string, aArgs: string[], bName: string, bArgs: string[]): Promise<{ a: ErlNode; b: ErlNode }> {
+  const b = await startNode(env, bName, bArgs);
+  await b.eval('beamgate_bench:serve()');
+  const a = await startNode(env, aName, aArgs);
+  const pong = await a.eval(`net_adm:ping('${bName}')`);
+  if (pong !== 'pong') {
+    await Promise.all([a.stop(), b.stop()]);
+    throw new Error(`${aName} could not reach ${bName}: ${pong}\n${a.log().slice(-2000)}`);
+  }
+  return { a, b };
+}
+
+export async function directPath(s: PlainSetup): Promise<BenchPath> {
+  const { a, b } = await pair(s.env, 'da@direct-a.bench', plainArgs(s, 'da@direct-a.bench'), 'db@direct-b.bench', plainArgs(s, 'db@direct-b.bench'));
+  return {
+    id: 'direct',
+    a,
+    b,
+    freshNode: (i) => startNode(s.env, `dc${i}@direct-a.bench`, plainArgs(s, `dc${i}@direct-a.bench`)),
+    relayPids: [],
+    stop: async () => void (await Promise.all([a.stop(), b.stop()])),
+  };
+}
+
+/** OTP's TLS distribution, both sides verify_peer against the bench CA (host names in the SANs). */
+export async function tlsPath(s: PlainSetup): Promise<BenchPath> {
+  const optFile = async (host: string) => {
+    const pem = await createGatewayCert(s.ca, host);
+    const cert = join(s.env.dir, `${host}.pem`);
+    const key = join(s.env.dir, `${host}-key.pem`);
+    writePem(cert, key, pem, true);
+    const ca = join(s.env.dir, 'ca.pem');
+    const common = `{certfile, "${cert}"}, {keyfile, "${key}"}, {cacertfile, "${ca}"}, {verify, verify_peer}`;
+    const path = join(s.env.dir, `${host}.ssl_dist.conf`);
+    writeFileSync(path, `[{server, [${common}, {fail_if_no_peer_cert, true}]},\n {client, [${common}]}].\n`);
+    return ['-proto_dist', 'inet_tls', '-ssl_dist_optfile', path];
+  };
+  const aTls = await optFile('tls-a.bench');
+  const bTls = await optFile('tls-b.bench');
+  const { a, b } = await pair(s.env, 'ta@tls-a.bench', plainArgs(s, 'ta@tls-a.bench', aTls), 'tb@tls-b.bench', plainArgs(s, 'tb@tls-b.bench', bTls));
+  return {
+    id: 'tls',
+    a,
+    b,
+    freshNode: (i) => startNode(s.env, `tc${i}@tls-a.bench`, plainArgs(s, `tc${i}@tls-a.bench`, aTls)),
+    relayPids: [],
+    stop: async () => void (await Promise.all([a.stop(), b.stop()])),
+  };
+}
+
+export function stunnelAvailable(): string | undefined {
+  for (const cmd of ['stunnel4', 'stunnel']) {
+    const r = spawnSync(cmd, ['-version'], { encoding: 'utf8' });
+    if (r.error === undefined) {
+      const m = /stunnel (\d+\.\d+)/.exec(`${r.stdout}${r.stderr}`);
+      return m ? `${cmd} ${m[1]}` : cmd;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A stunnel client listening at (alias, B's port) and a stunnel server in
+ * front of B, mutual TLS between them. Node A learns B's real port from epmd
+ * on the alias and so dials the stunnel client without knowing it.
+ */
+export async function stunnelPath(s: PlainSetup, alias: string): Promise<BenchPath> {
+  const command = stunnelAvailable()?.split(' ')[0];
+  if (!command) throw new Error('stunnel4 is not installed');
+  const bPort = await freePort();
+  const serverPort = await freePort();
+  const ca = join(s.env.dir, 'ca.pem');
+  const conf = async (role: 'client' | 'server', body: string[]) => {
+    const pem = await createGatewayCert(s.ca, `stunnel-${role}.bench`);
+    const cert = join(s.env.dir, `stunnel-${role}.pem`);
+    const key = join(s.env.dir, `stunnel-${role}-key.pem`);
+    writePem(cert, key, pem, true);
+    const path = join(s.env.dir, `stunnel-${role}.conf`);
+    writeFileSync(
+      path,
+      [
+        'foreground = yes',
+        'pid =',
+        'debug = warning',
+        `output = ${join(s.env.dir, `stunnel-${role}.log`)}`,
+        '[dist]',
+        `cert = ${cert}`,
+        `key = ${key}`,
+        `CAfile = ${ca}`,
+        'verifyChain = yes',
+        'sslVersionMin = TLSv1.3',
+        ...body,
+        '',
+      ].join('\n'),
+    );
+    return path;
+  };
+  const serverConf = await conf('server', [`accept = 127.0.0.1:${serverPort}`, `connect = 127.0.0.1:${bPort}`, 'requireCert = yes']);
+  const clientConf = await conf('client', ['client = yes', `accept = ${alias}:${bPort}`, `connect = 127.0.0.1:${serverPort}`, 'checkHost = stunnel-server.bench']);
+  const server = spawn(command, [serverConf], { stdio: 'ignore' });
+  const client = spawn(command, [clientConf], { stdio: 'ignore' });
+  await waitListening('127.0.0.1', serverPort, server, 'stunnel server');
+  await waitListening(alias, bPort, client, 'stunnel client');
+  const bArgs = plainArgs(s, 'sb@stunnel-b.bench', ['-kernel', 'inet_dist_listen_min', String(bPort), '-kernel', 'inet_dist_listen_max', String(bPort)]);
+  let nodes: { a: ErlNode; b: ErlNode };
+  try {
+    nodes = await pair(s.env, 'sa@stunnel-a.bench', plainArgs(s, 'sa@stunnel-a.bench'), 'sb@stunnel-b.bench', bArgs);
+  } catch (err) {
+    await Promise.all([stopChild(server), stopChild(client)]);
+    throw err;
+  }
+  const { a, b } = nodes;
+  return {
+    id: 'stunnel',
+    a,
+    b,
+    freshNode: (i) => startNode(s.env, `sc${i}@stunnel-a.bench`, plainArgs(s, `sc${i}@stunnel-a.bench`)),
+    relayPids: [server.pid!, client.pid!],
+    stop: async () => {
+      await Promise.all([a.stop(), b.stop()]);
+      await Promise.all([stopChild(server), stopChild(client)]);
+    },
+  };
+}
+
+export interface GatewayPair {
+  mesh: LocalMesh;
+  pids: number[];
+  /** Metrics ports of alpha and beta. */
+  metricsPorts: number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Two gateway processes, as on two hosts: alpha owns `alphaNodes`, beta owns
+ * `betaNodes` (short names), each node with a static port.
+ */
+export async function startGatewayPair(
+  dir: string,
+  alphaNodes: string[],
+  betaNodes: string[],
+  operators: { gateway: string; pattern: string }[] = [],
+  extraArgs: string[] = [],
+): Promise<GatewayPair> {
+  const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
+  const layout = [
+    { name: 'alpha', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(alphaNodes), loopback: randomAlias() },
+    { name: 'beta', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(betaNodes), loopback: randomAlias() },
+  ];
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators });
+  const children: ChildProcess[] = [];
+  const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
+  try {
+    for (const g of layout) {
+      const child = spawn(process.execPath, [...extraArgs, CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        cwd: dir,
+      });
+      child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`)));
+      children.push(child);
+      await waitHealthy(g.metricsPort, child, join(dir, `${g.name}.log`));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
+}
+
+export async function beamgatePath(env: BenchEnv, dir: string, gatewayArgs: string[] = []): Promise<BenchPath> {
+  const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);
+  const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs);
+  const name = (short: string, gateway: string) => `${short}@${gw.mesh.hostOf(gateway)}`;
+  let nodes: { a: ErlNode; b: ErlNode };
+  try {
+    nodes = await pair(env, name('ga', 'alpha'), gw.mesh.nodeArgs(name('ga', 'alpha')), name('gb', 'beta'), gw.mesh.nodeArgs(name('gb', 'beta')));
+  } catch (err) {
+    await gw.stop();
+    throw err;
+  }
+  const { a, b } = nodes;
+  return {
+    id: 'beamgate',
+    a,
+    b,
+    freshNode: (i) => {
+      if (i >= env.freshNodes) throw new RangeError(`fresh node ${i} is not in the roster (${env.freshNodes} made)`);
+      return startNode(env, name(`gc${i}`, 'alpha'), gw.mesh.nodeArgs(name(`gc${i}`, 'alpha')));
+    },
+    relayPids: gw.pids,
+    stop: async () => {
+      await Promise.all([a.stop(), b.stop()]);
+      await gw.stop();
+    },
+  };
+}
+
+async function waitListening(host: string, port: number, proc: ChildProcess, what: string): Promise<void> {
+  const net = await import('node:net');
+  const deadline = Date.now() + RELAY_START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host, port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} not listening on ${host}:${port} within ${RELAY_START_TIMEOUT_MS} ms`);
+}
+
+async function waitHealthy(metricsPort: number, proc: ChildProcess, logPath: string): Promise<void> {
+  const deadline = Date.now() + RELAY_START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`gateway exited with code ${proc.exitCode}; see ${logPath}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/healthz`, { signal: AbortSignal.timeout(2_000) });
+      await res.text();
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`gateway not healthy within ${RELAY_START_TIMEOUT_MS} ms; see ${logPath}`);
+}
+
+/** SIGTERM, then SIGKILL if the process lingers. */
+async function stopChild(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 3_000);
+  await gone;
+  clearTimeout(t);
+}

@@ -1,0 +1,57 @@
+// CPU time and memory of a running process, from /proc (Linux).
+
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+
+/** Clock ticks per second for /proc/PID/stat times; 100 on every Linux we run on. */
+const CLK_TCK = 100;
+
+/** User + system CPU seconds the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces; fields after it start past ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`unreadable /proc/${pid}/stat`);
+  return (utime + stime) / CLK_TCK;
+}
+
+export interface Memory {
+  /** Resident set now, MB. */
+  rssMb: number;
+  /** Peak resident set since start, MB. */
+  peakMb: number;
+}
+
+export function memory(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (!m) throw new Error(`no ${key} in /proc/${pid}/status`);
+    return Number(m[1]) / 1024;
+  };
+  return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A loopback alias unlikely to collide with tests running at the same time. */
+export function randomAlias(): string {
+  const b = () => 2 + Math.floor(Math.random() * 250);
+  return `127.${b()}.${b()}.${b()}`;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

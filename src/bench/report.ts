@@ -1,0 +1,205 @@
+// What `npm run bench` prints and writes: the figures of every path (medians
+// over the repetitions), the same figures as ratios against beamgate, the
+// targets of the performance issue met or not, an ASCII chart and an SVG one.
+
+import { PATH_LABELS, type PathId } from './paths.js';
+import type { ScaleResult } from './scale.js';
+import { asciiBars, formatNumber, formatRatio, markdownTable, median } from './stats.js';
+import { type RateResult, SIZES, type Size } from './workloads.js';
+
+/** One path's figures; each is the median over the repetitions. */
+export interface PathFigures {
+  rttP50Us: number;
+  rttP99Us: number;
+  rate: Record<Size, RateResult>;
+  coldMs: number;
+  /** CPU seconds over all measured workloads: relay processes (gateways, stunnels), and the two nodes. */
+  relayCpuS: number | undefined;
+  nodeCpuS: number;
+  /** Peak RSS of the largest relay process, MB; absent when the nodes talk directly. */
+  relayPeakMb: number | undefined;
+}
+
+/** Everything one repetition measured on one path. */
+export interface PathSample {
+  rttP50Us: number;
+  rttP99Us: number;
+  rate: Record<Size, RateResult>;
+  coldMs: number;
+}
+
+/** `relayPeakMb` is undefined for a path without relay processes; its relay CPU is then undefined too. */
+export function medianFigures(samples: readonly PathSample[], cpu: { relay: number; nodes: number }, relayPeakMb: number | undefined): PathFigures {
+  const m = (f: (s: PathSample) => number) => median(samples.map(f));
+  const rate = Object.fromEntries(
+    SIZES.map((size) => [size, { msgsPerSec: m((s) => s.rate[size].msgsPerSec), mbPerSec: m((s) => s.rate[size].mbPerSec) }]),
+  ) as Record<Size, RateResult>;
+  return { rttP50Us: m((s) => s.rttP50Us), rttP99Us: m((s) => s.rttP99Us), rate, coldMs: m((s) => s.coldMs), relayCpuS: relayPeakMb === undefined ? undefined : cpu.relay, nodeCpuS: cpu.nodes, relayPeakMb };
+}
+
+interface Column {
+  title: string;
+  value: (f: PathFigures) => number | undefined;
+  /** Whether beamgate wins by having the larger value. */
+  higherIsBetter: boolean;
+}
+
+const COLUMNS: Column[] = [
+  { title: 'RTT p50 µs', value: (f) => f.rttP50Us, higherIsBetter: false },
+  { title: 'RTT p99 µs', value: (f) => f.rttP99Us, higherIsBetter: false },
+  { title: '64 B msg/s', value: (f) => f.rate[64].msgsPerSec, higherIsBetter: true },
+  { title: '1 KiB msg/s', value: (f) => f.rate[1024].msgsPerSec, higherIsBetter: true },
+  { title: '64 KiB MB/s', value: (f) => f.rate[65536].mbPerSec, higherIsBetter: true },
+  { title: '1 MiB MB/s', value: (f) => f.rate[1048576].mbPerSec, higherIsBetter: true },
+  { title: 'cold connect ms', value: (f) => f.coldMs, higherIsBetter: false },
+  { title: 'relay CPU s', value: (f) => f.relayCpuS, higherIsBetter: false },
+  { title: 'node CPU s', value: (f) => f.nodeCpuS, higherIsBetter: false },
+  { title: 'relay peak RSS MB', value: (f) => f.relayPeakMb, higherIsBetter: false },
+];
+
+export type Results = Partial<Record<PathId, PathFigures>>;
+
+export function figuresTable(results: Results): string {
+  const rows = (Object.keys(results) as PathId[]).map((id) => [PATH_LABELS[id], ...COLUMNS.map((c) => formatNumber(c.value(results[id]!)))]);
+  return markdownTable(['path', ...COLUMNS.map((c) => c.title)], rows);
+}
+
+/** Each other path's figures as beamgate ÷ that path (the first seven columns: the ones with targets). */
+export function ratioTable(results: Results): string {
+  const bg = results.beamgate;
+  if (!bg) return '(beamgate did not run)';
+  const cols = COLUMNS.slice(0, 7);
+  const rows = (Object.keys(results) as PathId[])
+    .filter((id) => id !== 'beamgate')
+    .map((id) => [
+      PATH_LABELS[id],
+      ...cols.map((c) => {
+        const a = c.value(bg);
+        const b = c.value(results[id]!);
+        return a === undefined || b === undefined ? '–' : formatRatio(a / b);
+      }),
+    ]);
+  return markdownTable(['beamgate ÷', ...cols.map((c) => `${c.title} (${c.higherIsBetter ? '↑' : '↓'})`)], rows);
+}
+
+export interface TargetCheck {
+  target: string;
+  /** The measured ratio (or absolute value for the RSS target); undefined when a path did not run. */
+  value: number | undefined;
+  bound: number;
+  kind: 'at least' | 'at most';
+  unit: '×' | 'MB';
+  met: boolean | undefined;
+}
+
+export function checkTargets(results: Results, scale: ScaleResult | undefined): TargetCheck[] {
+  const bg = results.beamgate;
+  const ratio = (other: PathId, f: (x: PathFigures) => number) => {
+    const o = results[other];
+    return bg && o ? f(bg) / f(o) : undefined;
+  };
+  const check = (target: string, value: number | undefined, kind: TargetCheck['kind'], bound: number, unit: TargetCheck['unit'] = '×'): TargetCheck => ({
+    target,
+    value,
+    bound,
+    kind,
+    unit,
+    met: value === undefined ? undefined : kind === 'at least' ? value >= bound : value <= bound,
+  });
+  const mbps = (size: Size) => (f: PathFigures) => f.rate[size].mbPerSec;
+  const msgs = (size: Size) => (f: PathFigures) => f.rate[size].msgsPerSec;
+  const rss = scale ? Math.max(...scale.rssAfterMb) : undefined;
+  return [
+    check('64 KiB bulk vs stunnel4 pair', ratio('stunnel', mbps(65536)), 'at least', 1.2),
+    check('1 MiB bulk vs stunnel4 pair', ratio('stunnel', mbps(1048576)), 'at least', 1.2),
+    check('64 KiB bulk vs inet_tls_dist', ratio('tls', mbps(65536)), 'at least', 8),
+    check('1 MiB bulk vs inet_tls_dist', ratio('tls', mbps(1048576)), 'at least', 8),
+    check('RTT p50 vs inet_tls_dist', ratio('tls', (f) => f.rttP50Us), 'at most', 1.5),
+    check('64 B msg/s vs inet_tcp_dist', ratio('direct', msgs(64)), 'at least', 0.9),
+    check('1 KiB msg/s vs inet_tcp_dist', ratio('direct', msgs(1024)), 'at least', 0.9),
+    check('cold connect vs inet_tls_dist', ratio('tls', (f) => f.coldMs), 'at most', 0.5),
+    check(`gateway RSS with ${scale?.links ?? 'N'} idle links`, rss, 'at most', 100, 'MB'),
+  ];
+}
+
+export function targetsTable(checks: readonly TargetCheck[]): string {
+  const fmt = (v: number | undefined, unit: string) => (v === undefined ? '–' : unit === '×' ? formatRatio(v) : `${v.toFixed(1)} MB`);
+  return markdownTable(
+    ['target', 'needed', 'measured', 'met'],
+    checks.map((c) => [c.target, `${c.kind} ${c.unit === '×' ? `${c.bound}×` : `${c.bound} MB`}`, fmt(c.value, c.unit), c.met === undefined ? 'not run' : c.met ? 'yes' : 'NO']),
+  );
+}
+
+export function scaleTable(s: ScaleResult): string {
+  const pair = (xs: number[], digits = 1) => xs.map((x) => x.toFixed(digits)).join(' / ');
+  return markdownTable(
+    ['figure (alpha / beta)', 'value'],
+    [
+      ['idle links through the pair', String(s.links)],
+      ['connections the target node saw (nodes(hidden))', String(s.targetSaw)],
+      ['time to establish them all', `${s.establishMs.toFixed(0)} ms (${(s.establishMs / s.links).toFixed(1)} ms per link, ${Math.min(s.links, 50)} at a time)`],
+      ['RSS before links, MB', pair(s.rssBeforeMb)],
+      ['RSS with the links, MB', pair(s.rssAfterMb)],
+      ['peak RSS, MB', pair(s.peakMb)],
+      ['memory per link, KB', pair(s.perLinkKb, 0)],
+      [`CPU while idle (${s.idleSeconds} s, ticks only), ms per second`, pair(s.idleCpuMsPerSec, 2)],
+      ['ticks answered by the emulated nodes in that window', String(s.ticks)],
+    ],
+  );
+}
+
+/** Chart panels: the headline figures, one bar per path. */
+const PANELS: { title: string; unit: string; value: (f: PathFigures) => number }[] = [
+  { title: 'round trip p50 (lower is better)', unit: 'µs', value: (f) => f.rttP50Us },
+  { title: '64 B messages', unit: 'msg/s', value: (f) => f.rate[64].msgsPerSec },
+  { title: '1 KiB messages', unit: 'msg/s', value: (f) => f.rate[1024].msgsPerSec },
+  { title: '64 KiB messages', unit: 'MB/s', value: (f) => f.rate[65536].mbPerSec },
+  { title: '1 MiB messages', unit: 'MB/s', value: (f) => f.rate[1048576].mbPerSec },
+  { title: 'cold connect (lower is better)', unit: 'ms', value: (f) => f.coldMs },
+];
+
+const SHORT: Record<PathId, string> = { direct: 'inet_tcp_dist', tls: 'inet_tls_dist', stunnel: 'stunnel4', beamgate: 'beamgate' };
+
+export function asciiChart(results: Results): string {
+  const ids = Object.keys(results) as PathId[];
+  return PANELS.map((p) => asciiBars(p.title, ids.map((id) => ({ label: SHORT[id], value: p.value(results[id]!) })), p.unit)).join('\n\n');
+}
+
+const COLORS: Record<PathId, string> = { direct: '#9e9e9e', tls: '#e57373', stunnel: '#ffb74d', beamgate: '#1e88e5' };
+
+function esc(s: string): string {
+  return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+/** The same panels as an SVG image: two columns of bar groups. */
+export function svgChart(results: Results, caption: string): string {
+  const ids = Object.keys(results) as PathId[];
+  const barH = 16;
+  const panelW = 430;
+  const labelW = 110;
+  const panelH = 28 + ids.length * (barH + 4) + 10;
+  const cols = 2;
+  const width = cols * panelW + 20;
+  const height = 40 + Math.ceil(PANELS.length / cols) * panelH + 10;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="22" font-size="14" font-weight="bold">${esc(caption)}</text>`,
+  ];
+  PANELS.forEach((p, k) => {
+    const x0 = 10 + (k % cols) * panelW;
+    const y0 = 40 + Math.floor(k / cols) * panelH;
+    const values = ids.map((id) => p.value(results[id]!));
+    const max = Math.max(...values, 0);
+    out.push(`<text x="${x0}" y="${y0 + 14}" font-weight="bold">${esc(p.title)}</text>`);
+    ids.forEach((id, i) => {
+      const y = y0 + 24 + i * (barH + 4);
+      const w = max > 0 ? Math.max(1, ((panelW - labelW - 90) * values[i]!) / max) : 0;
+      out.push(`<text x="${x0}" y="${y + 12}">${esc(SHORT[id])}</text>`);
+      out.push(`<rect x="${x0 + labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${COLORS[id]}"/>`);
+      out.push(`<text x="${(x0 + labelW + w + 4).toFixed(1)}" y="${y + 12}">${esc(`${formatNumber(values[i])} ${p.unit}`)}</text>`);
+    });
+  });
+  out.push('</svg>', '');
+  return out.join('\n');
+}
