@@ -35,7 +35,7 @@ export class GatewayProcess {
   private exited = false;
   private partial = '';
 
-  private constructor(
+  protected constructor(
     readonly name: string,
     readonly proc: ChildProcess,
     readonly metricsPort: number,
@@ -206,6 +206,79 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
   };
   for (const name of spec.start ?? Object.keys(spec.gateways)) await pm.startGateway(name);
   return pm;
+}
+
+/** Throws unless the gateway process is still running and has written nothing but JSON log lines. */
+export function assertIntact(gp: GatewayProcess): void {
+  if (!gp.alive) throw new Error(`gateway ${gp.name} is not running: ${gp.stderrText()}`);
+  if (gp.otherOutput.length > 0) throw new Error(`gateway ${gp.name} wrote non-JSON output (a crash trace?): ${gp.otherOutput.join('\n').slice(-2000)}`);
+}
+
+/**
+ * Samples gateway processes' RSS at a fixed interval, for tests that must show
+ * memory stays flat over a run. Figures are KiB.
+ */
+export class RssSampler {
+  readonly samples = new Map<string, { at: number; rssKb: number }[]>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly gateways: GatewayProcess[]) {
+    for (const g of gateways) this.samples.set(g.name, []);
+  }
+
+  start(intervalMs: number): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.sample();
+  }
+
+  sample(): void {
+    const at = Date.now();
+    for (const g of this.gateways) if (g.alive) this.samples.get(g.name)!.push({ at, rssKb: g.memory().rssKb });
+  }
+
+  /** First and last sample, the peak, and the highest sample in [from, to) (ms since epoch). */
+  summary(name: string, window?: { from: number; to: number }): { firstKb: number; peakKb: number; lastKb: number; windowPeakKb: number } {
+    const s = this.samples.get(name) ?? [];
+    if (s.length === 0) throw new Error(`no RSS samples for ${name}`);
+    const inWindow = window ? s.filter((x) => x.at >= window.from && x.at < window.to) : s;
+    return {
+      firstKb: s[0]!.rssKb,
+      peakKb: Math.max(...s.map((x) => x.rssKb)),
+      lastKb: s[s.length - 1]!.rssKb,
+      windowPeakKb: Math.max(...(inWindow.length ? inWindow : s).map((x) => x.rssKb)),
+    };
+  }
+}
+
+const TCP_ESTABLISHED = '01';
+
+/**
+ * TCP connections in this network namespace that are ESTABLISHED with `port`
+ * at either end, from /proc/net/tcp: the kernel's view, which shows a
+ * half-open link even when a gateway's own counters say it closed.
+ */
+export function establishedConnections(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 4 || f[3] !== TCP_ESTABLISHED) continue;
+      if (f[1]!.endsWith(`:${hex}`) || f[2]!.endsWith(`:${hex}`)) n++;
+    }
+  }
+  return n;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -2,6 +2,8 @@
 // Every message carries its sender, a sequence number and the sha256 of its
 // payload; each sink counts, per sender, what arrived, what was corrupted and
 // what came out of order, so a test can prove "nothing lost, nothing changed".
+// A sender given a window asks the sink to acknowledge every message and never
+// has more than that many unacknowledged, so it also knows what got through.
 
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -32,43 +34,79 @@ start_sink(Name) ->
     Pid = spawn(fun() -> register(Name, self()), Parent ! {sink, self()}, sink(#{}) end),
     receive {sink, Pid} -> ok after 5000 -> error(sink_not_started) end.
 
-%% Per sender: {NextExpected, Received, Corrupted, OutOfOrder, Bytes}.
+%% Per sender: {NextExpected, Received, Corrupted, OutOfOrder, Bytes, Backwards}.
+%% OutOfOrder counts gaps (lost messages) and Backwards (duplicated or
+%% reordered ones); Backwards alone is what no fault may ever cause.
 sink(S) ->
     receive
         {msg, From, Seq, Hash, Bin} ->
-            {Exp, Rcv, Bad, Ooo, Bytes} = maps:get(From, S, {1, 0, 0, 0, 0}),
-            Bad1 = case crypto:hash(sha256, Bin) of Hash -> Bad; _ -> Bad + 1 end,
-            {Exp1, Ooo1} = if Seq =:= Exp -> {Exp + 1, Ooo}; Seq > Exp -> {Seq + 1, Ooo + 1}; true -> {Exp, Ooo + 1} end,
-            sink(S#{From => {Exp1, Rcv + 1, Bad1, Ooo1, Bytes + byte_size(Bin)}});
+            sink(account(S, From, Seq, Hash, Bin));
+        {msg, From, Seq, Hash, Bin, AckTo} ->
+            AckTo ! {ack, From, Seq},
+            sink(account(S, From, Seq, Hash, Bin));
         {report, Pid} ->
             Pid ! {report, self(), S},
             sink(S)
     end.
 
+account(S, From, Seq, Hash, Bin) ->
+    {Exp, Rcv, Bad, Ooo, Bytes, Back} = maps:get(From, S, {1, 0, 0, 0, 0, 0}),
+    Bad1 = case crypto:hash(sha256, Bin) of Hash -> Bad; _ -> Bad + 1 end,
+    {Exp1, Ooo1, Back1} = if
+        Seq =:= Exp -> {Exp + 1, Ooo, Back};
+        Seq > Exp -> {Seq + 1, Ooo + 1, Back};
+        true -> {Exp, Ooo + 1, Back + 1}
+    end,
+    S#{From => {Exp1, Rcv + 1, Bad1, Ooo1, Bytes + byte_size(Bin), Back1}}.
+
 sink_report(Name) ->
     Name ! {report, self()},
     receive
-        {report, _, S} -> [{K, Exp - 1, Rcv, Bad, Ooo, Bytes} || {K, {Exp, Rcv, Bad, Ooo, Bytes}} <- maps:to_list(S)]
+        {report, _, S} -> [{K, Exp - 1, Rcv, Bad, Ooo, Bytes, Back} || {K, {Exp, Rcv, Bad, Ooo, Bytes, Back}} <- maps:to_list(S)]
     after 10000 -> error(sink_silent)
     end.
 
 %% Opts: count (or infinity), min/max payload bytes, burst (messages between
 %% pauses), pause (ms), random (fresh random bytes per message, else a fixed
-%% random block behind the sequence number).
+%% random block behind the sequence number), window (0: no acks; N: every
+%% message acknowledged, at most N unacknowledged, and at the end the sender
+%% waits up to ?ACK_WAIT_MS for the last acks).
+-define(ACK_WAIT_MS, 60000).
+
 start_sender(Key, Dest, Opts) ->
     tables(),
-    ets:insert(bg_progress, {Key, 0, running}),
+    ets:insert(bg_progress, {Key, 0, running, 0}),
     Block = crypto:strong_rand_bytes(maps:get(max, Opts)),
-    Pid = spawn(fun() -> send_loop(Key, Dest, 1, Opts, Block) end),
+    Pid = spawn(fun() -> send_loop(Key, Dest, 1, 0, Opts, Block) end),
     register(list_to_atom("bg_sender_" ++ Key), Pid),
     ok.
 
-send_loop(Key, Dest, Seq, Opts, Block) ->
+%% Highest acknowledged sequence number once at least Until are, or after Deadline (ms).
+await_acks(Key, Acked, Until, Deadline) when Acked < Until ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive {ack, Key, A} -> await_acks(Key, max(Acked, A), Until, Deadline)
+    after Left -> Acked
+    end;
+await_acks(Key, Acked, _, _) ->
+    receive {ack, Key, A} -> await_acks(Key, max(Acked, A), 0, 0)
+    after 0 -> Acked
+    end.
+
+send_loop(Key, Dest, Seq, Acked0, Opts, Block) ->
     Count = maps:get(count, Opts, infinity),
+    Window = maps:get(window, Opts, 0),
     Stop = receive stop -> true after 0 -> false end,
+    Acked = case Window of
+        0 -> Acked0;
+        _ -> await_acks(Key, Acked0, Seq - Window, erlang:monotonic_time(millisecond) + ?ACK_WAIT_MS)
+    end,
     if
         Stop orelse (is_integer(Count) andalso Seq > Count) ->
-            ets:insert(bg_progress, {Key, Seq - 1, done});
+            Final = case Window of
+                0 -> Acked;
+                _ -> await_acks(Key, Acked, Seq - 1, erlang:monotonic_time(millisecond) + ?ACK_WAIT_MS)
+            end,
+            ets:insert(bg_progress, {Key, Seq - 1, done, Final});
         true ->
             #{min := Min, max := Max} = Opts,
             Size = Min + rand:uniform(Max - Min + 1) - 1,
@@ -76,23 +114,27 @@ send_loop(Key, Dest, Seq, Opts, Block) ->
                 true -> crypto:strong_rand_bytes(Size);
                 false -> <<Seq:64, (binary:part(Block, 0, max(0, Size - 8)))/binary>>
             end,
-            Dest ! {msg, Key, Seq, crypto:hash(sha256, Bin), Bin},
-            ets:insert(bg_progress, {Key, Seq, running}),
+            Hash = crypto:hash(sha256, Bin),
+            case Window of
+                0 -> Dest ! {msg, Key, Seq, Hash, Bin};
+                _ -> Dest ! {msg, Key, Seq, Hash, Bin, self()}
+            end,
+            ets:insert(bg_progress, {Key, Seq, running, Acked}),
             case Seq rem maps:get(burst, Opts, 1) of
                 0 -> timer:sleep(maps:get(pause, Opts, 0));
                 _ -> ok
             end,
-            send_loop(Key, Dest, Seq + 1, Opts, Block)
+            send_loop(Key, Dest, Seq + 1, Acked, Opts, Block)
     end.
 
 stop_sender(Key) ->
     list_to_atom("bg_sender_" ++ Key) ! stop,
     ok.
 
-%% {Sent, running | done}
+%% {Sent, running | done, Acked}
 progress(Key) ->
-    [{_, Seq, State}] = ets:lookup(bg_progress, Key),
-    {Seq, State}.
+    [{_, Seq, State, Acked}] = ets:lookup(bg_progress, Key),
+    {Seq, State, Acked}.
 
 start_monitor() ->
     tables(),
@@ -107,12 +149,12 @@ start_monitor() ->
 monitor_loop() ->
     receive
         {Event, Node} ->
-            ets:insert(bg_events, {erlang:unique_integer([monotonic, positive]), Event, Node}),
+            ets:insert(bg_events, {erlang:unique_integer([monotonic, positive]), Event, Node, erlang:system_time(millisecond)}),
             monitor_loop()
     end.
 
 node_events() ->
-    [{Event, Node} || {_, Event, Node} <- ets:tab2list(bg_events)].
+    [{Event, Node, At} || {_, Event, Node, At} <- ets:tab2list(bg_events)].
 `;
 
 /** Writes and compiles bg_traffic.erl into `dir`; pass `-pa dir` to the nodes. */
@@ -130,6 +172,8 @@ export interface SenderOptions {
   burst?: number;
   pause?: number;
   random?: boolean;
+  /** Acknowledge every message and keep at most this many unacknowledged (0 or absent: no acks). */
+  window?: number;
 }
 
 export function startSender(node: ErlNode, key: string, sink: string, dest: string, o: SenderOptions): Promise<string> {
@@ -140,15 +184,16 @@ export function startSender(node: ErlNode, key: string, sink: string, dest: stri
     `burst => ${o.burst ?? 1}`,
     `pause => ${o.pause ?? 0}`,
     `random => ${o.random ?? true}`,
+    `window => ${o.window ?? 0}`,
   ].join(', ');
   return node.eval(`bg_traffic:start_sender("${key}", {${sink}, '${dest}'}, #{${opts}})`);
 }
 
-export async function progress(node: ErlNode, key: string): Promise<{ sent: number; done: boolean }> {
+export async function progress(node: ErlNode, key: string): Promise<{ sent: number; done: boolean; acked: number }> {
   const text = await node.eval(`bg_traffic:progress("${key}")`);
-  const m = /^\{(\d+),(running|done)\}$/.exec(text);
+  const m = /^\{(\d+),(running|done),(\d+)\}$/.exec(text);
   if (!m) throw new Error(`unexpected progress ${text}`);
-  return { sent: Number(m[1]), done: m[2] === 'done' };
+  return { sent: Number(m[1]), done: m[2] === 'done', acked: Number(m[3]) };
 }
 
 export interface SinkEntry {
@@ -157,25 +202,36 @@ export interface SinkEntry {
   last: number;
   received: number;
   corrupted: number;
+  /** Gaps and backward steps together. */
   outOfOrder: number;
   bytes: number;
+  /** Messages older than one already received: duplicated or reordered, never just lost. */
+  backwards: number;
 }
 
 export async function sinkReport(node: ErlNode, sink: string): Promise<SinkEntry[]> {
   const text = await node.eval(`bg_traffic:sink_report(${sink})`);
-  return [...text.matchAll(/\{"([^"]+)",(\d+),(\d+),(\d+),(\d+),(\d+)\}/g)].map((m) => ({
+  return [...text.matchAll(/\{"([^"]+)",(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\}/g)].map((m) => ({
     sender: m[1]!,
     last: Number(m[2]),
     received: Number(m[3]),
     corrupted: Number(m[4]),
     outOfOrder: Number(m[5]),
     bytes: Number(m[6]),
+    backwards: Number(m[7]),
   }));
 }
 
-export async function nodeEvents(node: ErlNode): Promise<{ event: string; node: string }[]> {
+export interface NodeEvent {
+  event: 'nodeup' | 'nodedown';
+  node: string;
+  /** When the node saw it, ms since epoch (same clock as Date.now() on this machine). */
+  at: number;
+}
+
+export async function nodeEvents(node: ErlNode): Promise<NodeEvent[]> {
   const text = await node.eval('bg_traffic:node_events()');
-  return [...text.matchAll(/\{(nodeup|nodedown),'([^']+)'\}/g)].map((m) => ({ event: m[1]!, node: m[2]! }));
+  return [...text.matchAll(/\{(nodeup|nodedown),'([^']+)',(\d+)\}/g)].map((m) => ({ event: m[1] as NodeEvent['event'], node: m[2]!, at: Number(m[3]) }));
 }
 
 export function stopSender(node: ErlNode, key: string): Promise<string> {

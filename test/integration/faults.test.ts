@@ -1,0 +1,236 @@
+// Item 4: faults with real nodes and gateways as processes. A peer gateway
+// that is down when a node dials, a gateway killed (-9) mid-transfer and
+// restarted, a remote node's VM killed (-9). Each must end in the state
+// Erlang itself would reach on plain TCP (pang, nodedown, reconnection on the
+// next send), be logged and counted, leave no half-open link, and never crash
+// the surviving gateway.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErlNode } from '../../src/erlang/node.js';
+import { LINK_CLOSE_GRACE_MS } from '../../src/mesh/link.js';
+import { sample, waitFor } from '../helpers/mesh.js';
+import { assertIntact, establishedConnections, type ProcessMesh, sleep, startProcessMesh } from '../helpers/gateway-process.js';
+import { compileTraffic, nodeEvents, sinkReport, startSender, stopSender } from '../helpers/traffic.js';
+
+const A1 = 'a1@alpha.demo';
+const B1 = 'b1@beta.demo';
+/**
+ * a1 waits this long for a connection setup before giving up (net_setuptime,
+ * 7 s by default), so that a pang within PANG_BOUND_MS can only come from the
+ * gateway refusing the dial, not from Erlang's own timer.
+ */
+const NET_SETUPTIME_S = 30;
+/** A refused dial: one TCP connect to the gateway and one refused TCP connect to the peer, on a loaded machine. */
+const PANG_BOUND_MS = 10_000;
+/** How long a fault may take to show (nodedown, link closed, sockets gone): the close grace plus slack for a busy machine. */
+const SETTLE_MS = LINK_CLOSE_GRACE_MS + 8_000;
+/** After a gateway restart: the node re-registers (OTP retries every few seconds) and the next send dials again. */
+const RECONNECT_MS = 30_000;
+/** How long a killed gateway stays down, so that the senders dial into the outage. */
+const OUTAGE_MS = 1_500;
+
+describe('faults', () => {
+  let pm: ProcessMesh;
+  let a1: ErlNode;
+  let b1: ErlNode;
+  let pa: string[];
+  let tlsPort: (gw: string) => number;
+  let nodePort: (gw: string, short: string) => number;
+  const figures: string[] = [];
+
+  beforeAll(async () => {
+    // beta stays down: the first test dials into its absence.
+    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, start: ['alpha'] });
+    pa = compileTraffic(pm.dir);
+    a1 = await pm.startNode(A1, [...pa, '-kernel', 'net_setuptime', String(NET_SETUPTIME_S)]);
+    await a1.eval('bg_traffic:start_monitor()');
+    await a1.eval('bg_traffic:start_sink(sink)');
+    tlsPort = (gw) => pm.layout.find((g) => g.name === gw)!.tlsPort;
+    nodePort = (gw, short) => pm.layout.find((g) => g.name === gw)!.nodes[short]!;
+  }, 90_000);
+  afterAll(async () => {
+    if (figures.length) console.log(`faults: ${figures.join('; ')}`);
+    await pm?.stop();
+  });
+
+  async function startB1(): Promise<ErlNode> {
+    b1 = await pm.startNode(B1, pa);
+    await b1.eval('bg_traffic:start_monitor()');
+    await b1.eval('bg_traffic:start_sink(sink)');
+    return b1;
+  }
+
+  async function ping(from: ErlNode, to: string): Promise<{ answer: string; ms: number }> {
+    const started = Date.now();
+    const answer = await from.eval(`net_adm:ping('${to}')`, (NET_SETUPTIME_S + 10) * 1000);
+    return { answer, ms: Date.now() - started };
+  }
+
+  const metric = async (gw: string, name: string, labels: Record<string, string> = {}) => sample(await pm.gw(gw).metrics(), name, labels);
+
+  async function nodedownSince(node: ErlNode, of: string, since: number): Promise<number | undefined> {
+    return (await nodeEvents(node)).find((e) => e.event === 'nodedown' && e.node === of && e.at >= since)?.at;
+  }
+
+  async function nodeupSince(node: ErlNode, of: string, since: number): Promise<number | undefined> {
+    return (await nodeEvents(node)).find((e) => e.event === 'nodeup' && e.node === of && e.at >= since)?.at;
+  }
+
+  async function received(node: ErlNode, sender: string): Promise<number> {
+    return (await sinkReport(node, 'sink')).find((e) => e.sender === sender)?.received ?? 0;
+  }
+
+  /** No TCP connection lingers on the gateways' TLS ports or the nodes' ports (probes come and go within milliseconds). */
+  async function noLinkSockets(): Promise<void> {
+    const ports = [tlsPort('alpha'), tlsPort('beta'), nodePort('alpha', 'a1'), nodePort('beta', 'b1')];
+    await waitFor('no established connection left on the link ports', () => ports.every((p) => establishedConnections(p) === 0), SETTLE_MS);
+  }
+
+  it('a dial to a peer gateway that is down fails promptly with pang, is logged and counted, and succeeds once the peer is up', async () => {
+    const refusedBefore = await metric('alpha', 'beamgate_refusals_total', { reason: 'peer_unreachable' });
+    const { answer, ms } = await ping(a1, B1);
+    expect(answer).toBe('pang');
+    expect(ms).toBeLessThan(PANG_BOUND_MS);
+    figures.push(`pang with beta down after ${ms} ms`);
+
+    const alpha = pm.gw('alpha');
+    const lines = alpha.logged('connection refused', { reason: 'peer_unreachable', peer: 'beta', remote_node: B1 });
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines[0]).toMatchObject({ level: 'warn', direction: 'outbound', local_node: A1 });
+    expect(String(lines[0]!.detail)).toMatch(/ECONNREFUSED/);
+    const m = await alpha.metrics();
+    expect(sample(m, 'beamgate_refusals_total', { reason: 'peer_unreachable' }) - refusedBefore).toBe(lines.length);
+    // Every failed dial is also a TLS attempt that found no one (probes add to it too).
+    expect(sample(m, 'beamgate_tls_handshakes_total', { role: 'client', result: 'unreachable' })).toBeGreaterThanOrEqual(lines.length);
+    expect(sample(m, 'beamgate_links_open')).toBe(0);
+    expect(sample(m, 'beamgate_peer_reachable', { peer: 'beta' })).toBe(0);
+
+    await pm.startGateway('beta');
+    await startB1();
+    const again = await ping(a1, B1);
+    expect(again.answer).toBe('pong');
+    figures.push(`pong once beta was up after ${again.ms} ms`);
+    expect(await metric('alpha', 'beamgate_links_open', { peer: 'beta' })).toBe(1);
+    for (const gw of ['alpha', 'beta']) assertIntact(pm.gw(gw));
+  });
+
+  for (const [victim, survivor] of [
+    ['beta', 'alpha'],
+    ['alpha', 'beta'],
+  ] as const) {
+    it(`kill -9 of gateway ${victim} mid-transfer: nodedown on both sides, ${survivor} closes the link, traffic resumes after the restart`, async () => {
+      const tag = `kill-${victim}`;
+      // Both directions over the one link; each sender keeps sending through the outage, so its
+      // next send after the restart is what dials again.
+      const opts = { min: 1, max: 64 * 1024, burst: 5, pause: 10 };
+      await startSender(a1, `${tag}-ab`, 'sink', B1, opts);
+      await startSender(b1, `${tag}-ba`, 'sink', A1, opts);
+      await waitFor('traffic flowing both ways', async () => (await received(b1, `${tag}-ab`)) > 50 && (await received(a1, `${tag}-ba`)) > 50, 30_000);
+
+      const closedBefore = await metric(survivor, 'beamgate_links_closed_total', { peer: victim });
+      const unreachableBefore = await metric(survivor, 'beamgate_refusals_total', { reason: 'peer_unreachable' });
+      const s = pm.gw(survivor);
+      const logsBefore = s.logs.length;
+      const killedAt = Date.now();
+      pm.gw(victim).signal('SIGKILL');
+      expect(await pm.gw(victim).waitExit()).toEqual({ code: null, signal: 'SIGKILL' });
+
+      const downA = await waitFor('a1 sees nodedown', () => nodedownSince(a1, B1, killedAt), SETTLE_MS);
+      const downB = await waitFor('b1 sees nodedown', () => nodedownSince(b1, A1, killedAt), SETTLE_MS);
+      figures.push(`kill -9 ${victim}: nodedown after ${downA - killedAt} ms (a1), ${downB - killedAt} ms (b1)`);
+
+      const closed = await waitFor(`${survivor} logs the link closed`, () => s.logs.slice(logsBefore).find((l) => l.msg === 'link closed' && l.peer === victim), SETTLE_MS);
+      expect(String(closed.reason)).toMatch(/^(peer closed|peer socket error: .*)$/);
+      await waitFor(`${survivor} counts the link closed`, async () => (await metric(survivor, 'beamgate_links_closed_total', { peer: victim })) === closedBefore + 1, SETTLE_MS);
+      expect(await metric(survivor, 'beamgate_links_open', { peer: victim })).toBe(0);
+      // Nothing listens on the dead gateway's TLS port, so any connection left there would be half-open.
+      await waitFor('no connection left on the dead gateway\'s TLS port', () => establishedConnections(tlsPort(victim)) === 0, SETTLE_MS);
+
+      // The senders dial into the outage: the survivor refuses each dial at once and counts it.
+      await sleep(OUTAGE_MS);
+      if (victim === 'beta') {
+        await waitFor('a dial into the outage refused', async () => (await metric(survivor, 'beamgate_refusals_total', { reason: 'peer_unreachable' })) > unreachableBefore, SETTLE_MS);
+        expect(s.logged('connection refused', { reason: 'peer_unreachable', peer: victim }).length).toBeGreaterThan(0);
+      }
+      assertIntact(s);
+
+      // The nodes may reconnect before the new process has answered its first /healthz poll.
+      const restartAt = Date.now();
+      const restarted = await pm.startGateway(victim);
+      const nodeup = await waitFor('a1 and b1 reconnected on their own', () => nodeupSince(a1, B1, killedAt), RECONNECT_MS);
+      const beforeResume = { ab: await received(b1, `${tag}-ab`), ba: await received(a1, `${tag}-ba`) };
+      await waitFor(
+        'traffic resumed both ways',
+        async () => (await received(b1, `${tag}-ab`)) > beforeResume.ab + 20 && (await received(a1, `${tag}-ba`)) > beforeResume.ba + 20,
+        RECONNECT_MS,
+      );
+      figures.push(`${victim} restarted: nodeup ${nodeup - restartAt} ms after the new process was spawned`);
+      await stopSender(a1, `${tag}-ab`);
+      await stopSender(b1, `${tag}-ba`);
+
+      // Messages sent during the outage are lost, as Erlang allows; nothing may arrive changed, twice or out of order.
+      for (const [node, sender] of [
+        [b1, `${tag}-ab`],
+        [a1, `${tag}-ba`],
+      ] as const) {
+        const entry = (await sinkReport(node, 'sink')).find((e) => e.sender === sender)!;
+        expect(entry).toMatchObject({ corrupted: 0, backwards: 0 });
+      }
+      expect(await metric(victim, 'beamgate_links_open', { peer: survivor })).toBe(1);
+      expect(await metric(survivor, 'beamgate_links_open', { peer: victim })).toBe(1);
+      assertIntact(s);
+      assertIntact(restarted);
+    }, 120_000);
+  }
+
+  it('kill -9 of a remote node: nodedown, both gateways close their halves and count it, no half-open link, pang until it is back', async () => {
+    await startSender(b1, 'crash-ba', 'sink', A1, { min: 1, max: 64 * 1024, burst: 5, pause: 10 });
+    await waitFor('traffic from b1', async () => (await received(a1, 'crash-ba')) > 50, 30_000);
+    const closedBefore = { alpha: await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' }), beta: await metric('beta', 'beamgate_links_closed_total', { peer: 'alpha' }) };
+    const alphaLogs = pm.gw('alpha').logs.length;
+    const betaLogs = pm.gw('beta').logs.length;
+
+    const killedAt = Date.now();
+    b1.kill('SIGKILL');
+    const down = await waitFor('a1 sees nodedown', () => nodedownSince(a1, B1, killedAt), SETTLE_MS);
+    figures.push(`kill -9 b1: nodedown on a1 after ${down - killedAt} ms`);
+
+    const closedOn = async (gw: 'alpha' | 'beta', from: number) =>
+      waitFor(`${gw} logs the link closed`, () => pm.gw(gw).logs.slice(from).find((l) => l.msg === 'link closed'), SETTLE_MS);
+    const betaClosed = await closedOn('beta', betaLogs);
+    expect(betaClosed).toMatchObject({ peer: 'alpha', local_node: B1, remote_node: A1 });
+    expect(String(betaClosed.reason)).toMatch(/^(local node closed|local socket error: .*)$/);
+    const alphaClosed = await closedOn('alpha', alphaLogs);
+    expect(alphaClosed).toMatchObject({ peer: 'beta', local_node: A1, remote_node: B1 });
+    expect(String(alphaClosed.reason)).toMatch(/^(peer closed|peer socket error: .*)$/);
+    await waitFor('b1 unregistered from beta', () => pm.gw('beta').logs.slice(betaLogs).some((l) => l.msg === 'node unregistered' && l.node === B1), SETTLE_MS);
+
+    for (const [gw, peer] of [
+      ['alpha', 'beta'],
+      ['beta', 'alpha'],
+    ] as const) {
+      const m = await pm.gw(gw).metrics();
+      expect(sample(m, 'beamgate_links_closed_total', { peer })).toBe(closedBefore[gw] + 1);
+      expect(sample(m, 'beamgate_links_open')).toBe(0);
+    }
+    expect(await metric('beta', 'beamgate_epmd_nodes_registered')).toBe(0);
+    await noLinkSockets();
+
+    // Beta is up but b1 is not: the dial is refused by beta, promptly.
+    const targetDownBefore = await metric('beta', 'beamgate_refusals_total', { reason: 'target_down' });
+    const { answer, ms } = await ping(a1, B1);
+    expect(answer).toBe('pang');
+    expect(ms).toBeLessThan(PANG_BOUND_MS);
+    expect(await metric('beta', 'beamgate_refusals_total', { reason: 'target_down' })).toBeGreaterThan(targetDownBefore);
+    expect(pm.gw('beta').logged('connection refused', { reason: 'target_down', peer: 'alpha' }).length).toBeGreaterThan(0);
+    figures.push(`pang with b1 down after ${ms} ms`);
+
+    await startB1();
+    expect((await ping(a1, B1)).answer).toBe('pong');
+    await startSender(b1, 'crash-ba2', 'sink', A1, { count: 200, min: 1, max: 4096 });
+    const entry = await waitFor('the restarted b1 delivers', async () => (await sinkReport(a1, 'sink')).find((e) => e.sender === 'crash-ba2' && e.received === 200), 30_000);
+    expect(entry).toMatchObject({ last: 200, corrupted: 0, outOfOrder: 0 });
+    expect((await sinkReport(a1, 'sink')).find((e) => e.sender === 'crash-ba')).toMatchObject({ corrupted: 0, backwards: 0 });
+    for (const gw of ['alpha', 'beta']) assertIntact(pm.gw(gw));
+  }, 90_000);
+});
