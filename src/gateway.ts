@@ -116,6 +116,9 @@ export class Gateway {
     server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
       this.metrics.tlsHandshakes.labels('server', 'failed').inc();
       this.ctx.refuse(classifyTlsError(err), `TLS handshake failed: ${err.message}`, { from: `${sock.remoteAddress}:${sock.remotePort}`, direction: 'inbound' });
+      // Node leaves the socket open after a handshake timeout once this event has a listener:
+      // without this, a silent or slow client would hold its connection slot forever.
+      sock.destroy();
     });
     await listen(server, self.listen.port, self.listen.host);
     this.tlsServer = server;

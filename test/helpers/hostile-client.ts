@@ -2,8 +2,12 @@
 // what the test says, and report what came back and whether, and how fast,
 // the other side closed the connection.
 
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { tlsPathsFor } from '../../src/config/roster.js';
+import { sample, type TestMesh, waitFor } from './mesh.js';
 
 export interface Exchange {
   /** This client's port, as the gateway logs it in `from`. */
@@ -77,4 +81,31 @@ export function dribble(data: Buffer, intervalMs: number): Writer {
         resolve();
       });
     });
+}
+
+/** beamgate_refusals_total{reason} on one gateway of a test mesh. */
+export async function refusals(t: TestMesh, gw: string, reason: string): Promise<number> {
+  return sample(await t.metricsText(gw), 'beamgate_refusals_total', { reason });
+}
+
+/**
+ * Runs one hostile exchange against gateway `gw` and checks that it was
+ * refused for `reason`: the connection closed, the counter rose by exactly
+ * one, and a warning names the reason and the client's address.
+ */
+export async function expectRefused(t: TestMesh, gw: string, reason: string, attempt: () => Promise<Exchange>): Promise<{ ex: Exchange; line: Record<string, unknown> }> {
+  const before = await refusals(t, gw, reason);
+  const ex = await attempt();
+  await waitFor(`${gw} to count a ${reason} refusal`, async () => (await refusals(t, gw, reason)) === before + 1);
+  const from = `127.0.0.1:${ex.localPort}`;
+  const line = await waitFor(`a ${reason} log line from ${from}`, () => t.logOf(gw).find((l) => l.reason === reason && l.from === from));
+  assert.equal(line.level, 'warn');
+  assert.equal(typeof line.detail, 'string');
+  return { ex, line };
+}
+
+/** A gateway's own certificate, key and CA from a test mesh: what a genuine (or compromised) peer presents. */
+export function gatewayPem(t: TestMesh, gw: string): { cert: string; key: string; ca: string } {
+  const p = tlsPathsFor(t.mesh.roster, gw);
+  return { cert: readFileSync(p.cert, 'utf8'), key: readFileSync(p.key, 'utf8'), ca: readFileSync(p.ca, 'utf8') };
 }

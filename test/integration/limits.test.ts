@@ -1,0 +1,181 @@
+// Every limit sheds what exceeds it, counts it by reason, and leaves the links
+// already established alone. The roster sets small limits and short timeouts
+// so slow clients (one byte a second) and floods are shed within seconds.
+
+import net from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Limits } from '../../src/config/limits.js';
+import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js';
+import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
+import type { ErlNode } from '../../src/erlang/node.js';
+import { encodePreamble } from '../../src/mesh/preamble.js';
+import { HTTP_HEADERS_TIMEOUT_MS } from '../../src/metrics/http.js';
+import { dribble, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
+import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+import { type Sentinel, watchLink } from '../helpers/sentinel.js';
+
+const LIMITS: Partial<Limits> = {
+  tlsHandshakeTimeoutMs: 2_000,
+  // Long enough for a real node's handshake on a loaded machine, short enough to wait for.
+  distHandshakeTimeoutMs: 4_000,
+  firstByteTimeoutMs: 1_500,
+  epmdRequestTimeoutMs: 1_500,
+  maxTlsConnections: 6,
+  maxEpmdConnections: 6,
+  maxLinks: 6,
+  maxLinksPerPeer: 6,
+  maxPendingBytes: 16 * 1024,
+};
+const FLOOD = 12;
+const SLOW_MS = 1_000;
+const FLAGS = 0x1ffffffn;
+
+interface Flood {
+  /** The client port of each connection, as the gateway logs it in `from`. */
+  ports: number[];
+  closed(): number;
+}
+
+/** Opens `n` connections at once that send nothing. */
+async function flood(n: number, port: number, host: string): Promise<Flood> {
+  let closed = 0;
+  const ports = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const s = net.connect({ port, host });
+          s.on('close', () => closed++);
+          s.once('connect', () => resolve(s.localPort!));
+          s.on('error', reject);
+        }),
+    ),
+  );
+  return { ports, closed: () => closed };
+}
+
+describe('limits shed what exceeds them and nothing else', () => {
+  let t: TestMesh;
+  let a2: ErlNode;
+  let b1: ErlNode;
+  let sentinel: Sentinel;
+  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number };
+
+  beforeAll(async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'] }, limits: LIMITS });
+    const roster = t.mesh.roster;
+    const alpha = roster.gateways.get('alpha')!;
+    const beta = roster.gateways.get('beta')!;
+    ports = { betaTls: beta.address.port, alphaEpmd: alpha.epmdPort, alphaMetrics: alpha.metrics!.port, betaAlias: beta.loopback, b2Port: roster.nodes.get('b2@beta.demo')!.port };
+    let a1: ErlNode;
+    [a1, a2, b1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('a2@alpha.demo'), t.startNode('b1@beta.demo')]);
+    sentinel = await watchLink(t, a1, 'alpha', 'beta', 'b1@beta.demo');
+  });
+
+  afterEach(async () => sentinel.check());
+  afterAll(async () => t?.stop());
+
+  describe('slow clients (one byte a second) are shed by their timeout', () => {
+    it('TLS port: a ClientHello that never finishes, tls_timeout', async () => {
+      // A TLS record header announcing 512 bytes of handshake, then a trickle.
+      const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), Buffer.alloc(512, 1)]);
+      const { ex } = await expectRefused(t, 'beta', 'tls_timeout', () => rawExchange(ports.betaTls, '127.0.0.1', dribble(hello, SLOW_MS)));
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.tlsHandshakeTimeoutMs! - 100);
+    });
+
+    it('TLS port: a genuine peer that sends nothing after TLS, handshake_timeout (firstByteTimeoutMs)', async () => {
+      const { line } = await expectRefused(t, 'beta', 'handshake_timeout', () => tlsExchange(ports.betaTls, gatewayPem(t, 'alpha')));
+      expect(line).toMatchObject({ peer: 'alpha', detail: 'peer sent nothing after TLS' });
+    });
+
+    it('TLS port: a genuine peer trickling its preamble, handshake_timeout (distHandshakeTimeoutMs)', async () => {
+      const link = Buffer.concat([encodePreamble({ kind: 'link', target: 'b1@beta.demo' }), encodeHandshakeMessage(sendNameV6('a2@alpha.demo', FLAGS))]);
+      const { ex, line } = await expectRefused(t, 'beta', 'handshake_timeout', () => tlsExchange(ports.betaTls, gatewayPem(t, 'alpha'), dribble(link, SLOW_MS)));
+      expect(line.detail).toBe('link not established in time');
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.distHandshakeTimeoutMs! - 100);
+    });
+
+    it('stand-in port: a send_name that never finishes, handshake_timeout', async () => {
+      const sendName = encodeHandshakeMessage(sendNameV6('a2@alpha.demo', FLAGS));
+      const { ex } = await expectRefused(t, 'alpha', 'handshake_timeout', () => rawExchange(ports.b2Port, ports.betaAlias, dribble(sendName, SLOW_MS)));
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.distHandshakeTimeoutMs! - 100);
+    });
+
+    it('EPMD: an ALIVE2 request that never finishes, epmd_timeout', async () => {
+      const alive = encodeAlive2Request({ port: 5999, nodeType: NODE_TYPE_NORMAL, protocol: 0, highestVersion: 6, lowestVersion: 5, name: 'slow', extra: Buffer.alloc(0) });
+      const { ex } = await expectRefused(t, 'alpha', 'epmd_timeout', () => rawExchange(ports.alphaEpmd, '127.0.0.1', dribble(alive, SLOW_MS)));
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.epmdRequestTimeoutMs! - 100);
+    });
+
+    it('metrics HTTP: request headers that never finish, http_timeout', async () => {
+      const get = Buffer.from('GET /metrics HTTP/1.1\r\nHost: alpha\r\nX-Slow: ' + 'a'.repeat(64));
+      const { ex } = await expectRefused(t, 'alpha', 'http_timeout', () => rawExchange(ports.alphaMetrics, '127.0.0.1', dribble(get, SLOW_MS), 20_000));
+      expect(ex.durationMs).toBeGreaterThanOrEqual(HTTP_HEADERS_TIMEOUT_MS - 100);
+      expect(ex.received.toString('latin1')).toMatch(/^HTTP\/1\.1 408/);
+    }, 30_000);
+  });
+
+  describe('floods above the connection limits are shed', () => {
+    /**
+     * Waits until every flood connection is closed, then checks each one got
+     * exactly one refusal log line (by its port): limit_reached if it was shed
+     * at once, `timeoutReason` if it was held and timed out. Returns how many
+     * were shed at once.
+     */
+    async function expectShed(gw: string, f: Flood, timeoutReason: string): Promise<number> {
+      await waitFor('every flood connection to be closed', () => f.closed() === FLOOD, 20_000);
+      const reasons = await waitFor('a refusal logged for every flood connection', () => {
+        const r = f.ports.map((p) => t.logOf(gw).filter((l) => l.from === `127.0.0.1:${p}`).map((l) => String(l.reason)));
+        return r.every((x) => x.length > 0) ? r : undefined;
+      });
+      for (const r of reasons) {
+        expect(r).toHaveLength(1);
+        expect(['limit_reached', timeoutReason]).toContain(r[0]);
+      }
+      return reasons.filter((r) => r[0] === 'limit_reached').length;
+    }
+
+    it(`TLS port: ${FLOOD} silent connections above maxTlsConnections, limit_reached then tls_timeout`, async () => {
+      const before = await refusals(t, 'beta', 'limit_reached');
+      const f = await flood(FLOOD, ports.betaTls, '127.0.0.1');
+      await waitFor('beta to shed the excess', async () => (await refusals(t, 'beta', 'limit_reached')) > before);
+      await sentinel.check(); // the established link works while the port is full
+      const shed = await expectShed('beta', f, 'tls_timeout');
+      // One TLS connection is the watched link's; a peer probe may take another for a moment.
+      expect(shed).toBeGreaterThanOrEqual(FLOOD - (LIMITS.maxTlsConnections! - 1));
+      expect((await refusals(t, 'beta', 'limit_reached')) - before).toBeGreaterThanOrEqual(shed);
+      // Once the flood is gone, a new link is accepted.
+      expect(await a2.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+      await a2.eval(`erlang:disconnect_node('b1@beta.demo')`);
+      await waitFor('the a2 link to close', () => t.gateways.get('alpha')!.table.count === 1);
+    });
+
+    it(`EPMD: ${FLOOD} silent connections above maxEpmdConnections (counted across listeners), limit_reached then epmd_timeout`, async () => {
+      // a1 and a2 hold their registrations on 127.0.0.1; the flood goes to beta's alias listener.
+      const f = await flood(FLOOD, ports.alphaEpmd, ports.betaAlias);
+      await sentinel.check();
+      expect(await expectShed('alpha', f, 'epmd_timeout')).toBe(FLOOD - (LIMITS.maxEpmdConnections! - 2));
+      // Registrations survived, and EPMD answers again.
+      const answer = await rawExchange(ports.alphaEpmd, '127.0.0.1', encodePortPlease2Request('a2'));
+      expect(answer.received[1]).toBe(0);
+    });
+
+    it(`stand-in port: ${FLOOD} silent connections above maxLinks, limit_reached then handshake_timeout`, async () => {
+      const f = await flood(FLOOD, ports.b2Port, ports.betaAlias);
+      await sentinel.check();
+      // The watched link holds one of alpha's link slots.
+      expect(await expectShed('alpha', f, 'handshake_timeout')).toBe(FLOOD - (LIMITS.maxLinks! - 1));
+      expect(t.gateways.get('alpha')!.table.count).toBe(1);
+      expect(await a2.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    });
+  });
+
+  it('bytes held before a link is up are bounded by maxPendingBytes: buffer_limit', async () => {
+    // Status messages are legal after send_name and cost nothing to send: a cheap way to pile up bytes.
+    const status = encodeHandshakeMessage(Buffer.concat([Buffer.from('s'), Buffer.alloc(4000, 0x61)]));
+    const pile = Buffer.concat([encodeHandshakeMessage(sendNameV6('a2@alpha.demo', FLAGS)), ...Array.from({ length: 6 }, () => status)]);
+    expect(pile.length).toBeGreaterThan(LIMITS.maxPendingBytes!);
+    const { line } = await expectRefused(t, 'alpha', 'buffer_limit', () => rawExchange(ports.b2Port, ports.betaAlias, pile));
+    expect(String(line.detail)).toMatch(/bytes pending before the link was up/);
+  });
+});
