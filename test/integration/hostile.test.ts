@@ -73,6 +73,12 @@ describe('hostile input on every listener leaves other links alone', () => {
       await refused('beta', 'not_tls', () => rawExchange(ports.betaTls, '127.0.0.1', Buffer.from('GET /metrics HTTP/1.1\r\nHost: beta\r\n\r\n')));
     });
 
+    it('TLS 1.2, even with a genuine certificate: refused before any application byte', async () => {
+      const { ex, line } = await refused('beta', 'not_tls', () => tlsExchange(ports.betaTls, { ...pemOf('alpha'), minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }));
+      expect(ex.secure).toBe(false);
+      expect(String(line.detail)).toMatch(/protocol/i);
+    });
+
     it('TLS without a client certificate: bad_certificate', async () => {
       const { ex } = await refused('beta', 'bad_certificate', () => tlsExchange(ports.betaTls, { ca: clusterCa.cert }));
       expect(ex.received.length).toBe(0);
