@@ -19,6 +19,7 @@ import { sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.j
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
 
 const DAY = 86_400_000;
+const TCP_LISTEN = '0A';
 const FLAGS = 0x1ffffffn;
 /** A challenge_reply body: 'r', challenge, digest. */
 const CHALLENGE_REPLY = Buffer.concat([Buffer.from('r'), Buffer.alloc(20, 1)]);
@@ -36,7 +37,7 @@ describe('hostile input on every listener leaves other links alone', () => {
 
   beforeAll(async () => {
     // gamma is started by nobody: its certificate is a genuine cluster one for a gateway that owns no node.
-    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'] });
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'] });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
@@ -257,6 +258,33 @@ describe('hostile input on every listener leaves other links alone', () => {
     });
   });
 
+  it('a local impostor under a roster name that is down, without the cookie: admitted by the gateway, refused end to end by the nodes', async () => {
+    // The gateway cannot tell a local process from the node it names (see SECURITY.md); the cookie can.
+    const impostor = await t.startNode('a2@alpha.demo', { cookie: 'not-the-cluster-cookie' });
+    try {
+      expect(t.gateways.get('alpha')!.epmd.registeredPort('a2')).toBe(t.mesh.roster.nodes.get('a2@alpha.demo')!.port);
+      expect(await impostor.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pang');
+      expect(await impostor.eval(`rpc:call('b1@beta.demo', os, getpid, [])`)).toMatch(/badrpc/);
+      const b1 = t.nodes.find((n) => n.name === 'b1@beta.demo')!;
+      expect(await b1.eval(`net_adm:ping('a2@alpha.demo')`)).toBe('pang');
+      expect(await b1.eval(`lists:member('a2@alpha.demo', nodes())`)).toBe('false');
+    } finally {
+      await impostor.stop();
+    }
+  });
+
+  it('every listener but the TLS port is on loopback: EPMD, stand-ins, metrics and the nodes themselves', () => {
+    const roster = t.mesh.roster;
+    const running = [...roster.gateways.values()].filter((g) => t.gateways.has(g.name));
+    const listenerPorts = running.flatMap((g) => [g.epmdPort, ...(g.metrics ? [g.metrics.port] : [])]);
+    listenerPorts.push(...[...roster.nodes.values()].map((n) => n.port));
+    for (const port of listenerPorts) {
+      const addresses = listenAddresses(port);
+      expect(addresses.length, `something listens on ${port}`).toBeGreaterThan(0);
+      for (const a of addresses) expect(a, `listener on port ${port}`).toMatch(/^127\./);
+    }
+  });
+
   it('nothing secret reaches the logs or the metrics: no key, no cookie, no payload', async () => {
     const marker = `secret-payload-${randomBytes(8).toString('hex')}`;
     expect(await a1.eval(`rpc:call('b1@beta.demo', erlang, length, ["${marker}"])`)).toBe(String(marker.length));
@@ -275,3 +303,20 @@ describe('hostile input on every listener leaves other links alone', () => {
     }
   });
 });
+
+/** Local addresses of the TCP listeners on `port`, from the kernel's tables (IPv6 ones as `tcp6:HEX`). */
+function listenAddresses(port: number): string[] {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const out: string[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const local = f[1];
+      if (f[3] !== TCP_LISTEN || !local?.endsWith(`:${hex}`)) continue;
+      const addr = local.slice(0, -5);
+      // IPv4 addresses are written as one little-endian hex word.
+      out.push(file.endsWith('6') ? `tcp6:${addr}` : [3, 2, 1, 0].map((i) => parseInt(addr.slice(i * 2, i * 2 + 2), 16)).join('.'));
+    }
+  }
+  return out;
+}
