@@ -211,9 +211,15 @@ describe('observability of a running mesh, through a real Prometheus', () => {
     const frames = (await prom.waitValue(outBytes.replace('bytes', 'frames'), (v) => v >= framesBefore + MESSAGES, 'the frames counted')) - framesBefore;
     expect(frames).toBeLessThanOrEqual(MESSAGES * 4 + 2);
     // What left alpha for beta is what beta took in from alpha.
-    await prom.waitValue(inBytes, (v) => v >= after, 'beta to count the same bytes in');
-    const [outNow, inNow] = [await prom.value(outBytes), await prom.value(inBytes)];
-    expect(inNow).toBe(outNow);
+    // (Waited for: the two targets are scraped at different moments, and a tick may fall between.)
+    await waitFor(
+      'beta to count in what alpha counted out',
+      async () => {
+        const [o, i] = [await prom.value(outBytes), await prom.value(inBytes)];
+        return o !== undefined && o >= after && i === o;
+      },
+      PROMETHEUS_WAIT_MS,
+    );
   });
 
   it('shows refusals rising by reason: a certificate from another CA and plaintext on the TLS port', async () => {
