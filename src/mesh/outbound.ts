@@ -26,7 +26,13 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
       port: peer.address.port,
       ...clientOptions(secureContext, peer.name, () => ctx.active().roster.gateways.keys()),
     });
-    const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`TLS handshake with ${peer.name} timed out`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' })), timeoutMs);
+    // A TCP connect still pending at the deadline (a partition, a host gone
+    // silent) means the peer is unreachable, not that TLS failed with it.
+    const timeout = () =>
+      sock.connecting
+        ? Object.assign(new Error(`TCP connect to ${peer.name} timed out`), { code: 'ETIMEDOUT' })
+        : Object.assign(new Error(`TLS handshake with ${peer.name} timed out`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' });
+    const timer = setTimeout(() => sock.destroy(timeout()), timeoutMs);
     const onError = (err: Error & { code?: string }) => {
       clearTimeout(timer);
       const reason = classifyTlsError(err);
@@ -95,7 +101,14 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     if (source !== undefined && !dialling) dial();
     maybeStart();
   };
-  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'local node closed before the link was up'));
+  // A node gives up on a connection after net_setuptime (7 s), before the TLS
+  // timeout: while the peer is still being dialled, that is the peer's doing.
+  const onEarlyClose = () =>
+    fail(
+      dialling && !tlsSock
+        ? new Refusal('peer_unreachable', `local node gave up while ${peer.name} was being dialled`)
+        : new Refusal('bad_handshake', 'local node closed before the link was up'),
+    );
   local.on('data', onData);
   local.on('error', onEarlyClose);
   local.on('close', onEarlyClose);
