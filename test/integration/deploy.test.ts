@@ -6,16 +6,19 @@
 // node containers their flags, run for real against gateways and `erl` nodes.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { buildLocalMesh } from '../../src/cli/local-mesh.js';
 import { admissionOn, loadRoster, type Roster } from '../../src/config/roster.js';
 import { GatewayMetrics } from '../../src/metrics/metrics.js';
 import { CLI } from '../helpers/gateway-process.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+import { freePort, randomAlias } from '../helpers/ports.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const at = (...p: string[]) => join(ROOT, ...p);
@@ -23,6 +26,8 @@ const at = (...p: string[]) => join(ROOT, ...p);
 const COMPOSE_ENV = { ERLANG_COOKIE: 'compose-validation-cookie', GRAFANA_ADMIN_PASSWORD: 'compose-validation-password' };
 /** How long a real node started through deploy/erl-node.sh may take to register on a busy machine. */
 const NODE_START_TIMEOUT_MS = 30_000;
+/** Compiling the sources from scratch, on a busy 2-core machine. */
+const TSC_TIMEOUT_MS = 120_000;
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT) {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
@@ -190,26 +195,30 @@ describe('docker-compose.yml', () => {
   });
 });
 
-describe('Dockerfile and .dockerignore', () => {
-  const dockerfile = readFileSync(at('Dockerfile'), 'utf8');
-  const ignore = readFileSync(at('.dockerignore'), 'utf8')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-  /** Docker's rule: the last pattern that matches a path or one of its parents decides. */
-  const excluded = (path: string) => {
-    let out = false;
-    for (const raw of ignore) {
-      const negate = raw.startsWith('!');
-      const pattern = (negate ? raw.slice(1) : raw).replace(/\/$/, '');
-      const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '(/.*)?$');
-      if (re.test(path)) out = !negate;
-    }
-    return out;
-  };
+// --- the image: what the Dockerfile copies, what .dockerignore lets through ---------
 
+const dockerfile = readFileSync(at('Dockerfile'), 'utf8');
+const ignore = readFileSync(at('.dockerignore'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
+/** Docker's rule: the last pattern that matches a path or one of its parents decides. */
+const excluded = (path: string) => {
+  let out = false;
+  for (const raw of ignore) {
+    const negate = raw.startsWith('!');
+    const pattern = (negate ? raw.slice(1) : raw).replace(/\/$/, '');
+    const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '(/.*)?$');
+    if (re.test(path)) out = !negate;
+  }
+  return out;
+};
+
+/** Sources the build stage copies from the context (`COPY --from` excluded). */
+const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+
+describe('Dockerfile and .dockerignore', () => {
   it('builds from sources that exist and that .dockerignore sends to the daemon', () => {
-    const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
     expect(copies.length).toBeGreaterThan(0);
     for (const src of copies) {
       expect(existsSync(at(src)), `${src} exists`).toBe(true);
@@ -234,6 +243,54 @@ describe('Dockerfile and .dockerignore', () => {
     // What the entrypoint names is what `npm run build` produces.
     expect(existsSync(CLI), 'dist/cli/main.js (run npm run build first)').toBe(true);
   });
+
+  it('what the image holds (dist compiled from the context, package.json, production dependencies) runs a gateway', async () => {
+    // No Docker engine here: the two stages are replayed with the same files. The
+    // build stage compiles what the context holds; the runtime stage keeps only
+    // what the Dockerfile copies over, and node_modules (npm ci) is this checkout's.
+    const ctx = mkdtempSync(join(tmpdir(), 'beamgate-image-'));
+    let gw: ChildProcess | undefined;
+    try {
+      for (const src of copies) cpSync(at(src), join(ctx, 'build', src), { recursive: true, filter: (p) => !excluded(relative(ROOT, p)) });
+      symlinkSync(at('node_modules'), join(ctx, 'build', 'node_modules'));
+      const tsc = await runAsync(process.execPath, [at('node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ctx, 'build', 'tsconfig.json')], {}, TSC_TIMEOUT_MS);
+      expect(tsc.code, tsc.out + tsc.err).toBe(0);
+      const image = join(ctx, 'image');
+      for (const p of [...dockerfile.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1]!)) {
+        if (p !== 'node_modules') cpSync(join(ctx, 'build', p), join(image, p), { recursive: true });
+      }
+      symlinkSync(at('node_modules'), join(image, 'node_modules'));
+      // `npm prune --omit=dev` leaves the dependencies only: dist must import nothing else.
+      const pkg = JSON.parse(readFileSync(join(image, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+      const imports = new Set<string>();
+      for (const f of readdirSync(join(image, 'dist'), { recursive: true, encoding: 'utf8' })) {
+        if (!f.endsWith('.js')) continue;
+        for (const m of readFileSync(join(image, 'dist', f), 'utf8').matchAll(/(?:from |import\()'([^.'][^']*)'/g)) imports.add(m[1]!);
+      }
+      const foreign = [...imports].filter((i) => !i.startsWith('node:') && !Object.keys(pkg.dependencies).includes(i.split('/')[0]!));
+      expect(foreign).toEqual([]);
+
+      const metricsPort = await freePort();
+      const mesh = await buildLocalMesh({
+        dir: join(ctx, 'cluster'),
+        gateways: [{ name: 'alpha', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort, nodes: { a1: await freePort() }, loopback: randomAlias() }],
+      });
+      // The Dockerfile's ENTRYPOINT and CMD shape, run from the image's working directory.
+      gw = spawn(process.execPath, ['dist/cli/main.js', 'run', '--config', mesh.rosterPath], { cwd: image, env: { ...process.env, BEAMGATE_GATEWAY: 'alpha' }, stdio: 'ignore' });
+      const metrics = await waitFor(
+        'the gateway built from the image files to serve /metrics',
+        () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => (r.ok ? r.text() : undefined), () => undefined),
+        NODE_START_TIMEOUT_MS,
+      );
+      expect(metrics).toContain(`beamgate_build_info{version="${pkg.version}"`);
+      const exited = once(gw, 'exit');
+      gw.kill('SIGTERM');
+      expect((await exited)[0]).toBe(0);
+    } finally {
+      if (gw && gw.exitCode === null) gw.kill('SIGKILL');
+      rmSync(ctx, { recursive: true, force: true });
+    }
+  }, TSC_TIMEOUT_MS + NODE_START_TIMEOUT_MS);
 });
 
 describe('config/cluster.yaml, the example roster', () => {
