@@ -152,11 +152,11 @@ export class EpmdServer {
         const info = this.lookup(scope, req.name);
         metrics.epmdLookups.labels(scope.kind, info ? 'found' : 'not_found').inc();
         logger.debug('epmd port_please2', { listener: addr, name: req.name, found: info !== null });
-        sock.end(encodePort2Resp(info));
+        finalAnswer(sock, encodePort2Resp(info), roster.limits.epmdRequestTimeoutMs);
         return;
       }
       metrics.epmdLookups.labels(scope.kind, 'names').inc();
-      sock.end(encodeNamesResp(this.deps.self().epmdPort, this.names(scope)));
+      finalAnswer(sock, encodeNamesResp(this.deps.self().epmdPort, this.names(scope)), roster.limits.epmdRequestTimeoutMs);
     };
     sock.on('data', onData);
   }
@@ -173,7 +173,7 @@ export class EpmdServer {
     const deny = (reason: RefusalReason, message: string) => {
       metrics.epmdRegistrations.labels(reason).inc();
       refuse(reason, message, { node: fullName, port: req.port });
-      sock.end(encodeAlive2XResp(1, 0));
+      finalAnswer(sock, encodeAlive2XResp(1, 0), this.deps.roster().limits.epmdRequestTimeoutMs);
     };
     if (scope.kind !== 'local') return deny('epmd_not_in_roster', 'registrations are taken on 127.0.0.1 only');
     const admission = admissionOn(this.deps.roster(), self.name, fullName);
@@ -226,6 +226,17 @@ export class EpmdServer {
     if (scope.kind === 'local') return [...this.registrations.values()].map((r) => ({ name: r.name, port: r.port }));
     return nodesOf(this.deps.roster(), scope.gateway).map((n) => ({ name: n.short, port: n.port }));
   }
+}
+
+/**
+ * Sends a connection's last answer. Ending only our side would leave the
+ * socket open for as long as the client keeps its own side open, holding one
+ * of maxEpmdConnections; so a client that has not closed within `lingerMs` is cut.
+ */
+function finalAnswer(sock: net.Socket, answer: Buffer, lingerMs: number): void {
+  sock.end(answer);
+  const linger = setTimeout(() => sock.destroy(), lingerMs);
+  sock.once('close', () => clearTimeout(linger));
 }
 
 export function listen(server: net.Server, port: number, host: string): Promise<void> {

@@ -23,9 +23,13 @@ export interface Exchange {
 
 export type Writer = (sock: net.Socket) => void | Promise<void>;
 
-/** Connects, runs `write`, and resolves when the listener closes the connection (rejects after `timeoutMs`). */
-export function rawExchange(port: number, host: string, write: Writer | Buffer, timeoutMs = 15_000): Promise<Exchange> {
-  return exchange(net.connect({ port, host }), 'connect', write, timeoutMs);
+/**
+ * Connects, runs `write`, and resolves when the listener closes the connection
+ * (rejects after `timeoutMs`). With `halfOpen`, the client never closes its own
+ * side when the listener ends its side, as a hostile client would.
+ */
+export function rawExchange(port: number, host: string, write: Writer | Buffer, timeoutMs = 15_000, halfOpen = false): Promise<Exchange> {
+  return exchange(net.connect({ port, host, allowHalfOpen: halfOpen }), 'connect', write, timeoutMs);
 }
 
 /** As rawExchange, over TLS with the given client options; `write` runs once the handshake is done. */

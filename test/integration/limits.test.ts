@@ -107,6 +107,19 @@ describe('limits shed what exceeds them and nothing else', () => {
       expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.epmdRequestTimeoutMs! - 100);
     });
 
+    it('EPMD: a client that keeps its side open after the answer is cut after epmdRequestTimeoutMs', async () => {
+      // Never ends its own side and keeps writing: the connection ends only once the gateway has dropped it.
+      const stayOpen = (s: net.Socket) => {
+        s.write(encodePortPlease2Request('a2'));
+        const keepWriting = setInterval(() => s.write(Buffer.from([0])), 250);
+        s.once('close', () => clearInterval(keepWriting));
+      };
+      const ex = await rawExchange(ports.alphaEpmd, '127.0.0.1', stayOpen, 15_000, true);
+      expect(ex.received[0]).toBe(0x77); // PORT2_RESP
+      expect(ex.received[1]).toBe(0);
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.epmdRequestTimeoutMs! - 100);
+    });
+
     it('metrics HTTP: request headers that never finish, http_timeout', async () => {
       const get = Buffer.from('GET /metrics HTTP/1.1\r\nHost: alpha\r\nX-Slow: ' + 'a'.repeat(64));
       const { ex } = await expectRefused(t, 'alpha', 'http_timeout', () => rawExchange(ports.alphaMetrics, '127.0.0.1', dribble(get, SLOW_MS), 20_000));
