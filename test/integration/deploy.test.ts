@@ -6,8 +6,9 @@
 // node containers their flags, run for real against gateways and `erl` nodes.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,7 @@ import { admissionOn, loadRoster, type Roster } from '../../src/config/roster.js
 import { GatewayMetrics } from '../../src/metrics/metrics.js';
 import { CLI } from '../helpers/gateway-process.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+import { NetGateway, NetnsLab, netnsUnavailableReason } from '../helpers/netns.js';
 import { freePort, randomAlias } from '../helpers/ports.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -457,4 +459,95 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
     expect(noCookie.code).not.toBe(0);
     expect(noCookie.err).toContain('ERLANG_COOKIE');
   });
+});
+
+// --- the deployment itself, without Docker: one network namespace per container host --
+
+const netnsUnavailable = netnsUnavailableReason();
+if (netnsUnavailable) console.warn(`deploy.test.ts: the three-host deployment run is SKIPPED, network namespaces cannot be made here: ${netnsUnavailable}`);
+
+/** What docker-compose.yml's node-setup service is told to write: GATEWAY=NODE pairs. */
+const NODE_SETUP_PAIRS = (parseYaml(readFileSync(at('docker-compose.yml'), 'utf8')) as { services: Record<string, { command?: string[] }> }).services['node-setup']!.command!;
+
+/** How long every gateway may take to probe every peer once more (10 s interval) and Prometheus to scrape that. */
+const PEERS_REACHABLE_TIMEOUT_MS = 45_000;
+
+describe.skipIf(netnsUnavailable !== null)('config/cluster.yaml deployed on three hosts as the walk-through says (network namespaces standing in for containers)', () => {
+  let lab: NetnsLab;
+  let dir: string;
+  const gateways = new Map<string, NetGateway>();
+  const cookie = randomBytes(16).toString('hex');
+  const runDir = () => join(dir, 'run');
+  /** The node containers' environment. */
+  const nodeEnv = () => ({ ERLANG_COOKIE: cookie, BEAMGATE_RUN_DIR: runDir() });
+  /** Prometheus runs in a host of its own, as its container does, and is asked from inside it. */
+  const query = async (expr: string) => {
+    const body = JSON.parse(await lab.httpGet('monitor', `http://127.0.0.1:9090/api/v1/query?query=${encodeURIComponent(expr)}`)) as { data: { result: { value: [number, string] }[] } };
+    return body.data.result.map((r) => Number(r.value[1]));
+  };
+
+  beforeAll(async () => {
+    lab = NetnsLab.create(['alpha', 'beta', 'gamma', 'monitor']);
+    dir = mkdtempSync(join(tmpdir(), 'beamgate-deploy-lab-'));
+    // Step 1: the shared roster, each gateway's address set to its machine's address.
+    const doc = parseYaml(readFileSync(at('config', 'cluster.yaml'), 'utf8')) as { gateways: Record<string, { address: string }> };
+    for (const [name, g] of Object.entries(doc.gateways)) g.address = `${lab.host(name).ip}:${g.address.split(':')[1]}`;
+    mkdirSync(join(dir, 'config'));
+    writeFileSync(join(dir, 'config', 'cluster.yaml'), stringifyYaml(doc));
+    const roster = join(dir, 'config', 'cluster.yaml');
+    // Step 2: certificates (what node-setup and the gateway containers then read).
+    const certs = run(process.execPath, [CLI, 'certs', '--config', roster]);
+    expect(certs.code, certs.err).toBe(0);
+    mkdirSync(runDir());
+    const setup = run('sh', [at('deploy', 'node-setup.sh'), ...NODE_SETUP_PAIRS], { BEAMGATE_CONFIG: roster, BEAMGATE_RUN_DIR: runDir(), BEAMGATE_CLI: `${process.execPath} ${CLI}` });
+    expect(setup.code, setup.err).toBe(0);
+    // Step 5: each host's gateway, then its nodes.
+    for (const name of ['alpha', 'beta', 'gamma']) gateways.set(name, await NetGateway.startIn(lab, name, roster, name, 9464));
+    for (const node of ['app@alpha.example', 'jobs@alpha.example', 'app@beta.example', 'app@gamma.example']) {
+      const host = node.split('@')[1]!.split('.')[0]!;
+      lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await lab?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the check of step 6: an operator on alpha pings the nodes of every host through the gateways', async () => {
+    const targets = ['jobs@alpha.example', 'app@beta.example', 'app@gamma.example'];
+    const env = Object.entries(nodeEnv()).map(([k, v]) => `${k}=${v}`);
+    const out = await lab.run('alpha', ['env', ...env, 'sh', at('deploy', 'erl-node.sh'), 'ops_admin@alpha.example', '-noshell', '-eval', `io:format("pings:~p~n", [[net_adm:ping(N) || N <- ['${targets.join("','")}']]]), halt().`]);
+    expect(out).toContain('pings:[pong,pong,pong]');
+  });
+
+  it('from another host only the TLS port and the metrics port answer; EPMD and node ports stay on loopback', async () => {
+    const alpha = lab.host('alpha').ip;
+    const r = await lab.probeTcp('beta', [4369, 5001, 5002, 4370, 9464].map((port) => ({ host: alpha, port })));
+    expect(r).toEqual(['refused', 'refused', 'refused', 'open', 'open']);
+  });
+
+  it('deploy/prometheus.yml with its alerts, in a real Prometheus on a fourth host, scrapes all three gateways and sees every peer reachable', async () => {
+    const prom = parseYaml(readFileSync(at('deploy', 'prometheus.yml'), 'utf8')) as {
+      global: Record<string, string>;
+      scrape_configs: { static_configs: { targets: string[] }[] }[];
+    };
+    // As the walk-through says: the machines' addresses as targets (and a fast scrape, for the test).
+    prom.global.scrape_interval = '1s';
+    prom.global.scrape_timeout = '1s';
+    prom.scrape_configs[0]!.static_configs = [{ targets: ['alpha', 'beta', 'gamma'].map((h) => `${lab.host(h).ip}:9464`) }];
+    const promDir = join(dir, 'prometheus');
+    mkdirSync(promDir);
+    writeFileSync(join(promDir, 'prometheus.yml'), stringifyYaml(prom));
+    cpSync(at('deploy', 'alerts.yml'), join(promDir, 'alerts.yml'));
+    lab.spawn('monitor', ['prometheus', `--config.file=${join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(promDir, 'data')}`, '--web.listen-address=127.0.0.1:9090', '--log.level=warn']);
+    await waitFor('Prometheus to be ready', () => lab.httpGet('monitor', 'http://127.0.0.1:9090/-/ready').then(() => true, () => false), NODE_START_TIMEOUT_MS);
+    const rules = JSON.parse(await lab.httpGet('monitor', 'http://127.0.0.1:9090/api/v1/rules')) as { data: { groups: { rules: unknown[] }[] } };
+    expect(rules.data.groups.flatMap((g) => g.rules).length).toBeGreaterThanOrEqual(5);
+    await waitFor('all three gateways up', async () => (await query('count(up{job="beamgate"} == 1)'))[0] === 3, NODE_START_TIMEOUT_MS);
+    await waitFor('every gateway to reach both peers', async () => (await query('count(beamgate_peer_reachable == 1)'))[0] === 6, PEERS_REACHABLE_TIMEOUT_MS);
+    expect((await query('sum(beamgate_epmd_nodes_registered)'))[0]).toBe(4);
+    expect((await query('count(beamgate_build_info)'))[0]).toBe(3);
+  }, PEERS_REACHABLE_TIMEOUT_MS + 2 * NODE_START_TIMEOUT_MS);
 });
