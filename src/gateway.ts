@@ -184,6 +184,8 @@ export class Gateway {
         (sock) => {
           sock.on('error', () => undefined);
           sock.end(encodePreamble({ kind: 'probe' }));
+          // Logged on every change, as 'peer unreachable' is: a partition's heal shows in the log too.
+          if (!this.reachable.has(peer.name)) this.logger.info('peer reachable', { peer: peer.name });
           this.setReachable(peer.name, true);
         },
         (err: Error) => {

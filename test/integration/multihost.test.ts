@@ -246,6 +246,7 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     expect(await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' })).toBeGreaterThan(closedBefore);
 
     c.lab.reconnect('beta');
+    const healedAt = new Date().toISOString();
     await waitFor('a1 reaches b1 again', async () => (await c.node(A1).eval(`net_adm:ping('${B1}')`)) === 'pong', MESH_TIMEOUT_MS);
     await waitFor('a complete mesh after the heal', meshComplete, MESH_TIMEOUT_MS);
     await waitFor('alpha and beta report each other reachable again', async () => (await reachable('alpha', 'beta')) === 1 && (await reachable('beta', 'alpha')) === 1, PROBE_CHANGE_TIMEOUT_MS);
@@ -256,6 +257,7 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     }
     const alpha = c.gw('alpha');
     expect(alpha.logged('peer unreachable', { peer: 'beta' }).length).toBeGreaterThan(0);
+    expect(alpha.logged('peer reachable', { peer: 'beta' }).filter((l) => String(l.ts) >= healedAt).length).toBe(1);
     expect(alpha.logs.filter((l) => l.msg === 'link closed' && l.peer === 'beta').length).toBeGreaterThan(0);
     expect(await metric('alpha', 'beamgate_tls_handshakes_total', { role: 'client', result: 'unreachable' })).toBeGreaterThan(unreachableBefore);
   });
