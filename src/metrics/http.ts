@@ -9,6 +9,8 @@ import type { GatewayMetrics, RefusalReason } from './metrics.js';
 /** How long a scraper may take to send its request headers, and the whole request. */
 export const HTTP_HEADERS_TIMEOUT_MS = 5_000;
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
+/** A connection that sends nothing for this long is closed (Node's request timeouts only start with a request). */
+export const HTTP_IDLE_TIMEOUT_MS = 5_000;
 /** How often those timeouts are checked (Node's default, 30 s, would let a slow client linger). */
 const HTTP_TIMEOUT_CHECK_MS = 1_000;
 /** Connections open at once on the metrics listener. */
@@ -62,6 +64,13 @@ export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () =
         sock.write(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       }
     }
+    sock.destroy();
+  });
+  // A kept-alive connection that goes quiet after its requests is normal; one that never asked anything is not.
+  const served = new WeakSet<net.Socket>();
+  server.on('request', (req: http.IncomingMessage) => served.add(req.socket));
+  server.setTimeout(HTTP_IDLE_TIMEOUT_MS, (sock: net.Socket) => {
+    if (!served.has(sock)) refuse?.('http_timeout', `metrics listener: no request in ${HTTP_IDLE_TIMEOUT_MS} ms`, { from: `${sock.remoteAddress}:${sock.remotePort}` });
     sock.destroy();
   });
   server.on('drop', (d?: net.DropArgument) => refuse?.('limit_reached', 'too many connections on the metrics listener', { from: `${d?.remoteAddress}:${d?.remotePort}` }));

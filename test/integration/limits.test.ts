@@ -2,6 +2,7 @@
 // already established alone. The roster sets small limits and short timeouts
 // so slow clients (one byte a second) and floods are shed within seconds.
 
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Limits } from '../../src/config/limits.js';
@@ -9,7 +10,7 @@ import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js'
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
-import { HTTP_HEADERS_TIMEOUT_MS } from '../../src/metrics/http.js';
+import { HTTP_HEADERS_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS } from '../../src/metrics/http.js';
 import { dribble, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
@@ -135,8 +136,8 @@ describe('limits shed what exceeds them and nothing else', () => {
      * at once, `timeoutReason` if it was held and timed out. Returns how many
      * were shed at once.
      */
-    async function expectShed(gw: string, f: Flood, timeoutReason: string): Promise<number> {
-      await waitFor('every flood connection to be closed', () => f.closed() === FLOOD, 20_000);
+    async function expectShed(gw: string, f: Flood, timeoutReason: string, n = FLOOD): Promise<number> {
+      await waitFor('every flood connection to be closed', () => f.closed() === n, 20_000);
       const reasons = await waitFor('a refusal logged for every flood connection', () => {
         const r = f.ports.map((p) => t.logOf(gw).filter((l) => l.from === `127.0.0.1:${p}`).map((l) => String(l.reason)));
         return r.every((x) => x.length > 0) ? r : undefined;
@@ -171,6 +172,30 @@ describe('limits shed what exceeds them and nothing else', () => {
       // Registrations survived, and EPMD answers again.
       const answer = await rawExchange(ports.alphaEpmd, '127.0.0.1', encodePortPlease2Request('a2'));
       expect(answer.received[1]).toBe(0);
+    });
+
+    it('metrics HTTP: silent connections above its 64, limit_reached then http_timeout', async () => {
+      const n = HTTP_MAX_CONNECTIONS + 6;
+      const f = await flood(n, ports.alphaMetrics, '127.0.0.1');
+      expect(await expectShed('alpha', f, 'http_timeout', n)).toBe(6);
+    }, 40_000);
+
+    it('metrics HTTP: a scraper whose kept-alive connection goes quiet is closed without a refusal', async () => {
+      const before = await refusals(t, 'alpha', 'http_timeout');
+      const agent = new http.Agent({ keepAlive: true });
+      const closed = await new Promise<number>((resolve, reject) => {
+        const started = Date.now();
+        http
+          .get({ host: '127.0.0.1', port: ports.alphaMetrics, path: '/metrics', agent }, (res) => {
+            expect(res.statusCode).toBe(200);
+            res.resume();
+            res.socket.once('close', () => resolve(Date.now() - started));
+          })
+          .on('error', reject);
+      });
+      agent.destroy();
+      expect(closed).toBeGreaterThanOrEqual(HTTP_IDLE_TIMEOUT_MS - 100);
+      expect(await refusals(t, 'alpha', 'http_timeout')).toBe(before);
     });
 
     it(`stand-in port: ${FLOOD} silent connections above maxLinks, limit_reached then handshake_timeout`, async () => {
