@@ -12,8 +12,6 @@ import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
 import { loadTlsMaterial } from '../pki/material.js';
-import { issueCerts } from './certs.js';
-import { runDemo } from './demo.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
@@ -116,6 +114,9 @@ async function main(argv: string[]): Promise<number> {
     case 'certs': {
       const roster = loadRoster(config());
       const names = values.gateway && values.gateway.length > 0 ? values.gateway : [...roster.gateways.keys()];
+      // Loaded on demand: the certificate library would otherwise sit in every
+      // running gateway's heap, and every major GC during bulk relaying marks it.
+      const { issueCerts } = await import('./certs.js');
       await issueCerts(roster, names, values.force ?? false, (l) => console.log(l));
       return 0;
     }
@@ -140,8 +141,10 @@ async function main(argv: string[]): Promise<number> {
       console.log(shellQuote(['erl', ...flags]));
       return 0;
     }
-    case 'demo':
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
       return runDemo({ dir: values.dir ?? '.beamgate-demo', once: values.once ?? false });
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -16,6 +16,9 @@ import { type Refusal, toRefusal } from './refusal.js';
 /** After one side has closed, how long the other may take to flush before it is destroyed. */
 export const LINK_CLOSE_GRACE_MS = 2_000;
 
+/** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
+export const COALESCE_MIN_BYTES = 8 * 1024;
+
 export interface LinkInfo {
   peer: string;
   direction: LinkDirection;
@@ -42,6 +45,8 @@ export class Link {
   private socketsOpen = 2;
   private finished = false;
   private closeReason = 'closed';
+  /** Whether writes to the local node are being held back for one writev (see forward). */
+  private corked = false;
 
   constructor(
     readonly info: LinkInfo,
@@ -111,8 +116,33 @@ export class Link {
 
   private forward(chunk: Buffer, flow: Flow): void {
     this.bytes[flow] += chunk.length;
-    (flow === 'out' ? this.remote : this.local).write(chunk);
+    if (flow === 'out') {
+      this.remote.write(chunk);
+      return;
+    }
+    // TLS hands decrypted data over one record (at most 16 KiB) at a time, all
+    // records of one socket read in a row. Large records mean bulk: hold them
+    // back (cork) until the loop's check phase and write them with one writev,
+    // not one syscall each. A short record is the end of a burst (or a small
+    // message): it is written and everything held back is flushed at once.
+    if (chunk.length >= COALESCE_MIN_BYTES) {
+      if (!this.corked) {
+        this.corked = true;
+        this.local.cork();
+        setImmediate(this.flushLocal);
+      }
+      this.local.write(chunk);
+      return;
+    }
+    this.local.write(chunk);
+    this.flushLocal();
   }
+
+  private readonly flushLocal = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.local.uncork();
+  };
 
   private socketClosed(): void {
     this.socketsOpen--;
