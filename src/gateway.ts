@@ -115,7 +115,10 @@ export class Gateway {
     });
     server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
       this.metrics.tlsHandshakes.labels('server', 'failed').inc();
-      this.ctx.refuse(classifyTlsError(err), `TLS handshake failed: ${err.message}`, { from: `${sock.remoteAddress}:${sock.remotePort}`, direction: 'inbound' });
+      // A client leaving mid-handshake surfaces as a reset, which on the dialling side means an unreachable peer.
+      const classified = classifyTlsError(err);
+      const reason = classified === 'peer_unreachable' ? 'tls_aborted' : classified;
+      this.ctx.refuse(reason, `TLS handshake failed: ${err.message}`, { from: peerOf(sock), direction: 'inbound' });
       // Node leaves the socket open after a handshake timeout once this event has a listener:
       // without this, a silent or slow client would hold its connection slot forever.
       sock.destroy();
@@ -365,6 +368,16 @@ export class Gateway {
     await Promise.all(closing);
     this.logger.info('gateway stopped');
   }
+}
+
+/**
+ * Where a TLS connection came from, also once it has closed: a closed
+ * TLSSocket forgets its peer, but the TCP socket it wraps (`_parent`, which
+ * Node does not type) remembers the address read on 'connection'.
+ */
+function peerOf(sock: tls.TLSSocket): string {
+  const tcp = sock.remoteAddress ? sock : ((sock as unknown as { _parent?: net.Socket })._parent ?? sock);
+  return `${tcp.remoteAddress}:${tcp.remotePort}`;
 }
 
 function closeServer(server: net.Server): Promise<void> {

@@ -12,6 +12,7 @@ export const REFUSAL_REASONS = [
   'wrong_identity', // valid certificate, but not for the gateway the roster expects
   'not_tls', // plaintext, HTTP or garbage on the TLS port
   'tls_timeout', // TLS handshake did not finish in time
+  'tls_aborted', // the client left before finishing the TLS handshake (a port scan, a crash)
   'bad_preamble', // link preamble malformed
   'unknown_target', // preamble names a node this gateway does not own
   'target_down', // target node is not registered with this gateway's EPMD

@@ -74,6 +74,11 @@ describe('hostile input on every listener leaves other links alone', () => {
       await refused('beta', 'not_tls', () => rawExchange(ports.betaTls, '127.0.0.1', Buffer.from('GET /metrics HTTP/1.1\r\nHost: beta\r\n\r\n')));
     });
 
+    it('a client that leaves mid-handshake (nothing sent, or half a ClientHello): tls_aborted', async () => {
+      await refused('beta', 'tls_aborted', () => rawExchange(ports.betaTls, '127.0.0.1', (s) => void s.end()));
+      await refused('beta', 'tls_aborted', () => rawExchange(ports.betaTls, '127.0.0.1', (s) => void s.end(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))));
+    });
+
     it('TLS 1.2, even with a genuine certificate: refused before any application byte', async () => {
       const { ex, line } = await refused('beta', 'not_tls', () => tlsExchange(ports.betaTls, { ...pemOf('alpha'), minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }));
       expect(ex.secure).toBe(false);
