@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tlsPathsFor } from '../../src/config/roster.js';
 import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js';
@@ -261,6 +262,30 @@ describe('hostile input on every listener leaves other links alone', () => {
       const big = Buffer.from(`GET /metrics HTTP/1.1\r\nX-Fill: ${'a'.repeat(20_000)}\r\n\r\n`);
       await refused('alpha', 'http_bad_request', () => rawExchange(ports.alphaMetrics, '127.0.0.1', big));
     });
+  });
+
+  it('seeded random bytes on every listener: each connection closed, one refusal each, with its address and an expected reason', async () => {
+    const N = 16;
+    // Seeded, so a failure replays exactly.
+    const inputs = fc.sample(fc.uint8Array({ minLength: 1, maxLength: 600 }), { numRuns: N, seed: 20261125 }).map((a) => Buffer.from(a));
+    const listeners = [
+      { gw: 'beta', port: ports.betaTls, host: '127.0.0.1', reasons: ['not_tls', 'tls_aborted'] },
+      { gw: 'alpha', port: ports.b2Port, host: ports.betaAlias, reasons: ['bad_handshake', 'handshake_too_large'] },
+      { gw: 'alpha', port: ports.alphaEpmd, host: '127.0.0.1', reasons: ['epmd_bad_request'] },
+      { gw: 'alpha', port: ports.alphaEpmd, host: ports.betaAlias, reasons: ['epmd_bad_request'] },
+      { gw: 'alpha', port: ports.alphaMetrics, host: '127.0.0.1', reasons: ['http_bad_request'] },
+    ];
+    for (const l of listeners) {
+      const before = sample(await t.metricsText(l.gw), 'beamgate_refusals_total');
+      // The client sends its bytes and closes its side, so nothing is left to wait for.
+      const exchanges = await Promise.all(inputs.map((bytes) => rawExchange(l.port, l.host, (s) => void s.end(bytes))));
+      await waitFor(`${N} refusals on ${l.gw} for ${l.host}:${l.port}`, async () => sample(await t.metricsText(l.gw), 'beamgate_refusals_total') - before === N);
+      for (const ex of exchanges) {
+        const lines = t.logOf(l.gw).filter((x) => x.from === `127.0.0.1:${ex.localPort}` && x.reason !== undefined);
+        expect(lines, `refusals logged for one connection to ${l.host}:${l.port}`).toHaveLength(1);
+        expect(l.reasons).toContain(lines[0]!.reason);
+      }
+    }
   });
 
   it('a local impostor under a roster name that is down, without the cookie: admitted by the gateway, refused end to end by the nodes', async () => {
