@@ -204,6 +204,8 @@ export class NetnsLab {
     process.off('exit', this.onExit);
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
+    // Our own children by pid too: one spawned a moment ago may not have entered its namespace yet.
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const h of this.hosts.values()) killAllIn(h.ns);
     for (const ns of [...[...this.hosts.values()].map((h) => h.ns), this.bridgeNs]) spawnSync('ip', ['netns', 'del', ns]);
   }
