@@ -70,12 +70,15 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     }
   });
 
-  const fail = (refusal: Refusal) => {
+  /** Ends the attempt: a Refusal is counted and logged as one; a string says why the dialling side gave up. */
+  const fail = (why: Refusal | string) => {
     if (settled) return;
     settled = true;
     clearTimeout(firstByteTimer);
     clearTimeout(timer);
-    ctx.refuse(refusal.reason, refusal.message, { ...fields, local_node: target?.name, remote_node: source });
+    const where = { ...fields, local_node: target?.name, remote_node: source };
+    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    else ctx.refuse(why.reason, why.message, where);
     sock.destroy();
     local?.destroy();
     ctx.table.release(peer);
@@ -121,7 +124,15 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     if (pendingBytes > limits.maxPendingBytes) return fail(new Refusal('buffer_limit', `${pendingBytes} bytes pending before the link was up`));
     if (source !== undefined && !local) connectLocal();
   };
-  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'peer closed before the link was up'));
+  // The dialling node may drop its dial (two crossing dials: Erlang keeps
+  // one) and the peer gateway relays that hang-up. A close before any byte or
+  // between handshake messages is that, not a refusal.
+  const onEarlyClose = () =>
+    fail(
+      (head ? head.length === 0 : remoteStream.bufferedBytes === 0)
+        ? 'peer closed before the link was up (the dialling node gave up)'
+        : new Refusal('bad_handshake', 'peer closed in the middle of the preamble or a handshake message'),
+    );
   sock.on('data', onData);
   sock.on('error', onEarlyClose);
   sock.on('close', onEarlyClose);

@@ -78,11 +78,14 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     }
   });
 
-  const fail = (refusal: Refusal) => {
+  /** Ends the attempt: a Refusal is counted and logged as one; a string says why the node gave up. */
+  const fail = (why: Refusal | string) => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
-    ctx.refuse(refusal.reason, refusal.message, { ...fields, local_node: source });
+    const where = { ...fields, local_node: source };
+    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    else ctx.refuse(why.reason, why.message, where);
     local.destroy();
     tlsSock?.destroy();
     ctx.table.release(peer.name);
@@ -101,7 +104,16 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     if (source !== undefined && !dialling) dial();
     maybeStart();
   };
-  const onEarlyClose = () => fail(new Refusal('bad_handshake', 'local node closed before the link was up'));
+  // A node drops a dial on its own: one of two crossing dials (Erlang keeps
+  // one), or its net_setuptime ran out while the peer was being dialled. A
+  // close between handshake messages is that, not a refusal; a close in the
+  // middle of one is a bad handshake.
+  const onEarlyClose = () =>
+    fail(
+      localStream.bufferedBytes === 0
+        ? `local node gave up before the link was up${dialling && !tlsSock ? ` (${peer.name} was still being dialled)` : ''}`
+        : new Refusal('bad_handshake', 'local node closed in the middle of a handshake message'),
+    );
   local.on('data', onData);
   local.on('error', onEarlyClose);
   local.on('close', onEarlyClose);
@@ -112,7 +124,12 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     dialling = true;
     dialPeer(ctx, peer).then(
       (sock) => {
-        if (settled) return sock.destroy();
+        if (settled) {
+          // Given up meanwhile: close as a probe does, so the peer sees no handshake cut short.
+          sock.on('error', () => sock.destroy());
+          sock.end(encodePreamble({ kind: 'probe' }));
+          return;
+        }
         tlsSock = sock;
         sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
         sock.on('close', () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`)));
