@@ -28,6 +28,7 @@ import { memory, randomAlias } from './proc.js';
 import {
   asciiChart,
   checkTargets,
+  type CpuTotals,
   figuresTable,
   medianFigures,
   type PathSample,
@@ -38,7 +39,7 @@ import {
   targetsTable,
 } from './report.js';
 import { runScale, type ScaleResult } from './scale.js';
-import { type CpuUse, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
+import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
 
 const ERL_SOURCE = fileURLToPath(new URL('../../src/bench/erl/beamgate_bench.erl', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -179,7 +180,7 @@ async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): 
 
 interface Measured {
   samples: Record<string, PathSample[]>;
-  cpu: Record<string, CpuUse>;
+  cpu: Record<string, CpuTotals>;
   peakMb: Record<string, number | undefined>;
 }
 
@@ -196,10 +197,10 @@ function complete(id: PathId, s: PartialSample): PathSample {
 async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
   const millis = Math.round(opts.seconds * 1000);
   const samples: Record<string, PathSample[]> = {};
-  const cpu: Record<string, CpuUse> = {};
+  const cpu: Record<string, CpuTotals> = {};
   for (const p of paths) {
     samples[p.id] = [];
-    cpu[p.id] = emptyCpu();
+    cpu[p.id] = { all: emptyCpu(), bulk: emptyCpu(), bulkBytes: 0 };
   }
   log('warming up every path');
   for (const p of paths) {
@@ -212,13 +213,19 @@ async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
     for (const p of order) partial[p.id] = { rate: {} };
     log(`repetition ${rep + 1}/${opts.reps}: round trips`);
     for (const p of order) {
-      const rtt = await withCpu(p, cpu[p.id]!, () => measureRtt(p, opts.pings));
+      const rtt = await withCpu(p, [cpu[p.id]!.all], () => measureRtt(p, opts.pings));
       partial[p.id]!.rttP50Us = rtt.p50Us;
       partial[p.id]!.rttP99Us = rtt.p99Us;
     }
     for (const size of SIZES) {
       log(`repetition ${rep + 1}/${opts.reps}: ${size} B messages`);
-      for (const p of order) partial[p.id]!.rate[size] = await withCpu(p, cpu[p.id]!, () => measureRate(p, size, millis));
+      for (const p of order) {
+        const c = cpu[p.id]!;
+        const bulk = BULK_SIZES.includes(size);
+        const rate = await withCpu(p, bulk ? [c.all, c.bulk] : [c.all], () => measureRate(p, size, millis));
+        if (bulk) c.bulkBytes += rate.bytes;
+        partial[p.id]!.rate[size] = rate;
+      }
     }
     log(`repetition ${rep + 1}/${opts.reps}: cold connects`);
     for (const p of order) partial[p.id]!.coldMs = await measureColdConnect(p, rep);

@@ -5,7 +5,7 @@
 import { PATH_LABELS, type PathId } from './paths.js';
 import type { ScaleResult } from './scale.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median } from './stats.js';
-import { type RateResult, SIZES, type Size } from './workloads.js';
+import { type CpuUse, type RateResult, SIZES, type Size } from './workloads.js';
 
 /** One path's figures; each is the median over the repetitions. */
 export interface PathFigures {
@@ -16,6 +16,9 @@ export interface PathFigures {
   /** CPU seconds over all measured workloads: relay processes (gateways, stunnels), and the two nodes. */
   relayCpuS: number | undefined;
   nodeCpuS: number;
+  /** CPU seconds per GB moved in the bulk runs (64 KiB and 1 MiB): relay processes together, the two nodes together. */
+  relayCpuPerGb: number | undefined;
+  nodeCpuPerGb: number;
   /** Peak RSS of the largest relay process, MB; absent when the nodes talk directly. */
   relayPeakMb: number | undefined;
 }
@@ -28,13 +31,31 @@ export interface PathSample {
   coldMs: number;
 }
 
+export interface CpuTotals {
+  all: CpuUse;
+  bulk: CpuUse;
+  bulkBytes: number;
+}
+
 /** `relayPeakMb` is undefined for a path without relay processes; its relay CPU is then undefined too. */
-export function medianFigures(samples: readonly PathSample[], cpu: { relay: number; nodes: number }, relayPeakMb: number | undefined): PathFigures {
+export function medianFigures(samples: readonly PathSample[], cpu: CpuTotals, relayPeakMb: number | undefined): PathFigures {
   const m = (f: (s: PathSample) => number) => median(samples.map(f));
   const rate = Object.fromEntries(
-    SIZES.map((size) => [size, { msgsPerSec: m((s) => s.rate[size].msgsPerSec), mbPerSec: m((s) => s.rate[size].mbPerSec) }]),
+    SIZES.map((size) => [size, { msgsPerSec: m((s) => s.rate[size].msgsPerSec), mbPerSec: m((s) => s.rate[size].mbPerSec), bytes: m((s) => s.rate[size].bytes) }]),
   ) as Record<Size, RateResult>;
-  return { rttP50Us: m((s) => s.rttP50Us), rttP99Us: m((s) => s.rttP99Us), rate, coldMs: m((s) => s.coldMs), relayCpuS: relayPeakMb === undefined ? undefined : cpu.relay, nodeCpuS: cpu.nodes, relayPeakMb };
+  const relay = relayPeakMb !== undefined;
+  const gb = cpu.bulkBytes / 1e9;
+  return {
+    rttP50Us: m((s) => s.rttP50Us),
+    rttP99Us: m((s) => s.rttP99Us),
+    rate,
+    coldMs: m((s) => s.coldMs),
+    relayCpuS: relay ? cpu.all.relay : undefined,
+    nodeCpuS: cpu.all.nodes,
+    relayCpuPerGb: relay && gb > 0 ? cpu.bulk.relay / gb : undefined,
+    nodeCpuPerGb: gb > 0 ? cpu.bulk.nodes / gb : Number.NaN,
+    relayPeakMb,
+  };
 }
 
 interface Column {
@@ -52,8 +73,8 @@ const COLUMNS: Column[] = [
   { title: '64 KiB MB/s', value: (f) => f.rate[65536].mbPerSec, higherIsBetter: true },
   { title: '1 MiB MB/s', value: (f) => f.rate[1048576].mbPerSec, higherIsBetter: true },
   { title: 'cold connect ms', value: (f) => f.coldMs, higherIsBetter: false },
-  { title: 'relay CPU s', value: (f) => f.relayCpuS, higherIsBetter: false },
-  { title: 'node CPU s', value: (f) => f.nodeCpuS, higherIsBetter: false },
+  { title: 'relay CPU s/GB', value: (f) => f.relayCpuPerGb, higherIsBetter: false },
+  { title: 'node CPU s/GB', value: (f) => f.nodeCpuPerGb, higherIsBetter: false },
   { title: 'relay peak RSS MB', value: (f) => f.relayPeakMb, higherIsBetter: false },
 ];
 

@@ -25,6 +25,8 @@ export interface RttResult {
 export interface RateResult {
   msgsPerSec: number;
   mbPerSec: number;
+  /** Bytes the sink received in the run. */
+  bytes: number;
 }
 
 /** CPU seconds used while the workloads ran: by the relay processes, and by the two nodes. */
@@ -37,15 +39,22 @@ export function emptyCpu(): CpuUse {
   return { relay: 0, nodes: 0 };
 }
 
-/** Runs `fn` and adds the CPU time the path's processes used meanwhile to `acc`. */
-export async function withCpu<T>(path: BenchPath, acc: CpuUse, fn: () => Promise<T>): Promise<T> {
+/** Sizes whose runs count as bulk, for CPU seconds per GB moved. */
+export const BULK_SIZES: readonly Size[] = [65536, 1048576];
+
+/** Runs `fn` and adds the CPU time the path's processes used meanwhile to every accumulator in `accs`. */
+export async function withCpu<T>(path: BenchPath, accs: CpuUse[], fn: () => Promise<T>): Promise<T> {
   const nodePids = [path.a.proc.pid!, path.b.proc.pid!];
   const sum = (pids: number[]) => pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
   const relay0 = sum(path.relayPids);
   const nodes0 = sum(nodePids);
   const out = await fn();
-  acc.relay += sum(path.relayPids) - relay0;
-  acc.nodes += sum(nodePids) - nodes0;
+  const relay = sum(path.relayPids) - relay0;
+  const nodes = sum(nodePids) - nodes0;
+  for (const acc of accs) {
+    acc.relay += relay;
+    acc.nodes += nodes;
+  }
   return out;
 }
 
@@ -71,7 +80,7 @@ export async function measureRate(path: BenchPath, size: Size, millis: number): 
     throw new Error(`${path.id}: sent ${sent} messages of ${size} B, sink counted ${received} messages and ${bytes} bytes`);
   }
   const seconds = micros / 1e6;
-  return { msgsPerSec: received / seconds, mbPerSec: bytes / MB / seconds };
+  return { msgsPerSec: received / seconds, mbPerSec: bytes / MB / seconds, bytes };
 }
 
 /** Milliseconds for net_adm:ping/1 from a node that has never connected anywhere (its start is not timed). */

@@ -4,7 +4,7 @@ import { asciiBars, formatNumber, formatRatio, markdownTable, median, percentile
 import { parseIntegerList } from '../../src/bench/workloads.js';
 
 function sample(over: Partial<PathSample> = {}, scale = 1): PathSample {
-  const rate = (msgsPerSec: number, size: number) => ({ msgsPerSec: msgsPerSec * scale, mbPerSec: (msgsPerSec * scale * size) / 1e6 });
+  const rate = (msgsPerSec: number, size: number) => ({ msgsPerSec: msgsPerSec * scale, mbPerSec: (msgsPerSec * scale * size) / 1e6, bytes: msgsPerSec * scale * size });
   return {
     rttP50Us: 100,
     rttP99Us: 200,
@@ -14,8 +14,10 @@ function sample(over: Partial<PathSample> = {}, scale = 1): PathSample {
   };
 }
 
+const CPU = { all: { relay: 1, nodes: 2 }, bulk: { relay: 0.5, nodes: 1 }, bulkBytes: 2e9 };
+
 function figures(over: Partial<PathSample> = {}, scale = 1): PathFigures {
-  return medianFigures([sample(over, scale)], { relay: 1, nodes: 2 }, 50);
+  return medianFigures([sample(over, scale)], CPU, 50);
 }
 
 describe('bench statistics', () => {
@@ -68,12 +70,16 @@ describe('bench statistics', () => {
 
 describe('bench report', () => {
   it('takes the median of each figure over repetitions', () => {
-    const f = medianFigures([sample({ rttP50Us: 90 }), sample({ rttP50Us: 300 }), sample({ rttP50Us: 100 })], { relay: 3, nodes: 4 }, 12);
+    const f = medianFigures([sample({ rttP50Us: 90 }), sample({ rttP50Us: 300 }), sample({ rttP50Us: 100 })], CPU, 12);
     expect(f.rttP50Us).toBe(100);
-    expect(f.relayCpuS).toBe(3);
+    expect(f.relayCpuS).toBe(1);
+    expect(f.relayCpuPerGb).toBeCloseTo(0.25);
+    expect(f.nodeCpuPerGb).toBeCloseTo(0.5);
     expect(f.relayPeakMb).toBe(12);
     // Without relay processes there is no relay CPU to report.
-    expect(medianFigures([sample()], { relay: 0, nodes: 1 }, undefined).relayCpuS).toBeUndefined();
+    const direct = medianFigures([sample()], CPU, undefined);
+    expect(direct.relayCpuS).toBeUndefined();
+    expect(direct.relayCpuPerGb).toBeUndefined();
   });
 
   it('checks every target as a ratio against the right path', () => {
