@@ -230,8 +230,8 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     const cutAt = Date.now();
 
     c.lab.cut('beta');
-    const downSince = (events: Awaited<ReturnType<typeof nodeEvents>>, node: string) => events.some((e) => e.event === 'nodedown' && e.node === node && e.at >= cutAt);
-    await waitFor('a1 sees nodedown for b1', async () => downSince(await nodeEvents(c.node(A1)), B1), NODEDOWN_TIMEOUT_MS);
+    const downSince = (events: Awaited<ReturnType<typeof nodeEvents>>, node: string) => events.find((e) => e.event === 'nodedown' && e.node === node && e.at >= cutAt);
+    const a1Down = await waitFor('a1 sees nodedown for b1', async () => downSince(await nodeEvents(c.node(A1)), B1), NODEDOWN_TIMEOUT_MS);
     await waitFor('b1 sees nodedown for alpha and gamma', async () => {
       const events = await nodeEvents(c.node(B1));
       return [A1, A2, G1, EX1].every((n) => downSince(events, n));
@@ -239,14 +239,22 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     // While cut, a new connection attempt ends in pang, not a hang; alpha's dial into the cut is counted below.
     expect(await c.node(A1).eval(`net_adm:ping('${B1}')`)).toBe('pang');
     await waitFor('alpha and beta report each other unreachable', async () => (await reachable('alpha', 'beta')) === 0 && (await reachable('beta', 'alpha')) === 0, PROBE_CHANGE_TIMEOUT_MS);
+    const unreachableAfterMs = Date.now() - cutAt;
     expect(await reachable('alpha', 'gamma')).toBe(1);
     expect(await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' })).toBeGreaterThan(closedBefore);
 
     c.lab.reconnect('beta');
-    const healedAt = new Date().toISOString();
+    const healedMs = Date.now();
+    const healedAt = new Date(healedMs).toISOString();
     await waitFor('a1 reaches b1 again', async () => (await c.node(A1).eval(`net_adm:ping('${B1}')`)) === 'pong', MESH_TIMEOUT_MS);
+    const pongAfterMs = Date.now() - healedMs;
     await waitFor('a complete mesh after the heal', meshComplete, MESH_TIMEOUT_MS);
+    const meshAfterMs = Date.now() - healedMs;
     await waitFor('alpha and beta report each other reachable again', async () => (await reachable('alpha', 'beta')) === 1 && (await reachable('beta', 'alpha')) === 1, PROBE_CHANGE_TIMEOUT_MS);
+    console.log(
+      `partition: nodedown on a1 ${a1Down.at - cutAt} ms after the cut (net_ticktime ${NET_TICKTIME_S} s), both gateways report unreachable after ${unreachableAfterMs} ms; ` +
+        `after the heal: pong in ${pongAfterMs} ms, full mesh in ${meshAfterMs} ms, reachable again after ${Date.now() - healedMs} ms`,
+    );
 
     for (const gw of c.gateways.values()) {
       expect(gw.alive, `gateway ${gw.name} still running`).toBe(true);
@@ -254,7 +262,7 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
     }
     const alpha = c.gw('alpha');
     expect(alpha.logged('peer unreachable', { peer: 'beta' }).length).toBeGreaterThan(0);
-    expect(alpha.logged('peer reachable', { peer: 'beta' }).filter((l) => String(l.ts) >= healedAt).length).toBe(1);
+    expect(alpha.logged('peer reachable', { peer: 'beta' }).filter((l) => String(l.ts) >= healedAt).length).toBeGreaterThan(0);
     expect(alpha.logs.filter((l) => l.msg === 'link closed' && l.peer === 'beta').length).toBeGreaterThan(0);
     expect(await metric('alpha', 'beamgate_tls_handshakes_total', { role: 'client', result: 'unreachable' })).toBeGreaterThan(unreachableBefore);
   });
