@@ -131,6 +131,7 @@ describe('faults', () => {
 
       const closedBefore = await metric(survivor, 'beamgate_links_closed_total', { peer: victim });
       const unreachableBefore = await metric(survivor, 'beamgate_refusals_total', { reason: 'peer_unreachable' });
+      assertIntact(pm.gw(victim));
       const s = pm.gw(survivor);
       const logsBefore = s.logs.length;
       const killedAt = Date.now();
