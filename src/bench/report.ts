@@ -163,7 +163,8 @@ export function scaleTable(s: ScaleResult): string {
       ['RSS with the links, MB', pair(s.rssAfterMb)],
       ['peak RSS, MB', pair(s.peakMb)],
       ['memory per link, KB', pair(s.perLinkKb, 0)],
-      [`CPU while idle (${s.idleSeconds} s, ticks only), ms per second`, pair(s.idleCpuMsPerSec, 2)],
+      [`CPU with no links open, ms per second`, pair(s.baseCpuMsPerSec, 2)],
+      [`CPU with the links idle (${s.idleSeconds} s, ticks only), ms per second`, pair(s.idleCpuMsPerSec, 2)],
       ['ticks answered by the emulated nodes in that window', String(s.ticks)],
     ],
   );

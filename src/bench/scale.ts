@@ -16,6 +16,8 @@ const OPEN_CONCURRENCY = 50;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Lets the gateways settle (timers, GC) before and after the burst, so RSS readings are steady. */
 const SETTLE_MS = 1_500;
+/** Longest window for the gateways' idle CPU before the links open. */
+const BASELINE_MAX_SECONDS = 10;
 
 export interface ScaleResult {
   links: number;
@@ -30,9 +32,18 @@ export interface ScaleResult {
   /** The idle window: its length, CPU ms per second per gateway, ticks answered. */
   idleSeconds: number;
   idleCpuMsPerSec: number[];
+  /** The same gateways before any link was open (timers, metrics), for comparison. */
+  baseCpuMsPerSec: number[];
   ticks: number;
   /** Connections the real target node counted (nodes(hidden)), which must equal `links`. */
   targetSaw: number;
+}
+
+/** CPU milliseconds per second each process uses over the next `seconds`. */
+async function cpuMsPerSec(pids: number[], seconds: number): Promise<number[]> {
+  const cpu0 = pids.map(cpuSeconds);
+  await sleep(seconds * 1000);
+  return pids.map((p, i) => ((cpuSeconds(p) - cpu0[i]!) * 1000) / seconds);
 }
 
 export async function runScale(env: BenchEnv, dir: string, links: number, idleSeconds: number, gatewayArgs: string[] = []): Promise<ScaleResult> {
@@ -48,6 +59,8 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
     assert.ok(node && beta, 'scale roster lacks its target');
     await sleep(SETTLE_MS);
     const rssBeforeMb = gw.pids.map((p) => memory(p).rssMb);
+    const baseSeconds = Math.min(idleSeconds, BASELINE_MAX_SECONDS);
+    const baseCpuMsPerSec = await cpuMsPerSec(gw.pids, baseSeconds);
 
     const t0 = performance.now();
     let next = 0;
@@ -72,9 +85,7 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
 
     await sleep(SETTLE_MS);
     const rssAfterMb = gw.pids.map((p) => memory(p).rssMb);
-    const cpu0 = gw.pids.map(cpuSeconds);
-    await sleep(idleSeconds * 1000);
-    const idleCpuMsPerSec = gw.pids.map((p, i) => ((cpuSeconds(p) - cpu0[i]!) * 1000) / idleSeconds);
+    const idleCpuMsPerSec = await cpuMsPerSec(gw.pids, idleSeconds);
     const down = open.filter((l) => !l.open).length;
     if (down > 0) throw new Error(`${down} of ${links} idle links closed during the idle window`);
     return {
@@ -86,6 +97,7 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
       perLinkKb: rssAfterMb.map((after, i) => ((after - rssBeforeMb[i]!) * 1024) / links),
       idleSeconds,
       idleCpuMsPerSec,
+      baseCpuMsPerSec,
       ticks: open.reduce((s, l) => s + l.ticks, 0),
       targetSaw,
     };

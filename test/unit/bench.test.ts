@@ -89,7 +89,7 @@ describe('bench report', () => {
       stunnel: figures({}, 0.5),
       beamgate: figures({ rttP50Us: 140, coldMs: 60 }, 0.95),
     };
-    const scale = { links: 200, establishMs: 1, rssBeforeMb: [60, 60], rssAfterMb: [70, 120], peakMb: [70, 120], perLinkKb: [50, 300], idleSeconds: 1, idleCpuMsPerSec: [1, 1], ticks: 0, targetSaw: 200 };
+    const scale = { links: 200, establishMs: 1, rssBeforeMb: [60, 60], rssAfterMb: [70, 120], peakMb: [70, 120], perLinkKb: [50, 300], idleSeconds: 1, idleCpuMsPerSec: [1, 1], baseCpuMsPerSec: [1, 1], ticks: 0, targetSaw: 200 };
     const checks = checkTargets(results, scale);
     const byName = Object.fromEntries(checks.map((c) => [c.target, c]));
     expect(byName['64 KiB bulk vs stunnel4 pair']!.value).toBeCloseTo(1.9);
