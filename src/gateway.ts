@@ -59,8 +59,8 @@ export class Gateway {
   private readonly standIns = new Map<string, { server: net.Server; peer: string; node: string }>();
   private readonly handshakeStarts = new Map<string, bigint>();
   private readonly reachable = new Set<string>();
-  /** Per peer: the number of the last probe sent, and of the newest probe whose outcome is in force. */
-  private readonly probeSeq = new Map<string, { sent: number; applied: number }>();
+  /** Per peer: the number of the last dial started, and of the newest dial whose outcome is in force. */
+  private readonly dialSeq = new Map<string, { sent: number; applied: number }>();
   private probeTimer: NodeJS.Timeout | undefined;
   private listening = false;
   readonly ctx: MeshContext;
@@ -78,6 +78,7 @@ export class Gateway {
       logger: this.logger,
       table: this.table,
       registeredPort: (short) => this.epmd.registeredPort(short),
+      dialStarted: (peer) => this.dialStarted(peer),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
         this.logger.warn('connection refused', { reason, detail: message, ...fields });
@@ -185,33 +186,33 @@ export class Gateway {
     const { roster, self } = this.current;
     for (const peer of roster.gateways.values()) {
       if (peer.name === self.name) continue;
-      const seq = this.probeSeq.get(peer.name) ?? { sent: 0, applied: 0 };
-      this.probeSeq.set(peer.name, seq);
-      const n = ++seq.sent;
-      // A probe can take as long as the interval (TLS timeout): one started
-      // during an outage may fail after a newer one succeeded. Outcomes older
-      // than the one in force are stale and must not flip the state back.
-      const current = () => {
-        if (n < seq.applied) return false;
-        seq.applied = n;
-        return true;
-      };
       dialPeer(this.ctx, peer).then(
         (sock) => {
           sock.on('error', () => undefined);
           sock.end(encodePreamble({ kind: 'probe' }));
-          if (!current()) return;
-          // Logged on every change, as 'peer unreachable' is: a partition's heal shows in the log too.
-          if (!this.reachable.has(peer.name)) this.logger.info('peer reachable', { peer: peer.name });
-          this.setReachable(peer.name, true);
         },
-        (err: Error) => {
-          if (!current()) return;
-          if (this.reachable.has(peer.name)) this.logger.warn('peer unreachable', { peer: peer.name, detail: err.message });
-          this.setReachable(peer.name, false);
-        },
+        () => undefined, // the outcome was recorded by dialStarted's callback
       );
     }
+  }
+
+  /** See MeshContext.dialStarted. */
+  private dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void {
+    const seq = this.dialSeq.get(peer) ?? { sent: 0, applied: 0 };
+    this.dialSeq.set(peer, seq);
+    const n = ++seq.sent;
+    return (outcome) => {
+      // A dial can take as long as the TLS timeout: one started during an
+      // outage may fail after a newer one succeeded. Outcomes older than the
+      // one in force are stale and must not flip the state back.
+      if (n < seq.applied) return;
+      seq.applied = n;
+      const was = this.reachable.has(peer);
+      // Logged on every change, both ways: a partition's heal shows in the log too.
+      if (outcome.ok && !was) this.logger.info('peer reachable', { peer });
+      if (!outcome.ok && was) this.logger.warn('peer unreachable', { peer, detail: outcome.detail });
+      this.setReachable(peer, outcome.ok);
+    };
   }
 
   private setReachable(peer: string, up: boolean): void {

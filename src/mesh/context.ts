@@ -19,6 +19,13 @@ export interface MeshContext {
   table: LinkTable;
   /** The port a local node registered with EPMD, or undefined when it is not up. */
   registeredPort(shortName: string): number | undefined;
+  /**
+   * Called when a dial to a peer gateway starts; the returned function takes
+   * its outcome. Every dial, probe or link, is evidence of the peer's
+   * reachability, so /readyz and beamgate_peer_reachable follow real traffic
+   * and not only the periodic probe.
+   */
+  dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void;
   /** Counts and logs a refusal that happened before a Link existed. */
   refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
 }

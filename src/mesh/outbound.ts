@@ -20,6 +20,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
   const { roster, secureContext } = ctx.active();
   const started = process.hrtime.bigint();
   const timeoutMs = roster.limits.tlsHandshakeTimeoutMs;
+  const outcome = ctx.dialStarted(peer.name);
   return new Promise((resolve, reject) => {
     const sock = tls.connect({
       host: peer.address.host,
@@ -37,6 +38,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
       clearTimeout(timer);
       const reason = classifyTlsError(err);
       ctx.metrics.tlsHandshakes.labels('client', reason === 'peer_unreachable' ? 'unreachable' : 'failed').inc();
+      outcome({ ok: false, detail: err.message });
       reject(new Refusal(reason, `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
     };
     sock.once('error', onError);
@@ -45,6 +47,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
       sock.off('error', onError);
       ctx.metrics.tlsHandshakes.labels('client', 'ok').inc();
       ctx.metrics.tlsHandshakeSeconds.labels('client').observe(Number(process.hrtime.bigint() - started) / 1e9);
+      outcome({ ok: true });
       resolve(sock);
     });
   });

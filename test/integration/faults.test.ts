@@ -113,6 +113,9 @@ describe('faults', () => {
     expect(again.answer).toBe('pong');
     figures.push(`pong once beta was up after ${again.ms} ms`);
     expect(await metric('alpha', 'beamgate_links_open', { peer: 'beta' })).toBe(1);
+    // The link's own dial says beta is back: no waiting for the next probe (10 s).
+    expect(await metric('alpha', 'beamgate_peer_reachable', { peer: 'beta' })).toBe(1);
+    expect(alpha.logged('peer reachable', { peer: 'beta' }).length).toBeGreaterThanOrEqual(1);
     for (const gw of ['alpha', 'beta']) assertIntact(pm.gw(gw));
   });
 
