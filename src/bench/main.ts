@@ -48,7 +48,7 @@ const USAGE = `npm run bench -- [options]
 
   --quick             one repetition, short runs (under a minute)
   --reps N            repetitions of every workload on every path (default 3)
-  --seconds S         duration of each throughput run (default 1; --quick 0.3)
+  --seconds S         duration of each throughput run (default 1; --quick 0.5)
   --pings N           round trips per RTT measurement (default 5000)
   --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate
   --scale-links N     idle links in the scale run (default 200; 0 skips it)
@@ -104,7 +104,7 @@ function options(argv: string[]): Options {
   return {
     quick,
     reps: Math.round(num(values.reps, quick ? 1 : 3, 'reps', 1)),
-    seconds: num(values.seconds, quick ? 0.3 : 1, 'seconds', 0.05),
+    seconds: num(values.seconds, quick ? 0.5 : 1, 'seconds', 0.05),
     pings: Math.round(num(values.pings, 5000, 'pings', 100)),
     paths,
     scaleLinks: Math.round(num(values['scale-links'], 200, 'scale-links', 0)),
