@@ -118,7 +118,7 @@ export class GatewayMetrics {
     this.certExpirySeconds = new Gauge({ name: 'beamgate_cert_expiry_seconds', help: 'Seconds until a certificate in use expires.', labelNames: ['cert'], registers });
     this.peerReachable = new Gauge({
       name: 'beamgate_peer_reachable',
-      help: 'Per roster peer gateway: 1 if the last probe completed a TLS handshake with it, else 0.',
+      help: 'Per roster peer gateway: 1 if the last dial to it (a link or the periodic probe) completed a TLS handshake, else 0.',
       labelNames: ['peer'],
       registers,
     });
@@ -133,7 +133,7 @@ export class GatewayMetrics {
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
   }
 
-  /** Publishes the last probe's outcome for exactly the roster's peers (a reload may remove some). */
+  /** Publishes the last dial's outcome for exactly the roster's peers (a reload may remove some). */
   setPeerReachability(peers: Iterable<string>, reachable: ReadonlySet<string>): void {
     this.peerReachable.reset();
     for (const peer of peers) this.peerReachable.labels(peer).set(reachable.has(peer) ? 1 : 0);
