@@ -144,7 +144,8 @@ export function checkTargets(results: Results, scale: ScaleResult | undefined): 
 }
 
 export function targetsTable(checks: readonly TargetCheck[]): string {
-  const fmt = (v: number | undefined, unit: string) => (v === undefined ? '–' : unit === '×' ? formatRatio(v) : `${v.toFixed(1)} MB`);
+  // Two decimals: a ratio close to its bound must not round across it.
+  const fmt = (v: number | undefined, unit: string) => (v === undefined ? '–' : unit === '×' ? `${v.toFixed(2)}×` : `${v.toFixed(1)} MB`);
   return markdownTable(
     ['target', 'needed', 'measured', 'met'],
     checks.map((c) => [c.target, `${c.kind} ${c.unit === '×' ? `${c.bound}×` : `${c.bound} MB`}`, fmt(c.value, c.unit), c.met === undefined ? 'not run' : c.met ? 'yes' : 'NO']),
