@@ -271,7 +271,9 @@ async function main(): Promise<void> {
   const text = [
     `## ${caption}`,
     '',
-    `Medians over ${opts.reps} repetition(s); throughput runs of ${opts.seconds} s, ${opts.pings} round trips; CPU summed over all measured workloads.`,
+    `Medians over ${opts.reps} repetition(s); throughput runs of ${opts.seconds} s, ${opts.pings} round trips; CPU per GB over the 64 KiB and 1 MiB runs.`,
+    `Machine: ${host.cpu}, ${host.cores} cores, Node ${host.node}, OTP ${host.otp}, ${host.stunnel}; load average at start ${host.loadAverage}.`,
+    ...(opts.quick ? ['', '--quick: one short repetition, a smoke check. On a shared machine its ratios swing by tens of percent; take figures from the default run.'] : []),
     '',
     figuresTable(results),
     '',
