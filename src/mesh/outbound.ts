@@ -27,6 +27,9 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
       port: peer.address.port,
       ...clientOptions(secureContext, peer.name, () => ctx.active().roster.gateways.keys()),
     });
+    // From the first byte: the preamble and the node's first handshake
+    // message follow each other, and Nagle would hold the second back.
+    sock.setNoDelay(true);
     // A TCP connect still pending at the deadline (a partition, a host gone
     // silent) means the peer is unreachable, not that TLS failed with it.
     const timeout = () =>
