@@ -1,5 +1,7 @@
-// CPU time and memory of a running process, from /proc (Linux).
+// CPU time and memory of a running process, from /proc (Linux), and free
+// loopback ports and aliases for the processes a benchmark or a test starts.
 
+import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
@@ -34,7 +36,7 @@ export function memory(pid: number): Memory {
   return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
+/** A TCP port that was free on 127.0.0.1 a moment ago. The tests use it too. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -46,10 +48,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A loopback alias unlikely to collide with tests running at the same time. */
+/**
+ * A loopback alias unlikely to be used by another run at the same time
+ * (127.64.0.0/10, away from 127.0.0.1 and the roster's default 127.0.1.x
+ * aliases), so concurrent benchmarks and test suites never fight over an address.
+ */
 export function randomAlias(): string {
-  const b = () => 2 + Math.floor(Math.random() * 250);
-  return `127.${b()}.${b()}.${b()}`;
+  return `127.${64 + randomInt(64)}.${randomInt(256)}.${2 + randomInt(250)}`;
 }
 
 export function sleep(ms: number): Promise<void> {
