@@ -49,7 +49,7 @@ function atoms(text: string): string[] {
   return [...text.matchAll(/'([^']+)'/g)].map((m) => m[1]!).sort();
 }
 
-describe.skipIf(unavailable !== null)('multi-host: three hosts in network namespaces, gateways between them', () => {
+describe.runIf(unavailable === null)('multi-host: three hosts in network namespaces, gateways between them', () => {
   let c: LabCluster;
   let workDir: string;
 
@@ -268,7 +268,7 @@ describe.skipIf(unavailable !== null)('multi-host: three hosts in network namesp
   });
 });
 
-describe.skipIf(unavailable !== null)('netns harness cleanup', () => {
+describe.runIf(unavailable === null)('netns harness cleanup', () => {
   it('destroy() kills what runs in a lab and removes its namespaces; a new lab removes what a dead run left', async () => {
     const lab = NetnsLab.create(['solo']);
     const sleeper = lab.spawn('solo', ['sleep', '600']);
