@@ -36,15 +36,36 @@ export function memory(pid: number): Memory {
   return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. The tests use it too. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Where freePort looks: below Linux's default ephemeral range (32768–60999),
+ * which outgoing connections draw from. A port the kernel handed out as
+ * ephemeral (listen on port 0) can be taken by any connect() before the node
+ * or gateway it was meant for binds it; one below that range cannot. The
+ * demo's fixed ports (17100–17299) are below FREE_PORT_MIN.
+ */
+const FREE_PORT_MIN = 20_000;
+const FREE_PORT_MAX = 32_000;
+/** Random picks tried before giving up (each one is a bind attempt). */
+const FREE_PORT_ATTEMPTS = 200;
+/** Ports handed out by this process: never handed out twice, bound or not yet. */
+const handedOut = new Set<number>();
+
+/** A TCP port that was free on 127.0.0.1 a moment ago and that no outgoing connection will take. The tests use it too. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < FREE_PORT_ATTEMPTS; i++) {
+    const port = FREE_PORT_MIN + randomInt(FREE_PORT_MAX - FREE_PORT_MIN);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${FREE_PORT_MIN}–${FREE_PORT_MAX} after ${FREE_PORT_ATTEMPTS} tries`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
