@@ -27,13 +27,19 @@ export interface Memory {
 }
 
 export function memory(pid: number): Memory {
+  const kb = statusKb(pid);
+  return { rssMb: kb.rss / 1024, peakMb: kb.peak / 1024 };
+}
+
+/** Resident set now (VmRSS) and its peak since start (VmHWM), KiB, from /proc/PID/status. */
+export function statusKb(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
     if (!m) throw new Error(`no ${key} in /proc/${pid}/status`);
-    return Number(m[1]) / 1024;
+    return Number(m[1]);
   };
-  return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
 /**

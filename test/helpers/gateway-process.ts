@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Limits } from '../../src/config/limits.js';
 import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
+import { statusKb } from '../../src/bench/proc.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { freePort, randomAlias } from './ports.js';
 
@@ -105,9 +106,8 @@ export class GatewayProcess {
   }
 
   memory(): Memory {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+    const kb = statusKb(this.pid);
+    return { rssKb: kb.rss, hwmKb: kb.peak };
   }
 
   logged(msg: string, match: Record<string, unknown> = {}): LogLine[] {
