@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Limits } from '../../src/config/limits.js';
 import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
-import { statusKb } from '../../src/bench/proc.js';
+import { sleep, statusKb } from '../../src/bench/proc.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { freePort, randomAlias } from './ports.js';
 
@@ -281,6 +281,4 @@ export function establishedConnections(port: number): number {
   return n;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
