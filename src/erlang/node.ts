@@ -100,16 +100,14 @@ export class ErlNode {
   private nextLine(timeoutMs: number, accept: (l: string) => boolean): Promise<string | null> {
     if (this.exited) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        resolve(null);
-      }, timeoutMs);
-      const waiter = (line: string) => {
+      // The node answers requests in order, so a request that timed out keeps
+      // its place in the queue: its late answer is dropped there instead of
+      // being taken as the answer to the next request.
+      const timer = setTimeout(() => resolve(null), timeoutMs);
+      this.waiters.push((line: string) => {
         clearTimeout(timer);
         resolve(line && accept(line) ? line : null);
-      };
-      this.waiters.push(waiter);
+      });
     });
   }
 

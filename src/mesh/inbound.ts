@@ -126,7 +126,9 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   };
   // The dialling node may drop its dial (two crossing dials: Erlang keeps
   // one) and the peer gateway relays that hang-up. A close before any byte or
-  // between handshake messages is that, not a refusal.
+  // between handshake messages is that, not a refusal. The FIN ('end') is the
+  // hang-up: waiting for 'close' could start the link and hand a dead dial's
+  // send_name to our node (see Link.start).
   const onEarlyClose = () =>
     fail(
       (head ? head.length === 0 : remoteStream.bufferedBytes === 0)
@@ -134,6 +136,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
         : new Refusal('bad_handshake', 'peer closed in the middle of the preamble or a handshake message'),
     );
   sock.on('data', onData);
+  sock.on('end', onEarlyClose);
   sock.on('error', onEarlyClose);
   sock.on('close', onEarlyClose);
 
@@ -157,6 +160,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     settled = true;
     clearTimeout(timer);
     sock.off('data', onData);
+    sock.off('end', onEarlyClose);
     sock.off('error', onEarlyClose);
     sock.off('close', onEarlyClose);
     local.removeAllListeners('error');

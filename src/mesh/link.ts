@@ -63,6 +63,11 @@ export class Link {
 
   /** Takes over both sockets; `toRemote`/`toLocal` are bytes already read and walked. */
   start(toRemote: Buffer[], toLocal: Buffer[]): void {
+    // A side that hung up before the link was up is an abandoned dial, never a
+    // link: relaying its handshake would leave the far node holding a pending
+    // connection (Erlang's up_pending) that blocks the next real dial until
+    // net_setuptime. The handlers before start() catch that 'end'.
+    assert.ok(!this.local.readableEnded && !this.remote.readableEnded, 'link started on a socket that had already ended');
     const { metrics, table } = this.deps;
     table.established.add(this);
     metrics.linksOpen.labels(this.info.peer, this.info.direction).inc();

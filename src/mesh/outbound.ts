@@ -113,7 +113,9 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   // A node drops a dial on its own: one of two crossing dials (Erlang keeps
   // one), or its net_setuptime ran out while the peer was being dialled. A
   // close between handshake messages is that, not a refusal; a close in the
-  // middle of one is a bad handshake.
+  // middle of one is a bad handshake. Its FIN ('end') is the moment it gave
+  // up: 'close' can come a few turns later, and a link started in between
+  // would hand its stale send_name to the remote node (see Link.start).
   const onEarlyClose = () =>
     fail(
       localStream.bufferedBytes === 0
@@ -121,6 +123,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
         : new Refusal('bad_handshake', 'local node closed in the middle of a handshake message'),
     );
   local.on('data', onData);
+  local.on('end', onEarlyClose);
   local.on('error', onEarlyClose);
   local.on('close', onEarlyClose);
 
@@ -137,8 +140,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
           return;
         }
         tlsSock = sock;
+        const closed = () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`));
         sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
-        sock.on('close', () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`)));
+        sock.on('end', closed);
+        sock.on('close', closed);
         maybeStart();
       },
       (err: unknown) => fail(toRefusal(err)),
@@ -150,9 +155,11 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     settled = true;
     clearTimeout(timer);
     local.off('data', onData);
+    local.off('end', onEarlyClose);
     local.off('error', onEarlyClose);
     local.off('close', onEarlyClose);
     tlsSock.removeAllListeners('error');
+    tlsSock.removeAllListeners('end');
     tlsSock.removeAllListeners('close');
     tlsSock.write(encodePreamble({ kind: 'link', target: target.name }));
     const link = new Link(

@@ -26,8 +26,13 @@ const PANG_BOUND_MS = 10_000;
 const SETTLE_MS = LINK_CLOSE_GRACE_MS + 8_000;
 /** After a gateway restart: the node re-registers (OTP retries every few seconds) and the next send dials again. */
 const RECONNECT_MS = 30_000;
-/** Rounds of two nodes dialling each other at once; about one in five leaves a dial abandoned mid-setup. */
-const CROSSING_DIALS = 20;
+/**
+ * Rounds of two nodes dialling each other at once; about one in five leaves a
+ * dial abandoned mid-setup. A gateway that relayed an abandoned dial's
+ * send_name wedged a later round about once in 700 on a loaded machine, so
+ * the rounds are many (BEAMGATE_CROSSING_DIALS sets them for a longer hunt).
+ */
+const CROSSING_DIALS = Number(process.env.BEAMGATE_CROSSING_DIALS ?? 200);
 /** How long a killed gateway stays down, so that the senders dial into the outage. */
 const OUTAGE_MS = 1_500;
 
@@ -196,16 +201,27 @@ describe('faults', () => {
     const before = await refusals();
     const logsBefore = new Map([...pm.gateways.values()].map((g) => [g, g.logs.length]));
     for (let i = 0; i < CROSSING_DIALS; i++) {
+      // On a failure, the gateways' log lines of this round say which dial went where.
+      const marks = new Map([...pm.gateways.values()].map((g) => [g, g.logs.length]));
+      const started = Date.now();
+      const story = async () =>
+        `round ${i}, ${Date.now() - started} ms; connections on a1: ${await a1.eval('ets:tab2list(sys_dist)')}, on b1: ${await b1.eval('ets:tab2list(sys_dist)')}\n` +
+        [...pm.gateways.values()].flatMap((g) => g.logs.slice(marks.get(g)).map((l) => `${g.name}: ${JSON.stringify(l)}`)).join('\n');
       expect(await a1.eval(`erlang:disconnect_node('${B1}')`)).toBe('true');
-      await waitFor('both sides disconnected', async () => (await a1.eval('nodes()')) === '[]' && (await b1.eval('nodes()')) === '[]', SETTLE_MS);
-      expect(await Promise.all([a1.eval(`net_adm:ping('${B1}')`), b1.eval(`net_adm:ping('${A1}')`)])).toEqual(['pong', 'pong']);
+      const disconnected = await waitFor('both sides disconnected', async () => (await a1.eval('nodes()')) === '[]' && (await b1.eval('nodes()')) === '[]', SETTLE_MS).then(
+        () => true,
+        () => false,
+      );
+      if (!disconnected) throw new Error(`still connected ${SETTLE_MS} ms after disconnect_node: ${await story()}`);
+      const answers = await Promise.all([ping(a1, B1), ping(b1, A1)]).then((r) => r.map((p) => p.answer));
+      if (answers.join() !== 'pong,pong') throw new Error(`crossing pings answered ${answers.join(' and ')}: ${await story()}`);
     }
     await waitFor('one link per pair', async () => (await metric('alpha', 'beamgate_links_open')) === 1 && (await metric('beta', 'beamgate_links_open')) === 1, SETTLE_MS);
     const abandoned = [...pm.gateways.values()].flatMap((g) => g.logs.slice(logsBefore.get(g)).filter((l) => l.msg === 'link abandoned'));
     figures.push(`${CROSSING_DIALS} crossing dial pairs: ${abandoned.length} dials abandoned by a node before the link was up`);
     expect((await refusals()) - before).toBe(0);
     for (const gw of ['alpha', 'beta']) assertIntact(pm.gw(gw));
-  });
+  }, 180_000);
 
   it('kill -9 of a remote node: nodedown, both gateways close their halves and count it, no half-open link, pang until it is back', async () => {
     await startSender(b1, 'crash-ba', 'sink', A1, { min: 1, max: 64 * 1024, burst: 5, pause: 10 });
