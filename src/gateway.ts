@@ -12,6 +12,7 @@ import type { GatewayConfig } from './config/load.js';
 import { gatewayOrThrow, type GatewaySpec, nodesOf, type Roster } from './config/roster.js';
 import { EpmdServer, listen } from './epmd/server.js';
 import { Logger } from './log/logger.js';
+import { RefusalLog } from './log/refusal-log.js';
 import { startHttp } from './metrics/http.js';
 import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
 import type { ActiveConfig, MeshContext } from './mesh/context.js';
@@ -58,6 +59,7 @@ export class Gateway {
   /** Stand-in listeners, keyed `alias:port`, each relaying to one remote node. */
   private readonly standIns = new Map<string, { server: net.Server; peer: string; node: string }>();
   private readonly handshakeStarts = new Map<string, bigint>();
+  private readonly refusals: RefusalLog;
   private readonly reachable = new Set<string>();
   /** Per peer: the number of the last dial started, and of the newest dial whose outcome is in force. */
   private readonly dialSeq = new Map<string, { sent: number; applied: number }>();
@@ -71,7 +73,14 @@ export class Gateway {
     this.material = opts.material;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
     this.table = new LinkTable(() => this.current.roster.limits);
-    this.epmd = new EpmdServer({ roster: () => this.current.roster, self: () => this.current.self, metrics: this.metrics, logger: this.logger });
+    this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
+    this.epmd = new EpmdServer({
+      roster: () => this.current.roster,
+      self: () => this.current.self,
+      metrics: this.metrics,
+      logger: this.logger,
+      refusals: this.refusals,
+    });
     this.ctx = {
       active: () => this.current,
       metrics: this.metrics,
@@ -81,7 +90,9 @@ export class Gateway {
       dialStarted: (peer) => this.dialStarted(peer),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
-        this.logger.warn('connection refused', { reason, detail: message, ...fields });
+        // Only a roster name may key the log budget: a refused connection's fields can come from anyone.
+        const peer = typeof fields.peer === 'string' && this.current.roster.gateways.has(fields.peer) ? fields.peer : undefined;
+        this.refusals.warn('connection refused', reason, peer, { detail: message, ...fields });
       },
     };
     this.metrics.onScrape(() => {
@@ -382,6 +393,7 @@ export class Gateway {
     for (const link of this.table.established) link.destroyBoth();
     closing.push(this.epmd.close());
     await Promise.all(closing);
+    this.refusals.flush();
     this.logger.info('gateway stopped');
   }
 }

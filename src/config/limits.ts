@@ -28,6 +28,10 @@ export interface Limits {
   epmdRequestTimeoutMs: number;
   /** On SIGTERM, how long links may live on before they are closed. */
   drainTimeoutMs: number;
+  /** Refusal log lines per message, reason and peer in one window; the rest are counted in one summary line. */
+  refusalLogBurst: number;
+  /** The window of refusalLogBurst. */
+  refusalLogWindowMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -46,6 +50,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxEpmdConnections: 512,
   epmdRequestTimeoutMs: 5_000,
   drainTimeoutMs: 30_000,
+  refusalLogBurst: 20,
+  refusalLogWindowMs: 10_000,
 });
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];

@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import { LOCAL_LOOPBACK } from '../config/address.js';
 import { admissionOn, nodesOf, type GatewaySpec, type Roster } from '../config/roster.js';
 import type { Logger } from '../log/logger.js';
+import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
 import {
   type Alive2Request,
@@ -36,6 +37,8 @@ export interface EpmdDeps {
   self(): GatewaySpec;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Where refusals are logged, within the refusal log budget. */
+  refusals: RefusalLog;
 }
 
 /** The scope a listener answers for: local nodes, or one remote gateway's nodes. */
@@ -94,7 +97,7 @@ export class EpmdServer {
   /** Counts and logs a connection shed because maxEpmdConnections are open. */
   private refuseConnection(addr: string, from: string): void {
     this.deps.metrics.refused('limit_reached');
-    this.deps.logger.warn('epmd connection refused', { reason: 'limit_reached', detail: 'too many EPMD connections', listener: addr, from });
+    this.deps.refusals.warn('epmd connection refused', 'limit_reached', undefined, { detail: 'too many EPMD connections', listener: addr, from });
   }
 
   private accept(sock: net.Socket, addr: string): void {
@@ -112,7 +115,7 @@ export class EpmdServer {
     const from = `${sock.remoteAddress}:${sock.remotePort}`;
     const refuse = (reason: RefusalReason, message: string, extra: Record<string, string | number> = {}) => {
       metrics.refused(reason);
-      logger.warn('epmd request refused', { reason, detail: message, listener: addr, from, ...extra });
+      this.deps.refusals.warn('epmd request refused', reason, undefined, { detail: message, listener: addr, from, ...extra });
     };
     const timer = setTimeout(() => {
       settled = true;

@@ -35,6 +35,8 @@ const RECONNECT_MS = 30_000;
 const CROSSING_DIALS = Number(process.env.BEAMGATE_CROSSING_DIALS ?? 200);
 /** How long a killed gateway stays down, so that the senders dial into the outage. */
 const OUTAGE_MS = 1_500;
+/** Small enough that the redials into an outage (about 80 a second) overflow it. */
+const REFUSAL_LOG_BUDGET = { refusalLogBurst: 5, refusalLogWindowMs: 1_000 };
 
 describe('faults', () => {
   let pm: ProcessMesh;
@@ -47,7 +49,7 @@ describe('faults', () => {
 
   beforeAll(async () => {
     // beta stays down: the first test dials into its absence.
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, start: ['alpha'] });
+    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, start: ['alpha'], limits: REFUSAL_LOG_BUDGET });
     pa = compileTraffic(pm.dir);
     a1 = await pm.startNode(A1, [...pa, '-kernel', 'net_setuptime', String(NET_SETUPTIME_S)]);
     await a1.eval('bg_traffic:start_monitor()');
@@ -160,7 +162,8 @@ describe('faults', () => {
       // The senders dial into the outage: the survivor refuses each dial at once and counts it.
       await sleep(OUTAGE_MS);
       await waitFor('a dial into the outage refused', async () => (await metric(survivor, 'beamgate_refusals_total', { reason: 'peer_unreachable' })) > unreachableBefore, SETTLE_MS);
-      expect(s.logs.slice(logsBefore).filter((l) => l.msg === 'connection refused' && l.reason === 'peer_unreachable' && l.peer === victim).length).toBeGreaterThan(0);
+      const outageLines = () => s.logs.slice(logsBefore).filter((l) => l.reason === 'peer_unreachable' && (l.msg === 'connection refused' || l.msg === 'refusals suppressed'));
+      expect(outageLines().filter((l) => l.msg === 'connection refused' && l.peer === victim).length).toBeGreaterThan(0);
       assertIntact(s);
 
       // The nodes may reconnect before the new process has answered its first /healthz poll.
@@ -174,6 +177,15 @@ describe('faults', () => {
         RECONNECT_MS,
       );
       figures.push(`${victim} restarted: nodeup ${nodeup - restartAt} ms after the new process was spawned`);
+      // The redials into the outage overflow the refusal log budget, and every one is still
+      // accounted for: a line of its own, or its count in a `refusals suppressed` line once its
+      // window closes.
+      const accounted = () => outageLines().reduce((n, l) => n + (l.msg === 'refusals suppressed' ? Number(l.suppressed) : 1), 0);
+      const refusedInOutage = async () => (await metric(survivor, 'beamgate_refusals_total', { reason: 'peer_unreachable' })) - unreachableBefore;
+      await waitFor('every refusal logged or reported as suppressed', async () => accounted() === (await refusedInOutage()), REFUSAL_LOG_BUDGET.refusalLogWindowMs + SETTLE_MS);
+      const fullLines = outageLines().filter((l) => l.msg === 'connection refused').length;
+      expect(outageLines().some((l) => l.msg === 'refusals suppressed' && l.peer === victim)).toBe(true);
+      figures.push(`${victim} down: ${await refusedInOutage()} dials refused, ${fullLines} logged in full`);
       // The node whose EPMD died registers again by itself (OTP retries every 2 s).
       await waitFor('the node registered again with the restarted gateway', () => restarted.logged('node registered').length > 0, RECONNECT_MS);
       await stopSender(a1, `${tag}-ab`);

@@ -38,7 +38,8 @@ describe('hostile input on every listener leaves other links alone', () => {
 
   beforeAll(async () => {
     // gamma is started by nobody: its certificate is a genuine cluster one for a gateway that owns no node.
-    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'] });
+    // Each hostile connection is checked for its own refusal line: no log budget here (the faults test covers it).
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], limits: { refusalLogBurst: 10_000 } });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;

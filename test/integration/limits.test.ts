@@ -26,6 +26,8 @@ const LIMITS: Partial<Limits> = {
   maxLinks: 6,
   maxLinksPerPeer: 6,
   maxPendingBytes: 16 * 1024,
+  // Each flood connection is checked for its own refusal line: no log budget here (the faults test covers it).
+  refusalLogBurst: 10_000,
 };
 const FLOOD = 12;
 const SLOW_MS = 1_000;
