@@ -3,6 +3,7 @@
 // metrics/health HTTP listener. Everything reads the configuration in force
 // through `active()`, which a reload replaces whole.
 
+import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -58,7 +59,12 @@ export class Gateway {
   private http: http.Server | undefined;
   /** Stand-in listeners, keyed `alias:port`, each relaying to one remote node. */
   private readonly standIns = new Map<string, { server: net.Server; peer: string; node: string }>();
-  private readonly handshakeStarts = new Map<string, bigint>();
+  /** TLS connections not yet authenticated (by their TCP socket): when each started, and its source address. */
+  private readonly handshaking = new WeakMap<net.Socket, { started: bigint; source: string }>();
+  /** How many of those each source address holds (entries at zero are removed). */
+  private readonly handshakingPerSource = new Map<string, number>();
+  /** TCP sockets shed by maxTlsHandshakesPerSource, so their TLS error is not counted a second time. */
+  private readonly shedSources = new WeakSet<net.Socket>();
   private readonly refusals: RefusalLog;
   private readonly reachable = new Set<string>();
   /** Per peer: the number of the last dial started, and of the newest dial whose outcome is in force. */
@@ -117,17 +123,28 @@ export class Gateway {
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
     server.on('connection', (raw: net.Socket) => {
-      const key = `${raw.remoteAddress}:${raw.remotePort}`;
-      this.handshakeStarts.set(key, process.hrtime.bigint());
-      raw.once('close', () => this.handshakeStarts.delete(key));
+      const source = raw.remoteAddress;
+      if (source === undefined) return raw.destroy(); // already gone: nothing to serve or count
+      // One source may not hold the whole port with handshakes it never finishes.
+      const held = this.handshakingPerSource.get(source) ?? 0;
+      if (held >= this.current.roster.limits.maxTlsHandshakesPerSource) {
+        this.shedSources.add(raw);
+        const from = `${source}:${raw.remotePort}`;
+        this.ctx.refuse('limit_reached', `too many unauthenticated TLS connections from ${source} (${held})`, { from, direction: 'inbound' });
+        raw.destroy();
+        return;
+      }
+      this.handshakingPerSource.set(source, held + 1);
+      this.handshaking.set(raw, { started: process.hrtime.bigint(), source });
+      raw.once('close', () => this.handshakeEnded(raw));
     });
     server.on('secureConnection', (sock: tls.TLSSocket) => {
-      const key = `${sock.remoteAddress}:${sock.remotePort}`;
-      const started = this.handshakeStarts.get(key);
-      this.handshakeStarts.delete(key);
+      const started = this.handshakeEnded(tcpOf(sock));
       handleInbound(this.ctx, sock, started);
     });
     server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
+      // A connection shed for its source was counted and logged once already.
+      if (this.shedSources.has(tcpOf(sock))) return sock.destroy();
       this.metrics.tlsHandshakes.labels('server', 'failed').inc();
       // A client leaving mid-handshake surfaces as a reset, which on the dialling side means an unreachable peer.
       const classified = classifyTlsError(err);
@@ -186,6 +203,18 @@ export class Gateway {
       await listen(server, w.port, w.alias);
       this.standIns.set(key, { server, peer: w.peer, node: w.node });
     }
+  }
+
+  /** Ends the unauthenticated phase of a TLS connection (authenticated or closed); returns when it started. */
+  private handshakeEnded(raw: net.Socket): bigint | undefined {
+    const h = this.handshaking.get(raw);
+    if (!h) return undefined;
+    this.handshaking.delete(raw);
+    const held = this.handshakingPerSource.get(h.source) ?? 0;
+    assert.ok(held > 0, `handshake count for ${h.source} would go below zero`);
+    if (held === 1) this.handshakingPerSource.delete(h.source);
+    else this.handshakingPerSource.set(h.source, held - 1);
+    return h.started;
   }
 
   /** A connection the kernel accepted but a listener's maxConnections turned away. */
@@ -404,8 +433,13 @@ export class Gateway {
  * Node does not type) remembers the address read on 'connection'.
  */
 function peerOf(sock: tls.TLSSocket): string {
-  const tcp = sock.remoteAddress ? sock : ((sock as unknown as { _parent?: net.Socket })._parent ?? sock);
+  const tcp = sock.remoteAddress ? sock : tcpOf(sock);
   return `${tcp.remoteAddress}:${tcp.remotePort}`;
+}
+
+/** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type). */
+function tcpOf(sock: tls.TLSSocket): net.Socket {
+  return (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
 }
 
 function closeServer(server: net.Server): Promise<void> {

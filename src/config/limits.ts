@@ -8,6 +8,8 @@ export interface Limits {
   maxLinksPerPeer: number;
   /** TLS connections (handshaking or established) accepted at once on the mesh port. */
   maxTlsConnections: number;
+  /** TLS connections from one source address still handshaking (not yet authenticated) at once. */
+  maxTlsHandshakesPerSource: number;
   /** A TLS handshake, from TCP accept or connect until both certificates are verified. */
   tlsHandshakeTimeoutMs: number;
   /** The distribution handshake, from the first byte until both sides are in frame mode. */
@@ -38,6 +40,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxLinks: 2048,
   maxLinksPerPeer: 1024,
   maxTlsConnections: 4096,
+  // A peer gateway opens one TLS connection per link, so a cluster starting
+  // at once handshakes many in a row; one source still cannot take the port.
+  maxTlsHandshakesPerSource: 512,
   tlsHandshakeTimeoutMs: 10_000,
   distHandshakeTimeoutMs: 15_000,
   firstByteTimeoutMs: 5_000,

@@ -22,6 +22,7 @@ const LIMITS: Partial<Limits> = {
   firstByteTimeoutMs: 1_500,
   epmdRequestTimeoutMs: 1_500,
   maxTlsConnections: 6,
+  maxTlsHandshakesPerSource: 3,
   maxEpmdConnections: 6,
   maxLinks: 6,
   maxLinksPerPeer: 6,
@@ -34,27 +35,31 @@ const SLOW_MS = 1_000;
 const FLAGS = 0x1ffffffn;
 
 interface Flood {
-  /** The client port of each connection, as the gateway logs it in `from`. */
-  ports: number[];
+  /** Each connection's address and port, as the gateway logs it in `from`. */
+  froms: string[];
+  /** When the flood began: client ports are reused, so only log lines since then are its own. */
+  startedAt: number;
   closed(): number;
 }
 
-/** Opens `n` connections at once that send nothing. */
-async function flood(n: number, port: number, host: string): Promise<Flood> {
+/** Opens `n` connections at once that send nothing, from the loopback addresses in `sources`, in turn. */
+async function flood(n: number, port: number, host: string, sources = ['127.0.0.1']): Promise<Flood> {
   let closed = 0;
-  const ports = await Promise.all(
+  const startedAt = Date.now();
+  const froms = await Promise.all(
     Array.from(
       { length: n },
-      () =>
-        new Promise<number>((resolve, reject) => {
-          const s = net.connect({ port, host });
+      (_, i) =>
+        new Promise<string>((resolve, reject) => {
+          const localAddress = sources[i % sources.length]!;
+          const s = net.connect({ port, host, localAddress });
           s.on('close', () => closed++);
-          s.once('connect', () => resolve(s.localPort!));
+          s.once('connect', () => resolve(`${localAddress}:${s.localPort}`));
           s.on('error', reject);
         }),
     ),
   );
-  return { ports, closed: () => closed };
+  return { froms, startedAt, closed: () => closed };
 }
 
 describe('limits shed what exceeds them and nothing else', () => {
@@ -141,7 +146,8 @@ describe('limits shed what exceeds them and nothing else', () => {
     async function expectShed(gw: string, f: Flood, timeoutReason: string, n = FLOOD): Promise<number> {
       await waitFor('every flood connection to be closed', () => f.closed() === n, 20_000);
       const reasons = await waitFor('a refusal logged for every flood connection', () => {
-        const r = f.ports.map((p) => t.logOf(gw).filter((l) => l.from === `127.0.0.1:${p}`).map((l) => String(l.reason)));
+        const lines = t.logOf(gw).filter((l) => Date.parse(String(l.ts)) >= f.startedAt);
+        const r = f.froms.map((from) => lines.filter((l) => l.from === from).map((l) => String(l.reason)));
         return r.every((x) => x.length > 0) ? r : undefined;
       });
       for (const r of reasons) {
@@ -153,7 +159,10 @@ describe('limits shed what exceeds them and nothing else', () => {
 
     it(`TLS port: ${FLOOD} silent connections above maxTlsConnections, limit_reached then tls_timeout`, async () => {
       const before = await refusals(t, 'beta', 'limit_reached');
-      const f = await flood(FLOOD, ports.betaTls, '127.0.0.1');
+      // From four sources, none above maxTlsHandshakesPerSource: the port's own bound is what sheds.
+      const sources = ['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14'];
+      expect(FLOOD / sources.length).toBeLessThanOrEqual(LIMITS.maxTlsHandshakesPerSource!);
+      const f = await flood(FLOOD, ports.betaTls, '127.0.0.1', sources);
       await waitFor('beta to shed the excess', async () => (await refusals(t, 'beta', 'limit_reached')) > before);
       await sentinel.check(); // the established link works while the port is full
       const shed = await expectShed('beta', f, 'tls_timeout');
@@ -164,6 +173,19 @@ describe('limits shed what exceeds them and nothing else', () => {
       expect(await a2.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
       await a2.eval(`erlang:disconnect_node('b1@beta.demo')`);
       await waitFor('the a2 link to close', () => t.gateways.get('alpha')!.table.count === 1);
+    });
+
+    it(`TLS port: ${FLOOD} silent connections from one source above maxTlsHandshakesPerSource are shed, and a peer from elsewhere still gets in`, async () => {
+      const f = await flood(FLOOD, ports.betaTls, '127.0.0.1', ['127.0.0.2']);
+      // While the flood holds its share of the port, a genuine gateway from another address completes TLS.
+      const from = net.connect({ host: '127.0.0.1', port: ports.betaTls, localAddress: '127.0.0.3' });
+      const genuine = await tlsExchange(ports.betaTls, { ...gatewayPem(t, 'alpha'), socket: from }, encodePreamble({ kind: 'probe' }));
+      expect(genuine.secure).toBe(true);
+      expect(f.closed()).toBe(FLOOD - LIMITS.maxTlsHandshakesPerSource!);
+      expect(await expectShed('beta', f, 'tls_timeout')).toBe(FLOOD - LIMITS.maxTlsHandshakesPerSource!);
+      const shedLines = t.logOf('beta').filter((l) => f.froms.includes(String(l.from)) && l.reason === 'limit_reached');
+      expect(String(shedLines[0]?.detail)).toBe(`too many unauthenticated TLS connections from 127.0.0.2 (${LIMITS.maxTlsHandshakesPerSource})`);
+      expect(t.logOf('beta').filter((l) => l.from === `127.0.0.3:${genuine.localPort}`)).toEqual([]);
     });
 
     it(`EPMD: ${FLOOD} silent connections above maxEpmdConnections (counted across listeners), limit_reached then epmd_timeout`, async () => {
