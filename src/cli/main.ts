@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
+import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
 import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
@@ -16,7 +17,10 @@ import { loadTlsMaterial } from '../pki/material.js';
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
 usage:
-  beamgate run        --config ROSTER --gateway NAME   run this host's gateway
+  beamgate run        --config ROSTER --gateway NAME [--reload-interval SECONDS]
+                                                       run this host's gateway; SIGHUP reloads, and so
+                                                       does a change to the roster or TLS files when
+                                                       an interval is given
   beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files)
   beamgate certs      --config ROSTER [--gateway NAME]... [--force]
                                                        create the cluster CA (once) and gateway certificates
@@ -26,10 +30,20 @@ usage:
                                                        the erl flags a node needs behind its gateway
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
---gateway defaults to $BEAMGATE_GATEWAY.`;
+--gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
 
 /** `run` stopped, but links still open at the drain deadline had to be closed. */
 const EXIT_LINKS_CUT = 3;
+
+/** --reload-interval: whole seconds within the watcher's bounds, or undefined for no watching. */
+function reloadInterval(text: string | undefined): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const s = Number(text);
+  if (!Number.isInteger(s) || s < MIN_RELOAD_INTERVAL_S || s > MAX_RELOAD_INTERVAL_S) {
+    throw new ConfigError([`--reload-interval: "${text}" is not a whole number of seconds from ${MIN_RELOAD_INTERVAL_S} to ${MAX_RELOAD_INTERVAL_S}`]);
+  }
+  return s;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -46,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       hidden: { type: 'boolean' },
       dir: { type: 'string' },
       once: { type: 'boolean' },
+      'reload-interval': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -59,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run': {
       const gateway = resolveGatewayName(one(values.gateway));
+      const reloadIntervalS = reloadInterval(values['reload-interval'] ?? process.env.BEAMGATE_RELOAD_INTERVAL);
       const cfg = loadGatewayConfig(config(), gateway);
       const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level) });
       await gw.start();
@@ -80,8 +96,9 @@ async function main(argv: string[]): Promise<number> {
             () => resolve(1),
           );
         };
-        const reload = () => {
-          gw.logger.info('reloading', { signal: 'SIGHUP', config: configPath });
+        // SIGHUP and a settled file change take the same path.
+        const reload = (trigger: Record<string, unknown>) => {
+          gw.logger.info('reloading', { ...trigger, config: configPath });
           let next;
           try {
             next = loadGatewayConfig(configPath, gateway);
@@ -94,7 +111,18 @@ async function main(argv: string[]): Promise<number> {
         };
         process.on('SIGINT', () => stop('SIGINT'));
         process.on('SIGTERM', () => stop('SIGTERM'));
-        process.on('SIGHUP', reload);
+        process.on('SIGHUP', () => reload({ trigger: 'SIGHUP' }));
+        if (reloadIntervalS !== undefined) {
+          const watcher = new ConfigWatcher({
+            paths: () => [configPath, ...Object.values(tlsPathsFor(gw.roster, gateway))],
+            intervalMs: reloadIntervalS * 1000,
+            onChange: (files) => reload({ trigger: 'file change', files }),
+          });
+          watcher.start().then(
+            () => gw.logger.info('watching configuration files', { interval_s: reloadIntervalS }),
+            (err: unknown) => gw.logger.error('cannot watch configuration files', { detail: (err as Error).message }),
+          );
+        }
       });
     }
     case 'check': {

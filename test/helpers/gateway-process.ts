@@ -52,8 +52,8 @@ export class GatewayProcess {
     );
   }
 
-  static async start(rosterPath: string, name: string, metricsPort: number): Promise<GatewayProcess> {
-    const proc = spawn(process.execPath, [CLI, 'run', '--config', rosterPath, '--gateway', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+  static async start(rosterPath: string, name: string, metricsPort: number, extraArgs: string[] = []): Promise<GatewayProcess> {
+    const proc = spawn(process.execPath, [CLI, 'run', '--config', rosterPath, '--gateway', name, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     const gp = new GatewayProcess(name, proc, metricsPort);
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
@@ -146,6 +146,8 @@ export interface ProcessMeshSpec {
   limits?: Partial<Limits>;
   /** Which gateways to start now (default: all). */
   start?: string[];
+  /** More `beamgate run` flags for every gateway. */
+  runArgs?: string[];
 }
 
 export interface ProcessMesh {
@@ -183,7 +185,7 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
     async startGateway(name) {
       const g = layout.find((l) => l.name === name);
       if (!g || g.metricsPort === false) throw new Error(`no gateway ${name} with metrics in this mesh`);
-      const gp = await GatewayProcess.start(mesh.rosterPath, name, g.metricsPort);
+      const gp = await GatewayProcess.start(mesh.rosterPath, name, g.metricsPort, spec.runArgs);
       gateways.set(name, gp);
       return gp;
     },

@@ -110,6 +110,17 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(r.stderr).toMatch(/pass --gateway NAME or set BEAMGATE_GATEWAY/);
   });
 
+  it('run: a --reload-interval that is not a whole number of seconds in bounds is a usage error', () => {
+    for (const bad of ['0', '1.5', 'soon', '86401']) {
+      const r = cli(['run', '--config', roster, '--gateway', 'alpha', '--reload-interval', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--reload-interval: "${bad}" is not a whole number of seconds from 1 to 86400`);
+    }
+    const r = spawnSync(process.execPath, [CLI, 'run', '--config', roster, '--gateway', 'alpha'], { encoding: 'utf8', env: { ...process.env, BEAMGATE_RELOAD_INTERVAL: '-3' } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--reload-interval: "-3"');
+  });
+
   it('hosts and node-flags: print what a node on that host needs', () => {
     const hosts = cli(['hosts', '--config', roster, '--gateway', 'alpha', '--format', 'hosts']);
     expect(hosts.out).toMatch(/^127\.0\.0\.1\s+alpha\.example/m);

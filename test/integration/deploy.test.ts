@@ -277,8 +277,13 @@ describe('Dockerfile and .dockerignore', () => {
         dir: join(ctx, 'cluster'),
         gateways: [{ name: 'alpha', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort, nodes: { a1: await freePort() }, loopback: randomAlias() }],
       });
-      // The Dockerfile's ENTRYPOINT and CMD shape, run from the image's working directory.
-      gw = spawn(process.execPath, ['dist/cli/main.js', 'run', '--config', mesh.rosterPath], { cwd: image, env: { ...process.env, BEAMGATE_GATEWAY: 'alpha' }, stdio: 'ignore' });
+      // The Dockerfile's ENTRYPOINT with the command docker-compose.yml gives every
+      // gateway (its roster path swapped for this one), from the image's working directory.
+      const composed = parseYaml(readFileSync(at('docker-compose.yml'), 'utf8')) as { 'x-gateway': { command: string[] } };
+      const command = composed['x-gateway'].command;
+      expect(command).toContain('/app/config/cluster.yaml');
+      const args = command.map((a) => (a === '/app/config/cluster.yaml' ? mesh.rosterPath : a));
+      gw = spawn(process.execPath, ['dist/cli/main.js', 'run', ...args], { cwd: image, env: { ...process.env, BEAMGATE_GATEWAY: 'alpha' }, stdio: 'ignore' });
       const metrics = await waitFor(
         'the gateway built from the image files to serve /metrics',
         () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => (r.ok ? r.text() : undefined), () => undefined),

@@ -1,4 +1,5 @@
-// Item 5: SIGHUP re-reads the roster, certificates and CA. New TLS handshakes
+// Item 5: SIGHUP (or, with --reload-interval, a settled change to the files)
+// re-reads the roster, certificates and CA. New TLS handshakes
 // use the new material, the established link keeps running (no nodedown, no
 // message lost), a bad configuration is refused with a clear error and the old
 // one stays in force, and a node added to the roster becomes reachable.
@@ -151,6 +152,70 @@ describe('hot reload on SIGHUP', () => {
     await sleep(100);
     expect(await a1.eval(`net_adm:ping('b2@beta.demo')`)).toBe('pong');
     expect(await b2.eval('nodes()')).toContain('a1@alpha.demo');
+    expect((await nodeEvents(a1)).filter((e) => e.event === 'nodedown')).toEqual([]);
+  });
+});
+
+describe('hot reload on a file change (--reload-interval)', () => {
+  const INTERVAL_S = 1;
+  let pm: ProcessMesh;
+  let a1: ErlNode;
+
+  beforeAll(async () => {
+    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, runArgs: ['--reload-interval', String(INTERVAL_S)] });
+    const pa = compileTraffic(pm.dir);
+    [a1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+    await a1.eval('bg_traffic:start_monitor()');
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    for (const gw of ['alpha', 'beta']) await waitFor(`${gw} watching its files`, () => pm.gw(gw).logged('watching configuration files', { interval_s: INTERVAL_S }).length > 0);
+  }, 90_000);
+  afterAll(async () => pm?.stop());
+
+  const reloads = async (gw: string, result: 'ok' | 'failed') => sample(await pm.gw(gw).metrics(), 'beamgate_reloads_total', { result });
+
+  it('a rotated certificate is picked up without a signal; the link stays up, and a gateway whose files did not change does not reload', async () => {
+    const roster = loadRoster(pm.mesh.rosterPath);
+    const paths = tlsPathsFor(roster, 'beta');
+    const old = await servedCert(pm, 'beta', 'alpha');
+    const logsBefore = pm.gw('beta').logs.length;
+    await issueCerts(roster, ['beta'], true);
+    const fresh = fileFingerprint(paths.cert);
+    expect(fresh).not.toBe(old);
+    await waitFor('beta reloads by itself', async () => (await reloads('beta', 'ok')) === 1, 10_000);
+    const trigger = pm.gw('beta').logs.slice(logsBefore).find((l) => l.msg === 'reloading');
+    expect(trigger).toMatchObject({ trigger: 'file change' });
+    expect(trigger!.files).toEqual(expect.arrayContaining([paths.cert, paths.key]));
+    expect(await servedCert(pm, 'beta', 'alpha')).toBe(fresh);
+    // alpha watches its own certificate and key, the CA and the roster: none changed.
+    await sleep(3 * INTERVAL_S * 1000);
+    expect(await reloads('alpha', 'ok')).toBe(0);
+    expect(await reloads('beta', 'ok')).toBe(1);
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    for (const gw of ['alpha', 'beta']) expect(sample(await pm.gw(gw).metrics(), 'beamgate_links_closed_total')).toBe(0);
+  });
+
+  it('a bad change is refused once, not at every poll, and the old material stays in force until the files are fixed', async () => {
+    const roster = loadRoster(pm.mesh.rosterPath);
+    const certPath = tlsPathsFor(roster, 'beta').cert;
+    const goodCert = readFileSync(certPath, 'utf8');
+    const served = await servedCert(pm, 'beta', 'alpha');
+    const oks = await reloads('beta', 'ok');
+    try {
+      writeFileSync(certPath, readFileSync(tlsPathsFor(roster, 'alpha').cert));
+      await waitFor('beta refuses the reload', async () => (await reloads('beta', 'failed')) === 1, 10_000);
+      expect(pm.gw('beta').logged('reload refused, configuration unchanged').map((l) => l.detail)).toContainEqual(
+        expect.stringMatching(/certificate of gateway alpha, not beta/),
+      );
+      await sleep(3 * INTERVAL_S * 1000);
+      expect(await reloads('beta', 'failed')).toBe(1);
+      expect(await servedCert(pm, 'beta', 'alpha')).toBe(served);
+    } finally {
+      writeFileSync(certPath, goodCert);
+    }
+    await waitFor('beta reloads the fixed files', async () => (await reloads('beta', 'ok')) === oks + 1, 10_000);
+    expect(await servedCert(pm, 'beta', 'alpha')).toBe(served);
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    expect(sample(await pm.gw('beta').metrics(), 'beamgate_links_closed_total')).toBe(0);
     expect((await nodeEvents(a1)).filter((e) => e.event === 'nodedown')).toEqual([]);
   });
 });
