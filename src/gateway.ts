@@ -22,6 +22,7 @@ import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { LINK_CLOSE_GRACE_MS } from './mesh/link.js';
+import { readmit } from './mesh/readmit.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import type { TlsMaterial } from './pki/material.js';
 import { secondsUntilExpiry } from './pki/identity.js';
@@ -281,11 +282,13 @@ export class Gateway {
   }
 
   /**
-   * Puts a new roster and TLS material in force without touching established
-   * links: they keep the roster, limits and certificates they were opened
-   * with. Everything that can be checked is checked before anything changes;
-   * if binding a new listener still fails, the old configuration is put back.
-   * Returns whether the new configuration is in force.
+   * Puts a new roster and TLS material in force. Established links keep the
+   * limits and certificates they were opened with, and stay up unless the new
+   * roster would refuse them (their peer gateway gone or its certificate
+   * revoked, a node moved or removed): those are cut, counted and logged as
+   * refusals. Everything that can be checked is checked before anything
+   * changes; if binding a new listener still fails, the old configuration is
+   * put back. Returns whether the new configuration is in force.
    */
   reload(cfg: GatewayConfig): Promise<boolean> {
     // One reload at a time: two SIGHUPs in a row apply in order.
@@ -328,13 +331,22 @@ export class Gateway {
     for (const s of this.standIns.values()) s.server.maxConnections = limits.maxLinks;
     this.logger.setLevel(cfg.roster.log.level);
     this.updateCertExpiry();
+    let cut = 0;
+    for (const link of [...this.table.established]) {
+      const refusal = readmit(cfg.roster, next.self.name, link.info);
+      if (!refusal) continue;
+      link.refuse(refusal);
+      cut++;
+    }
     this.metrics.reloads.labels('ok').inc();
     this.logger.info('configuration reloaded', {
       gateways: cfg.roster.gateways.size,
       nodes: cfg.roster.nodes.size,
       stand_ins: this.standIns.size,
       cert_serial: new X509Certificate(cfg.material.cert).serialNumber,
-      links_kept: this.table.established.size,
+      revoked_serials: cfg.roster.revoked.size,
+      links_kept: this.table.established.size - cut,
+      links_cut: cut,
     });
     return true;
   }

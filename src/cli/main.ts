@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
       const gateway = one(values.gateway) ?? process.env.BEAMGATE_GATEWAY;
       if (gateway) {
         gatewayOrThrow(roster, gateway);
-        const m = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster.gateways.keys());
+        const m = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster);
         if (Array.isArray(m)) throw new ConfigError(m);
       }
       console.log(

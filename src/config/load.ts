@@ -20,7 +20,7 @@ export function resolveGatewayName(flag: string | undefined): string {
 export function loadGatewayConfig(path: string, gateway: string): GatewayConfig {
   const roster = loadRoster(path);
   gatewayOrThrow(roster, gateway);
-  const material = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster.gateways.keys());
+  const material = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster);
   if (Array.isArray(material)) throw new ConfigError(material);
   return { roster, gateway, material };
 }

@@ -60,6 +60,8 @@ export interface Roster {
   operators: OperatorSpec[];
   /** Path templates; `{gateway}` stands for a gateway's name. */
   tls: TlsPaths;
+  /** Serial numbers of revoked gateway certificates (`tls.revoked`), normalised by `normalizeSerial`. */
+  revoked: ReadonlySet<string>;
   limits: Limits;
   log: { level: LogLevel };
 }
@@ -100,11 +102,11 @@ export function parseRoster(text: string, baseDir: string): Roster {
   const gateways = parseGateways(p, root.gateways);
   const nodes = parseNodes(p, root.nodes, gateways);
   const operators = parseOperators(p, root.operators, gateways, nodes);
-  const tls = parseTls(p, root.tls, baseDir);
+  const { tls, revoked } = parseTls(p, root.tls, baseDir);
   const limits = parseLimits(p, root.limits);
   const log = parseLog(p, root.log);
   p.throwIfAny();
-  return { baseDir, gateways, nodes, operators, tls, limits, log };
+  return { baseDir, gateways, nodes, operators, tls, revoked, limits, log };
 }
 
 function parseGateways(p: Problems, value: unknown): Map<string, GatewaySpec> {
@@ -240,16 +242,36 @@ function parseOperators(
   return out;
 }
 
-function parseTls(p: Problems, value: unknown, baseDir: string): TlsPaths {
+function parseTls(p: Problems, value: unknown, baseDir: string): { tls: TlsPaths; revoked: Set<string> } {
   const t = p.object(value, 'tls');
   if (value === undefined) p.add('tls', 'is required (ca, cert, key)');
-  p.onlyKeys(t, 'tls', ['ca', 'cert', 'key']);
+  p.onlyKeys(t, 'tls', ['ca', 'cert', 'key', 'revoked']);
   const path = (v: unknown, at: string): string => {
     const s = p.string(v, at);
     if (s === undefined) return '';
     return isAbsolute(s) ? s : resolve(baseDir, s);
   };
-  return { ca: path(t.ca, 'tls.ca'), cert: path(t.cert, 'tls.cert'), key: path(t.key, 'tls.key') };
+  return { tls: { ca: path(t.ca, 'tls.ca'), cert: path(t.cert, 'tls.cert'), key: path(t.key, 'tls.key') }, revoked: parseRevoked(p, t.revoked) };
+}
+
+/** More serials than this belong in a new CA, not a list every handshake consults. */
+export const MAX_REVOKED_SERIALS = 10_000;
+
+function parseRevoked(p: Problems, value: unknown): Set<string> {
+  const out = new Set<string>();
+  if (value === undefined) return out;
+  if (!Array.isArray(value)) {
+    p.add('tls.revoked', 'must be a list of certificate serial numbers (hex)');
+    return out;
+  }
+  if (value.length > MAX_REVOKED_SERIALS) p.add('tls.revoked', `lists ${value.length} serials, more than ${MAX_REVOKED_SERIALS}`);
+  value.forEach((v, i) => {
+    const serial = typeof v === 'string' ? normalizeSerial(v) : undefined;
+    if (serial === undefined) p.add(`tls.revoked[${i}]`, 'must be a certificate serial number in hex, as `openssl x509 -noout -serial` prints it');
+    else if (out.has(serial)) p.add(`tls.revoked[${i}]`, `serial ${serial} is listed twice`);
+    else out.add(serial);
+  });
+  return out;
 }
 
 function parseLimits(p: Problems, value: unknown): Limits {
@@ -279,6 +301,18 @@ function parseLog(p: Problems, value: unknown): { level: LogLevel } {
     return { level: 'info' };
   }
   return { level: level as LogLevel };
+}
+
+/**
+ * One spelling per serial number: upper-case hex without colons or leading
+ * zeros, as Node reports a certificate's `serialNumber` once its zeros are
+ * dropped. Accepts `openssl x509 -serial` output (`serial=` optional) and
+ * colon-separated hex. RFC 5280 serials are at most 20 bytes.
+ */
+export function normalizeSerial(text: string): string | undefined {
+  const hex = text.trim().replace(/^serial=/i, '').replaceAll(':', '').toUpperCase();
+  if (!/^[0-9A-F]{1,40}$/.test(hex)) return undefined;
+  return hex.replace(/^0+(?=.)/, '');
 }
 
 export function splitNodeName(name: string): { short: string; host: string } | string {

@@ -1,5 +1,6 @@
 // A peer gateway connects over TLS. Before a byte reaches a local node we
-// check, in order: the certificate chain, the identity against the roster, the
+// check, in order: the certificate chain, the identity against the roster,
+// the certificate's serial against the roster's revocation list, the
 // link limits, the preamble's target (one of our nodes, and up), and the
 // source node in send_name (owned by that peer). Only then do we dial the node.
 
@@ -13,8 +14,9 @@ import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
+import { readmit } from './readmit.js';
 import { admitSource } from './source.js';
-import { classifyVerifyError } from './tls.js';
+import { classifyVerifyError, revokedSerial } from './tls.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
   const { roster, self } = ctx.active();
@@ -30,11 +32,19 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     sock.destroy();
     return;
   }
-  const identity = identityFromSan(sock.getPeerCertificate().subjectaltname, roster.gateways.keys());
+  const peerCert = sock.getPeerCertificate();
+  const identity = identityFromSan(peerCert.subjectaltname, roster.gateways.keys());
   if (!identity.ok || identity.gateway === self.name) {
     ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
     const reason = identity.ok ? 'certificate is our own identity' : identity.reason;
     ctx.refuse('wrong_identity', reason, { from, direction: 'inbound' });
+    sock.destroy();
+    return;
+  }
+  const revoked = revokedSerial(roster, peerCert.serialNumber);
+  if (revoked) {
+    ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
+    ctx.refuse('cert_revoked', `certificate of ${identity.gateway} (serial ${revoked}) is revoked`, { peer: identity.gateway, from, direction: 'inbound' });
     sock.destroy();
     return;
   }
@@ -56,13 +66,17 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   let head: Buffer | null = Buffer.alloc(0); // preamble bytes, until parsed
   let target: { name: string; port: number } | undefined;
   let source: string | undefined;
+  let sourceName = '';
   let local: net.Socket | undefined;
   let localConnected = false;
   const pending: Buffer[] = [];
   let pendingBytes = 0;
 
   const remoteStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
-    if (msg.tag === 'send_name') source = admitSource(roster, peer, msg.name, msg.flags, 'node_not_owned');
+    if (msg.tag === 'send_name') {
+      source = admitSource(roster, peer, msg.name, msg.flags, 'node_not_owned');
+      sourceName = msg.name;
+    }
   });
   const localStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
     if (msg.tag === 'challenge' && target && msg.name !== target.name) {
@@ -157,6 +171,10 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
 
   function start(): void {
     if (!local || !target || source === undefined) return;
+    const info = { peer, direction: 'inbound', localNode: target.name, remoteNode: source, sourceName, peerSerial: peerCert.serialNumber } as const;
+    // A reload while this link was being set up must not let it past the new roster.
+    const refusal = readmit(ctx.active().roster, self.name, info);
+    if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);
     sock.off('data', onData);
@@ -165,7 +183,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     sock.off('close', onEarlyClose);
     local.removeAllListeners('error');
     const link = new Link(
-      { peer, direction: 'inbound', localNode: target.name, remoteNode: source },
+      info,
       local,
       sock,
       localStream,

@@ -25,6 +25,10 @@ export interface LinkInfo {
   /** The local node's name (or its operator pattern, for bounded labels). */
   localNode: string;
   remoteNode: string;
+  /** The node that dialled, by its own name (an operator's too): a reload admits it again. */
+  sourceName: string;
+  /** The serial number of the peer gateway's certificate: a reload may revoke it. */
+  peerSerial: string;
 }
 
 export interface LinkDeps {

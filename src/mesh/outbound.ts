@@ -12,6 +12,7 @@ import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { encodePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
+import { readmit } from './readmit.js';
 import { admitSource } from './source.js';
 import { classifyTlsError, clientOptions } from './tls.js';
 
@@ -25,7 +26,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
     const sock = tls.connect({
       host: peer.address.host,
       port: peer.address.port,
-      ...clientOptions(secureContext, peer.name, () => ctx.active().roster.gateways.keys()),
+      ...clientOptions(secureContext, peer.name, () => ctx.active().roster),
     });
     // From the first byte: the preamble and the node's first handshake
     // message follow each other, and Nagle would hold the second back.
@@ -69,6 +70,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   local.setNoDelay(true);
   const deadline = Date.now() + limits.distHandshakeTimeoutMs;
   let source: string | undefined;
+  let sourceName = '';
   let tlsSock: tls.TLSSocket | undefined;
   let settled = false;
   let dialling = false;
@@ -76,7 +78,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   let pendingBytes = 0;
 
   const localStream = new DistStream('initiator', limits, (msg: HandshakeMessage) => {
-    if (msg.tag === 'send_name') source = admitSource(roster, self.name, msg.name, msg.flags, 'not_in_roster');
+    if (msg.tag === 'send_name') {
+      source = admitSource(roster, self.name, msg.name, msg.flags, 'not_in_roster');
+      sourceName = msg.name;
+    }
   });
   const remoteStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
     if (msg.tag === 'challenge' && msg.name !== target.name) {
@@ -152,6 +157,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
+    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, peerSerial: tlsSock.getPeerCertificate().serialNumber } as const;
+    // A reload while this link was being set up must not let it past the new roster.
+    const refusal = readmit(ctx.active().roster, self.name, info);
+    if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);
     local.off('data', onData);
@@ -163,7 +172,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     tlsSock.removeAllListeners('close');
     tlsSock.write(encodePreamble({ kind: 'link', target: target.name }));
     const link = new Link(
-      { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name },
+      info,
       local,
       tlsSock,
       localStream,

@@ -1,9 +1,10 @@
 // TLS between gateways: TLS 1.3 only, the cluster CA as the only root, a
 // certificate required on both sides, and on both sides the peer's identity
-// checked against the roster.
+// and serial number checked against the roster.
 
 import tls from 'node:tls';
 import type { TlsMaterial } from '../pki/material.js';
+import { normalizeSerial, type Roster } from '../config/roster.js';
 import { identityFromSan } from '../pki/identity.js';
 import type { RefusalReason } from '../metrics/metrics.js';
 
@@ -34,8 +35,8 @@ export function serverOptions(material: TlsMaterial, handshakeTimeoutMs: number)
   };
 }
 
-/** Client options that accept only the given gateway as the server. */
-export function clientOptions(ctx: tls.SecureContext, expectedGateway: string, rosterGateways: () => Iterable<string>): tls.ConnectionOptions {
+/** Client options that accept only the given gateway as the server, with a certificate the roster has not revoked. */
+export function clientOptions(ctx: tls.SecureContext, expectedGateway: string, roster: () => Roster): tls.ConnectionOptions {
   return {
     secureContext: ctx,
     minVersion: 'TLSv1.3',
@@ -43,15 +44,25 @@ export function clientOptions(ctx: tls.SecureContext, expectedGateway: string, r
     rejectUnauthorized: true,
     servername: expectedGateway,
     checkServerIdentity: (_host, cert) => {
-      const id = identityFromSan(cert.subjectaltname, rosterGateways());
+      const current = roster();
+      const id = identityFromSan(cert.subjectaltname, current.gateways.keys());
       if (!id.ok) return identityError(id.reason);
       if (id.gateway !== expectedGateway) return identityError(`server is gateway ${id.gateway}, expected ${expectedGateway}`);
+      const revoked = revokedSerial(current, cert.serialNumber);
+      if (revoked) return Object.assign(new Error(`server certificate of ${id.gateway} (serial ${revoked}) is revoked`), { code: CERT_REVOKED });
       return undefined;
     },
   };
 }
 
 const WRONG_IDENTITY = 'BEAMGATE_WRONG_IDENTITY';
+const CERT_REVOKED = 'BEAMGATE_CERT_REVOKED';
+
+/** The peer certificate's serial if the roster revokes it, else undefined. */
+export function revokedSerial(roster: Pick<Roster, 'revoked'>, serialNumber: string | undefined): string | undefined {
+  const serial = normalizeSerial(serialNumber ?? '');
+  return serial !== undefined && roster.revoked.has(serial) ? serial : undefined;
+}
 
 function identityError(message: string): Error {
   return Object.assign(new Error(message), { code: WRONG_IDENTITY });
@@ -70,6 +81,8 @@ export function classifyVerifyError(code: string | undefined): RefusalReason {
     case WRONG_IDENTITY:
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return 'wrong_identity';
+    case CERT_REVOKED:
+      return 'cert_revoked';
     default:
       return 'bad_certificate';
   }

@@ -10,6 +10,7 @@ export const REFUSAL_REASONS = [
   'unknown_ca', // peer certificate not issued by the cluster CA
   'bad_certificate', // no client certificate, expired, not yet valid, or otherwise unusable
   'wrong_identity', // valid certificate, but not for the gateway the roster expects
+  'cert_revoked', // valid certificate, but its serial is in the roster's tls.revoked
   'not_tls', // plaintext, HTTP or garbage on the TLS port
   'tls_timeout', // TLS handshake did not finish in time
   'tls_aborted', // the client left before finishing the TLS handshake (a port scan, a crash)

@@ -1,11 +1,11 @@
 // Loads and checks one gateway's TLS material before any socket opens: files
 // readable, the key private to its owner (no group or other access), the
-// certificate signed by the CA, matching the key, naming this gateway, and
-// currently valid.
+// certificate signed by the CA, matching the key, naming this gateway,
+// currently valid, and not revoked by the roster.
 
 import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { TlsPaths } from '../config/roster.js';
+import { normalizeSerial, type Roster, type TlsPaths } from '../config/roster.js';
 import { identityFromSan } from './identity.js';
 
 /** Permission bits that make a private key unusable: anything for group or others. */
@@ -18,7 +18,7 @@ export interface TlsMaterial {
   paths: TlsPaths;
 }
 
-export function loadTlsMaterial(paths: TlsPaths, gateway: string, rosterGateways: Iterable<string>, now = Date.now()): TlsMaterial | string[] {
+export function loadTlsMaterial(paths: TlsPaths, gateway: string, roster: Pick<Roster, 'gateways' | 'revoked'>, now = Date.now()): TlsMaterial | string[] {
   const problems: string[] = [];
   const read = (what: string, path: string): string | undefined => {
     try {
@@ -61,13 +61,17 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, rosterGateways
   }
   if (!caX.ca) problems.push(`tls.ca: ${paths.ca} is not a CA certificate`);
   if (!certX.verify(caX.publicKey)) problems.push(`tls.cert: ${paths.cert} is not signed by the CA in ${paths.ca}`);
-  const identity = identityFromSan(certX.subjectAltName, rosterGateways);
+  const identity = identityFromSan(certX.subjectAltName, roster.gateways.keys());
   if (!identity.ok) problems.push(`tls.cert: ${paths.cert}: ${identity.reason}`);
   else if (identity.gateway !== gateway) {
     problems.push(`tls.cert: ${paths.cert} is the certificate of gateway ${identity.gateway}, not ${gateway}`);
   }
   if (Date.parse(certX.validTo) <= now) problems.push(`tls.cert: ${paths.cert} expired on ${certX.validTo}`);
   if (Date.parse(certX.validFrom) > now) problems.push(`tls.cert: ${paths.cert} is not valid before ${certX.validFrom}`);
+  const serial = normalizeSerial(certX.serialNumber);
+  if (serial !== undefined && roster.revoked.has(serial)) {
+    problems.push(`tls.cert: ${paths.cert} (serial ${serial}) is listed in tls.revoked; issue this gateway a new certificate (beamgate certs --gateway ${gateway} --force)`);
+  }
   if (Date.parse(caX.validTo) <= now) problems.push(`tls.ca: ${paths.ca} expired on ${caX.validTo}`);
   return problems.length > 0 ? problems : { ca, cert, key, paths };
 }

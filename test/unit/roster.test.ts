@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { admissionOn, ConfigError, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
+import { admissionOn, ConfigError, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
 import { DEFAULT_LIMITS } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
@@ -88,6 +88,23 @@ limits: { maxLinks: 0, bogus: 1 }
       expect.stringMatching(/operators\[0\]\.pattern: "a\*" also matches roster node a1@alpha\.example/),
       expect.stringMatching(/operators\[0\]\.pattern: "a\*" also matches roster node a2@alpha\.example/),
     ]);
+  });
+
+  it('reads tls.revoked as serial numbers in one spelling, and names every bad entry', () => {
+    const roster = (revoked: string) => GOOD.replace('key: "certs/{gateway}-key.pem" }', `key: "certs/{gateway}-key.pem", revoked: ${revoked} }`);
+    expect(parseRoster(GOOD, '/etc/beamgate').revoked.size).toBe(0);
+    const r = parseRoster(roster('["serial=0A1B2C", "de:ad:be:ef", "00FF"]'), '/etc/beamgate');
+    expect([...r.revoked]).toEqual(['A1B2C', 'DEADBEEF', 'FF']);
+    expect(normalizeSerial('0')).toBe('0');
+    expect(normalizeSerial('a'.repeat(41))).toBeUndefined();
+    expect(problems(roster('["A1B2C", "xyz", 12, "0a:1b:2c"]'))).toEqual([
+      'tls.revoked[1]: must be a certificate serial number in hex, as `openssl x509 -noout -serial` prints it',
+      'tls.revoked[2]: must be a certificate serial number in hex, as `openssl x509 -noout -serial` prints it',
+      'tls.revoked[3]: serial A1B2C is listed twice',
+    ]);
+    expect(problems(roster('"A1B2C"'))).toEqual(['tls.revoked: must be a list of certificate serial numbers (hex)']);
+    const many = JSON.stringify(Array.from({ length: MAX_REVOKED_SERIALS + 1 }, (_, i) => (i + 1).toString(16)));
+    expect(problems(roster(many))).toEqual([`tls.revoked: lists ${MAX_REVOKED_SERIALS + 1} serials, more than ${MAX_REVOKED_SERIALS}`]);
   });
 
   it('admits roster nodes on their own gateway only, and operators by pattern', () => {

@@ -1,0 +1,23 @@
+// A reload puts a new roster in force, and an open link stays up only if the
+// new roster would admit it now. Otherwise removing a gateway from the roster
+// or revoking its certificate would still leave it the links it already has.
+
+import { admissionOn, type Roster } from '../config/roster.js';
+import type { LinkInfo } from './link.js';
+import { Refusal } from './refusal.js';
+import { revokedSerial } from './tls.js';
+
+/** Why `roster` would refuse this open link of gateway `self`, or undefined if it admits it. */
+export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal | undefined {
+  if (!roster.gateways.has(info.peer)) return new Refusal('wrong_identity', `gateway ${info.peer} is no longer in the roster`);
+  const serial = revokedSerial(roster, info.peerSerial);
+  if (serial) return new Refusal('cert_revoked', `certificate of ${info.peer} (serial ${serial}) is now revoked`);
+  const inbound = info.direction === 'inbound';
+  const sourceGateway = inbound ? info.peer : self;
+  if (admissionOn(roster, sourceGateway, info.sourceName).kind === 'none') {
+    return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
+  }
+  const [target, targetGateway] = inbound ? [info.localNode, self] : [info.remoteNode, info.peer];
+  if (roster.nodes.get(target)?.gateway !== targetGateway) return new Refusal('unknown_target', `${target} is no longer a node of gateway ${targetGateway}`);
+  return undefined;
+}
