@@ -315,6 +315,12 @@ export function normalizeSerial(text: string): string | undefined {
   return hex.replace(/^0+(?=.)/, '');
 }
 
+/** A certificate's serial (as Node reports it) if the roster revokes it, else undefined. */
+export function revokedSerial(roster: Pick<Roster, 'revoked'>, serialNumber: string | undefined): string | undefined {
+  const serial = normalizeSerial(serialNumber ?? '');
+  return serial !== undefined && roster.revoked.has(serial) ? serial : undefined;
+}
+
 export function splitNodeName(name: string): { short: string; host: string } | string {
   const at = name.indexOf('@');
   if (at < 0 || name.indexOf('@', at + 1) >= 0) return `"${name}" is not a node name of the form short@host`;

@@ -7,6 +7,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { LOCAL_LOOPBACK } from '../config/address.js';
+import { revokedSerial } from '../config/roster.js';
 import type { HandshakeMessage } from '../dist/handshake.js';
 import { DistStream } from '../dist/stream.js';
 import { identityFromSan } from '../pki/identity.js';
@@ -16,7 +17,7 @@ import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource } from './source.js';
-import { classifyVerifyError, revokedSerial } from './tls.js';
+import { classifyVerifyError } from './tls.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
   const { roster, self } = ctx.active();

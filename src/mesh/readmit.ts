@@ -2,10 +2,9 @@
 // new roster would admit it now. Otherwise removing a gateway from the roster
 // or revoking its certificate would still leave it the links it already has.
 
-import { admissionOn, type Roster } from '../config/roster.js';
+import { admissionOn, revokedSerial, type Roster } from '../config/roster.js';
 import type { LinkInfo } from './link.js';
 import { Refusal } from './refusal.js';
-import { revokedSerial } from './tls.js';
 
 /** Why `roster` would refuse this open link of gateway `self`, or undefined if it admits it. */
 export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal | undefined {

@@ -4,7 +4,7 @@
 
 import tls from 'node:tls';
 import type { TlsMaterial } from '../pki/material.js';
-import { normalizeSerial, type Roster } from '../config/roster.js';
+import { revokedSerial, type Roster } from '../config/roster.js';
 import { identityFromSan } from '../pki/identity.js';
 import type { RefusalReason } from '../metrics/metrics.js';
 
@@ -57,12 +57,6 @@ export function clientOptions(ctx: tls.SecureContext, expectedGateway: string, r
 
 const WRONG_IDENTITY = 'BEAMGATE_WRONG_IDENTITY';
 const CERT_REVOKED = 'BEAMGATE_CERT_REVOKED';
-
-/** The peer certificate's serial if the roster revokes it, else undefined. */
-export function revokedSerial(roster: Pick<Roster, 'revoked'>, serialNumber: string | undefined): string | undefined {
-  const serial = normalizeSerial(serialNumber ?? '');
-  return serial !== undefined && roster.revoked.has(serial) ? serial : undefined;
-}
 
 function identityError(message: string): Error {
   return Object.assign(new Error(message), { code: WRONG_IDENTITY });

@@ -5,7 +5,7 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { normalizeSerial, type Roster, type TlsPaths } from '../config/roster.js';
+import { revokedSerial, type Roster, type TlsPaths } from '../config/roster.js';
 import { identityFromSan } from './identity.js';
 
 /** Permission bits that make a private key unusable: anything for group or others. */
@@ -68,8 +68,8 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, roster: Pick<R
   }
   if (Date.parse(certX.validTo) <= now) problems.push(`tls.cert: ${paths.cert} expired on ${certX.validTo}`);
   if (Date.parse(certX.validFrom) > now) problems.push(`tls.cert: ${paths.cert} is not valid before ${certX.validFrom}`);
-  const serial = normalizeSerial(certX.serialNumber);
-  if (serial !== undefined && roster.revoked.has(serial)) {
+  const serial = revokedSerial(roster, certX.serialNumber);
+  if (serial !== undefined) {
     problems.push(`tls.cert: ${paths.cert} (serial ${serial}) is listed in tls.revoked; issue this gateway a new certificate (beamgate certs --gateway ${gateway} --force)`);
   }
   if (Date.parse(caX.validTo) <= now) problems.push(`tls.ca: ${paths.ca} expired on ${caX.validTo}`);
