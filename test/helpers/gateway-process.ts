@@ -13,6 +13,7 @@ import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli
 import { sleep, statusKb } from '../../src/bench/proc.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { freePort, randomAlias } from './ports.js';
+import { compileTraffic } from './traffic.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -208,6 +209,22 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
   };
   for (const name of spec.start ?? Object.keys(spec.gateways)) await pm.startGateway(name);
   return pm;
+}
+
+/** The usual pair: gateways alpha and beta with one node each, a1 and b1, both with the traffic helpers loaded. */
+export interface NodePair {
+  pm: ProcessMesh;
+  /** The code path flags (-pa) of the traffic helpers, for nodes started later. */
+  pa: string[];
+  a1: ErlNode;
+  b1: ErlNode;
+}
+
+export async function startNodePair(spec: Omit<ProcessMeshSpec, 'gateways'> = {}): Promise<NodePair> {
+  const pm = await startProcessMesh({ ...spec, gateways: { alpha: ['a1'], beta: ['b1'] } });
+  const pa = compileTraffic(pm.dir);
+  const [a1, b1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+  return { pm, pa, a1, b1 };
 }
 
 /** Throws unless the gateway process is still running and has written nothing but JSON log lines. */

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { sample, waitFor } from '../helpers/mesh.js';
-import { type ProcessMesh, sleep, startProcessMesh } from '../helpers/gateway-process.js';
-import { compileTraffic, progress, sinkReport, startSender } from '../helpers/traffic.js';
+import { type ProcessMesh, sleep, startNodePair } from '../helpers/gateway-process.js';
+import { progress, sinkReport, startSender } from '../helpers/traffic.js';
 
 const MIB = 1024 * 1024;
 /** Messages of 1 MiB: 256 MiB in all, far more than any buffer on the path. */
@@ -34,9 +34,7 @@ describe('backpressure through the gateways', () => {
   let b1: ErlNode;
 
   beforeAll(async () => {
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] } });
-    const pa = compileTraffic(pm.dir);
-    [a1, b1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+    ({ pm, a1, b1 } = await startNodePair());
     await b1.eval('bg_traffic:start_sink(sink)');
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
   }, 90_000);

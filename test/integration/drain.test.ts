@@ -6,8 +6,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { waitFor } from '../helpers/mesh.js';
-import { type ProcessMesh, startProcessMesh } from '../helpers/gateway-process.js';
-import { compileTraffic, nodeEvents, sinkReport, startSender, stopSender } from '../helpers/traffic.js';
+import { type ProcessMesh, startNodePair } from '../helpers/gateway-process.js';
+import { nodeEvents, sinkReport, startSender, stopSender } from '../helpers/traffic.js';
 
 const DRAIN_TIMEOUT_MS = 4_000;
 
@@ -29,9 +29,7 @@ describe('graceful shutdown on SIGTERM', () => {
   let betaTls: number;
 
   beforeAll(async () => {
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { drainTimeoutMs: DRAIN_TIMEOUT_MS } });
-    const pa = compileTraffic(pm.dir);
-    [a1, b1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+    ({ pm, a1, b1 } = await startNodePair({ limits: { drainTimeoutMs: DRAIN_TIMEOUT_MS } }));
     await a1.eval('bg_traffic:start_monitor()');
     await b1.eval('bg_traffic:start_sink(sink)');
     betaTls = pm.layout.find((g) => g.name === 'beta')!.tlsPort;

@@ -14,9 +14,9 @@ import { loadRoster, tlsPathsFor } from '../../src/config/roster.js';
 import { erlFlags } from '../../src/erlang/flags.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { sample, waitFor } from '../helpers/mesh.js';
-import { type GatewayProcess, type ProcessMesh, sleep, startProcessMesh } from '../helpers/gateway-process.js';
+import { type GatewayProcess, type ProcessMesh, sleep, startNodePair } from '../helpers/gateway-process.js';
 import { freePort } from '../helpers/ports.js';
-import { compileTraffic, nodeEvents, sinkReport, startSender } from '../helpers/traffic.js';
+import { nodeEvents, sinkReport, startSender } from '../helpers/traffic.js';
 
 /** The certificate a brand-new TLS client sees on `gateway`'s mesh port, dialling as `as`. */
 async function servedCert(pm: ProcessMesh, gateway: string, as: string): Promise<string> {
@@ -59,9 +59,7 @@ describe('hot reload on SIGHUP', () => {
   let pa: string[];
 
   beforeAll(async () => {
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] } });
-    pa = compileTraffic(pm.dir);
-    [a1, b1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+    ({ pm, pa, a1, b1 } = await startNodePair());
     await a1.eval('bg_traffic:start_monitor()');
     await b1.eval('bg_traffic:start_sink(sink)');
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
@@ -162,9 +160,7 @@ describe('hot reload on a file change (--reload-interval)', () => {
   let a1: ErlNode;
 
   beforeAll(async () => {
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, runArgs: ['--reload-interval', String(INTERVAL_S)] });
-    const pa = compileTraffic(pm.dir);
-    [a1] = await Promise.all([pm.startNode('a1@alpha.demo', pa), pm.startNode('b1@beta.demo', pa)]);
+    ({ pm, a1 } = await startNodePair({ runArgs: ['--reload-interval', String(INTERVAL_S)] }));
     await a1.eval('bg_traffic:start_monitor()');
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
     for (const gw of ['alpha', 'beta']) await waitFor(`${gw} watching its files`, () => pm.gw(gw).logged('watching configuration files', { interval_s: INTERVAL_S }).length > 0);

@@ -13,8 +13,8 @@ import { issueCerts } from '../../src/cli/certs.js';
 import { loadRoster, normalizeSerial, tlsPathsFor } from '../../src/config/roster.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { sample, waitFor } from '../helpers/mesh.js';
-import { assertIntact, CLI, type LogLine, type ProcessMesh, startProcessMesh } from '../helpers/gateway-process.js';
-import { compileTraffic, nodeEvents } from '../helpers/traffic.js';
+import { assertIntact, CLI, type LogLine, type ProcessMesh, startNodePair } from '../helpers/gateway-process.js';
+import { nodeEvents } from '../helpers/traffic.js';
 
 const A1 = 'a1@alpha.demo';
 const B1 = 'b1@beta.demo';
@@ -25,9 +25,7 @@ describe('revocation through the roster', () => {
   let b1: ErlNode;
 
   beforeAll(async () => {
-    pm = await startProcessMesh({ gateways: { alpha: ['a1'], beta: ['b1'] } });
-    const pa = compileTraffic(pm.dir);
-    [a1, b1] = await Promise.all([pm.startNode(A1, pa), pm.startNode(B1, pa)]);
+    ({ pm, a1, b1 } = await startNodePair());
     await a1.eval('bg_traffic:start_monitor()');
   }, 90_000);
   afterAll(async () => pm?.stop());
