@@ -6,7 +6,7 @@
 
 import { createHash, randomInt } from 'node:crypto';
 import net from 'node:net';
-import { encodeHandshakeMessage, sendNameV6 } from '../dist/handshake.js';
+import { encodeHandshakeMessage, sendNameV6 } from '../framing/handshake.js';
 
 // Flags an OTP 25 node requires (MANDATORY_DFLAGS_25 and its digest bit, from
 // kernel/include/dist.hrl), plus UNLINK_ID. DFLAG_PUBLISHED is left out: the

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import type { Limits } from '../config/limits.js';
-import type { DistStream } from '../dist/stream.js';
+import type { DistStream } from '../framing/stream.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';

@@ -6,8 +6,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { GatewaySpec, NodeSpec } from '../config/roster.js';
-import type { HandshakeMessage } from '../dist/handshake.js';
-import { DistStream } from '../dist/stream.js';
+import type { HandshakeMessage } from '../framing/handshake.js';
+import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { encodePreamble } from './preamble.js';

@@ -1,5 +1,5 @@
 import type { RefusalReason } from '../metrics/metrics.js';
-import { ProtocolError } from '../dist/handshake.js';
+import { ProtocolError } from '../framing/handshake.js';
 
 /** Thrown (or returned) where a connection must be closed for a known reason. */
 export class Refusal extends Error {

@@ -1,5 +1,5 @@
 import { admissionOn, type Roster } from '../config/roster.js';
-import { DFLAG_PUBLISHED } from '../dist/handshake.js';
+import { DFLAG_PUBLISHED } from '../framing/handshake.js';
 import type { RefusalReason } from '../metrics/metrics.js';
 import { Refusal } from './refusal.js';
 

@@ -5,7 +5,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js';
+import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodeAlive2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tlsPathsFor } from '../../src/config/roster.js';
-import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js';
+import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';

@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Limits } from '../../src/config/limits.js';
-import { encodeHandshakeMessage, sendNameV6 } from '../../src/dist/handshake.js';
+import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';

@@ -13,8 +13,8 @@ import {
   sendNameV5,
   sendNameV6,
   type Side,
-} from '../../src/dist/handshake.js';
-import { DistStream, type StreamLimits } from '../../src/dist/stream.js';
+} from '../../src/framing/handshake.js';
+import { DistStream, type StreamLimits } from '../../src/framing/stream.js';
 import {
   encodeAlive2Request,
   encodeNamesRequest,

@@ -6,8 +6,8 @@ import {
   ProtocolError,
   sendNameV5,
   sendNameV6,
-} from '../../src/dist/handshake.js';
-import { DistStream } from '../../src/dist/stream.js';
+} from '../../src/framing/handshake.js';
+import { DistStream } from '../../src/framing/stream.js';
 
 const LIMITS = { maxHandshakeMessageBytes: 512, maxFrameBytes: 1024 };
 
