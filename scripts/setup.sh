@@ -2,7 +2,8 @@
 # Installs what beamgate needs on a fresh Debian machine with Node.js 20:
 # Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
-# then the npm packages, then builds. Safe to run again.
+# RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
+# in the tests), then the npm packages, then builds. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +15,43 @@ command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
+
+# Several installs may run at once on a shared machine: apt holds one lock.
+APT_LOCK=/tmp/beamgate-apt.lock
+POLICY=/usr/sbin/policy-rc.d
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  # rabbitmq-server's postinst starts a broker (and with it a real epmd on
+  # 4369): a policy-rc.d that answers 101 ("action forbidden") stops that. One
+  # already there (Docker images ship one) is left as it was.
+  own_policy=""
+  if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# beamgate setup: start no service during the install\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 755 "$POLICY"
+    own_policy=1
+  fi
+  trap '[ -n "$own_policy" ] && $SUDO rm -f "$POLICY"' EXIT
+  $SUDO flock "$APT_LOCK" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO flock "$APT_LOCK" apt-get install -y -q --no-install-recommends "${need[@]}"
+  [ -n "$own_policy" ] && $SUDO rm -f "$POLICY"
+  own_policy=""
+  trap - EXIT
+fi
+
+# Nothing the install brought may be left serving: no broker, no real epmd
+# (beamgate's gateways are the EPMD). Stop what a package manager without
+# policy-rc.d support may have started, then check.
+if command -v ss >/dev/null 2>&1; then
+  left=$(ss -ltnpH 2>/dev/null | grep -E ':(4369|5672|25672|15672) |"(beam\.smp|epmd)"' || true)
+  if [ -n "$left" ]; then
+    echo "setup: the install left a broker or epmd listening; stop it before running the tests:" >&2
+    echo "$left" >&2
+    exit 1
+  fi
 fi
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
