@@ -295,6 +295,22 @@ export class RabbitLab {
     return r.stdout ?? '';
   }
 
+  /** The command line of every process running in a host (from /proc), e.g. to show the cookie is in none. */
+  commandLines(host: string): string[] {
+    const pids = spawnSync('ip', ['netns', 'pids', this.lab.host(host).ns], { encoding: 'utf8' }).stdout ?? '';
+    return pids
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        } catch {
+          return ''; // gone meanwhile
+        }
+      })
+      .filter(Boolean);
+  }
+
   /** Stops brokers cleanly (in parallel), then gateways; the namespaces and whatever still runs in them go in any case. */
   async stop(): Promise<void> {
     try {

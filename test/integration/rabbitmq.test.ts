@@ -110,6 +110,10 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
       expect(listening.filter((a) => !a.startsWith('127.')).sort(), `listeners in ${h}: ${listening.join(' ')}`).toEqual([`${r.lab.host(h).ip}:${RABBIT_LAB_PORTS.tls}`]);
       expect(listening, `the broker's distribution and AMQP listeners in ${h}`).toEqual(expect.arrayContaining([`127.0.0.1:${r.broker(h).distPort}`, `127.0.0.1:${RABBIT_LAB_PORTS.amqp}`]));
       expect(r.listenersWithProcess(h), `processes listening in ${h}`).not.toMatch(/"epmd"/);
+      // The broker runs (beam.smp under rabbitmq-server), and the cookie is in $HOME/.erlang.cookie only, never in argv.
+      const commands = r.commandLines(h);
+      expect(commands.some((c) => /beam\.smp.* -s rabbit boot/.test(c)), `a broker runs in ${h}: ${commands.join('\n')}`).toBe(true);
+      expect(commands.filter((c) => c.includes(r.cookie)), `command lines in ${h} holding the cookie`).toEqual([]);
     }
   });
 
