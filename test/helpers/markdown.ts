@@ -6,8 +6,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
-/** Folders that hold no documentation of ours: dependencies, build output, run output. */
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'results']);
+/** Folders (from the root) that hold no documentation of ours: build output, benchmark output; node_modules anywhere. */
+const SKIPPED_DIRS = new Set(['dist', 'bench/results']);
 
 /** Every `.md` file under root, as paths relative to root, sorted. Dot-folders (.git, .ci, .beamgate-demo) are skipped. */
 export function markdownFiles(root: string): string[] {
@@ -17,7 +17,8 @@ export function markdownFiles(root: string): string[] {
       if (entry.name.startsWith('.')) continue;
       const path = join(dir, entry.name);
       if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(entry.name)) walk(path);
+        const rel = relative(root, path).split(sep).join('/');
+        if (entry.name !== 'node_modules' && !SKIPPED_DIRS.has(rel)) walk(path);
       } else if (entry.isFile() && entry.name.endsWith('.md')) {
         out.push(relative(root, path).split(sep).join('/'));
       }
