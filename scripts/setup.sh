@@ -40,13 +40,9 @@ if [ ${#need[@]} -gt 0 ]; then
   [ -n "$own_policy" ] && $SUDO rm -f "$POLICY"
   own_policy=""
   trap - EXIT
-fi
-
-# Nothing the install brought may be left serving: no broker, no real epmd
-# (beamgate's gateways are the EPMD). Stop what a package manager without
-# policy-rc.d support may have started, then check.
-if command -v ss >/dev/null 2>&1; then
-  left=$(ss -ltnpH 2>/dev/null | grep -E ':(4369|5672|25672|15672) |"(beam\.smp|epmd)"' || true)
+  # Nothing the install brought may be left serving: no broker, no real epmd
+  # (beamgate's gateways are the EPMD on every host).
+  left=$(ss -ltnpH 2>/dev/null | grep -E ':(4369|5672|15672|25672)[[:space:]]|"epmd"' || true)
   if [ -n "$left" ]; then
     echo "setup: the install left a broker or epmd listening; stop it before running the tests:" >&2
     echo "$left" >&2
