@@ -154,7 +154,7 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
     expect(got.sort()).toEqual(bodies('m', BATCH));
   });
 
-  it('a host cut off and healed: the quorum queue serves on the majority throughout, the cluster is whole again after', async () => {
+  it('a host cut off and healed: the quorum queue fails over to the majority and serves there during the cut; the cluster is whole again after', async () => {
     // Cut the queue's leader: the majority has to elect a new one.
     const cut = hostOf((await quorumStatus('alpha')).find((m) => m.state === 'leader')!.node);
     const majority = HOSTS.filter((h) => h !== cut);
@@ -236,4 +236,33 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
       console.log(`rabbitmq: refusals on ${gw.name}: ${metrics.split('\n').filter((l) => l.startsWith('beamgate_refusals_total{') && !l.endsWith(' 0')).join(', ') || 'none'}`);
     }
   });
+});
+
+describe.runIf(unavailable === null)('RabbitMQ: what the roster must say, or a broker does not boot', () => {
+  /** Boots rabbit@alpha behind a three-gateway mesh; returns why it stopped and the names alpha's gateway refused to register. */
+  async function bootFailure(opts: { localOnly?: string[]; gatewayKeys?: Record<string, unknown> }): Promise<{ why: string; refused: string[] }> {
+    const r = await RabbitLab.start({ hosts: HOSTS.map((name) => ({ name, distPort: DIST_PORT })), operators: OPERATORS, netTicktimeS: NET_TICKTIME_S, ...opts });
+    try {
+      const why = await r.startBroker('alpha').then(
+        () => 'started',
+        (err: Error) => err.message,
+      );
+      const refused = r.gw('alpha').logged('epmd request refused', { reason: 'epmd_not_in_roster' }).map((l) => String(l.name));
+      return { why, refused };
+    } finally {
+      await r.stop();
+    }
+  }
+
+  it('without the localOnly patterns the gateway refuses rabbit_prelaunch_* and the broker stops with nodistribution', async () => {
+    const { why, refused } = await bootFailure({});
+    expect(why).toMatch(/exited during start[\s\S]*nodistribution/);
+    expect(refused.some((n) => n.startsWith('rabbit_prelaunch_')), `names refused: ${refused.join(' ')}`).toBe(true);
+  }, 240_000);
+
+  it('with standInPorts: mirror a stand-in holds 25672 on the host and the broker stops with dist_port_already_used', async () => {
+    const { why, refused } = await bootFailure({ localOnly: LOCAL_ONLY, gatewayKeys: { standInPorts: 'mirror' } });
+    expect(why).toMatch(/exited during start[\s\S]*dist_port_already_used,25672/);
+    expect(refused).toEqual([]);
+  }, 240_000);
 });
