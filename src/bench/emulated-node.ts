@@ -6,6 +6,7 @@
 
 import { createHash, randomInt } from 'node:crypto';
 import net from 'node:net';
+import { encodePortPlease2Request, parsePort2Resp } from '../epmd/protocol.js';
 import { DFLAG_HANDSHAKE_23, DFLAG_UNLINK_ID, DFLAG_V4_NC, decodeHandshakeMessage, encodeHandshakeMessage, sendNameV6 } from '../framing/handshake.js';
 
 // Flags an OTP 25 node requires: MANDATORY_DFLAGS_25 and its digest bit (from
@@ -22,6 +23,37 @@ const DFLAGS_25 =
  */
 export function emulatedFlags(otp: number): bigint {
   return otp >= 26 ? DFLAGS_25 | DFLAG_V4_NC : DFLAGS_25;
+}
+
+/**
+ * Where a node on the local gateway's host reaches `short`: the port its
+ * gateway's EPMD gives on `host` (the remote gateway's loopback alias), as
+ * PORT_PLEASE2 tells a real node. The gateway picks its stand-in ports, so
+ * they are not the remote node's roster port.
+ */
+export function lookupStandIn(host: string, epmdPort: number, short: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port: epmdPort });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => done(new Error(`EPMD ${host}:${epmdPort} did not answer PORT_PLEASE2 ${short} in ${timeoutMs} ms`)), timeoutMs);
+    const done = (result: Error | number) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (typeof result === 'number') resolve(result);
+      else reject(result);
+    };
+    sock.on('connect', () => sock.write(encodePortPlease2Request(short)));
+    sock.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const r = parsePort2Resp(buf);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') done(new Error(`EPMD ${host}:${epmdPort}: ${r.reason}`));
+      else if (r.info === null) done(new Error(`EPMD ${host}:${epmdPort} does not know ${short}`));
+      else done(r.info.port);
+    });
+    sock.on('error', (err) => done(err));
+    sock.on('close', () => done(new Error(`EPMD ${host}:${epmdPort} closed before answering ${short}`)));
+  });
 }
 
 /** Largest message an emulated node accepts; a handshake message or a frame from an idle link is far smaller. */

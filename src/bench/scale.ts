@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type { ErlNode } from '../erlang/node.js';
 import type { OtpRuntime } from '../erlang/roots.js';
-import { connectEmulatedNode, type EmulatedLink, emulatedFlags } from './emulated-node.js';
+import { connectEmulatedNode, type EmulatedLink, emulatedFlags, lookupStandIn } from './emulated-node.js';
 import { type BenchEnv, startGatewayPair, startNode } from './paths.js';
 import { cpuSeconds, memory, sleep } from './proc.js';
 
@@ -58,9 +58,11 @@ export async function runScale(env: BenchEnv, dir: string, rt: OtpRuntime, links
     const targetName = `gt@${gw.mesh.hostOf('beta')}`;
     target = await startNode(env, rt, targetName, gw.mesh.nodeArgs(targetName));
     const flags = emulatedFlags(Number(rt.otp));
-    const node = gw.mesh.roster.nodes.get(targetName);
     const beta = gw.mesh.roster.gateways.get('beta');
-    assert.ok(node && beta, 'scale roster lacks its target');
+    const alpha = gw.mesh.roster.gateways.get('alpha');
+    assert.ok(beta && alpha, 'scale roster lacks its gateways');
+    // Alpha learns the target from beta's registry announcement; until then its EPMD answers from the roster.
+    const standInPort = await lookupStandIn(beta.loopback, alpha.epmdPort, 'gt', HANDSHAKE_TIMEOUT_MS);
     await sleep(SETTLE_MS);
     const rssBeforeMb = gw.pids.map((p) => memory(p).rssMb);
     const baseSeconds = Math.min(idleSeconds, BASELINE_MAX_SECONDS);
@@ -74,7 +76,7 @@ export async function runScale(env: BenchEnv, dir: string, rt: OtpRuntime, links
         open.push(
           await connectEmulatedNode({
             host: beta.loopback,
-            port: node.port,
+            port: standInPort,
             name: `${sources[i]}@${gw.mesh.hostOf('alpha')}`,
             target: targetName,
             cookie: env.cookie,
