@@ -3,7 +3,9 @@
 # Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
 # RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
-# in the tests), then the npm packages, then builds. Safe to run again.
+# in the tests), then the npm packages, then builds, then the Debian roots with
+# OTP 27 and 29 for the compatibility suite and the benchmark
+# (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
+if [ "${BEAMGATE_OTP_ROOTS:-1}" != "0" ]; then
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+fi
 
 # Several installs may run at once on a shared machine: apt holds one lock.
 APT_LOCK=/tmp/beamgate-apt.lock
@@ -52,4 +57,5 @@ fi
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
+bash scripts/otp-roots.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"
