@@ -194,6 +194,8 @@ export class RabbitLab {
       RABBITMQ_ENABLED_PLUGINS_FILE: join(base, 'enabled_plugins'),
       RABBITMQ_CONF_ENV_FILE: join(base, 'rabbitmq-env.conf'),
       RABBITMQ_PID_FILE: join(base, 'rabbit.pid'),
+      // A broker that stops at boot (the tests make some do) writes its crash dump here, not in the working directory.
+      ERL_CRASH_DUMP: join(base, 'erl_crash.dump'),
       ERL_EPMD_PORT: String(RABBIT_LAB_PORTS.epmd),
       RABBITMQ_DIST_PORT: String(h.distPort),
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: [...common, '-kernel', 'net_ticktime', String(this.opts.netTicktimeS)].join(' '),
