@@ -25,6 +25,7 @@ import { LINK_CLOSE_GRACE_MS } from './mesh/link.js';
 import { readmit } from './mesh/readmit.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import type { TlsMaterial } from './pki/material.js';
+import { NO_GROUP } from './policy/policy.js';
 import { secondsUntilExpiry } from './pki/identity.js';
 
 /** How often each peer gateway's TLS port is probed for /readyz and beamgate_peer_reachable. */
@@ -97,11 +98,15 @@ export class Gateway {
       dialStarted: (peer) => this.dialStarted(peer),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
+        if (reason === 'policy_denied' && typeof fields.from_group === 'string' && typeof fields.to_group === 'string') {
+          this.metrics.policyDeniedDial(fields.from_group, fields.to_group);
+        }
         // Only a roster name may key the log budget: a refused connection's fields can come from anyone.
         const peer = typeof fields.peer === 'string' && this.current.roster.gateways.has(fields.peer) ? fields.peer : undefined;
         this.refusals.warn('connection refused', reason, peer, { detail: message, ...fields });
       },
     };
+    this.metrics.setPolicyGroups(policyLabels(opts.roster));
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
@@ -285,7 +290,7 @@ export class Gateway {
    * Puts a new roster and TLS material in force. Established links keep the
    * limits and certificates they were opened with, and stay up unless the new
    * roster would refuse them (their peer gateway gone or its certificate
-   * revoked, a node moved or removed): those are cut, counted and logged as
+   * revoked, a node moved or removed, a policy that now forbids them): those are cut, counted and logged as
    * refusals. Everything that can be checked is checked before anything
    * changes; if binding a new listener still fails, the old configuration is
    * put back. Returns whether the new configuration is in force.
@@ -330,6 +335,7 @@ export class Gateway {
     if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
     for (const s of this.standIns.values()) s.server.maxConnections = limits.maxLinks;
     this.logger.setLevel(cfg.roster.log.level);
+    this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();
     let cut = 0;
     for (const link of [...this.table.established]) {
@@ -452,6 +458,11 @@ function peerOf(sock: tls.TLSSocket): string {
 /** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type). */
 function tcpOf(sock: tls.TLSSocket): net.Socket {
   return (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
+}
+
+/** The group labels of beamgate_policy_denied_total: the policy's groups, and the label of a node in none. */
+function policyLabels(roster: Roster): string[] {
+  return roster.policy ? [...roster.policy.groups.keys(), NO_GROUP] : [];
 }
 
 function closeServer(server: net.Server): Promise<void> {

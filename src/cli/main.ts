@@ -13,6 +13,7 @@ import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
 import { loadTlsMaterial } from '../pki/material.js';
+import { groupsOf, groupsOfPattern, policyMatrix, unreachable } from '../policy/policy.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
@@ -137,6 +138,18 @@ async function main(argv: string[]): Promise<number> {
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
+      const policy = roster.policy;
+      if (!policy) console.log('policy: none (every roster node may link with every other)');
+      else {
+        console.log(`policy: ${policy.groups.size} groups, ${policy.rules.length} rules; yes = may link, hidden = only as a hidden node, - = refused`);
+        console.log(policyMatrix(policy));
+        for (const node of roster.nodes.values()) console.log(`  ${node.name}: ${groupsOf(policy, node.name).join(', ')}`);
+        for (const o of roster.operators) {
+          const host = roster.gateways.get(o.gateway)!.host;
+          const may = groupsOfPattern(policy, o.pattern, host);
+          console.log(`  operators ${o.pattern}@${host}: ${may.length > 0 ? `may be in ${may.join(', ')} (each name is matched on its own)` : 'in no group: refused every link'}`);
+        }
+      }
       return 0;
     }
     case 'certs': {
@@ -165,8 +178,21 @@ async function main(argv: string[]): Promise<number> {
       const host = values.node.slice(values.node.indexOf('@') + 1);
       const gw = node ? roster.gateways.get(node.gateway) : [...roster.gateways.values()].find((g) => g.host === host);
       if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
-      const flags = erlFlags({ name: values.node, epmdPort: gw.epmdPort, inetrcPath: values.inetrc, ...(node ? { port: node.port } : { hidden: true }) });
+      // A node the policy keeps from linking with some roster nodes: with the
+      // default connect_all, global dials every node it hears of, is refused,
+      // and (prevent_overlapping_partitions) then makes the others drop links.
+      const walledOff = roster.policy ? unreachable(roster.policy, values.node, roster.nodes.keys()) : [];
+      const flags = erlFlags({
+        name: values.node,
+        epmdPort: gw.epmdPort,
+        inetrcPath: values.inetrc,
+        ...(node ? { port: node.port } : { hidden: true }),
+        connectAll: walledOff.length === 0,
+      });
       console.log(shellQuote(['erl', ...flags]));
+      if (walledOff.length > 0) {
+        console.error(`# -connect_all false: the policy keeps ${values.node} from linking with ${walledOff.length} roster node(s) (${walledOff.slice(0, 5).join(', ')}${walledOff.length > 5 ? ', ...' : ''}); see docs/policy.md`);
+      }
       return 0;
     }
     case 'demo': {

@@ -30,6 +30,12 @@ export interface NodeFlagOptions {
   port?: number;
   inetrcPath: string;
   hidden?: boolean;
+  /**
+   * false for a node the policy keeps from some roster nodes: `global` then
+   * neither dials every node it hears of nor disconnects nodes to prevent
+   * overlapping partitions (docs/policy.md). Default true, Erlang's default.
+   */
+  connectAll?: boolean;
 }
 
 /** The `erl` arguments for a node behind a gateway (cookie not included: it is the node's own secret). */
@@ -57,6 +63,7 @@ export function erlFlags(o: NodeFlagOptions): string[] {
   // -dist_listen false it opens no listener and needs no EPMD registration.
   if (o.port === undefined) flags.push('-dist_listen', 'false');
   if (o.hidden) flags.push('-hidden');
+  if (o.connectAll === false) flags.push('-connect_all', 'false');
   return flags;
 }
 

@@ -6,7 +6,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { GatewaySpec, NodeSpec } from '../config/roster.js';
-import type { HandshakeMessage } from '../framing/handshake.js';
+import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
+import { policyRefusal } from './authorize.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
@@ -71,6 +72,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
   const deadline = Date.now() + limits.distHandshakeTimeoutMs;
   let source: string | undefined;
   let sourceName = '';
+  let sourceHidden = false;
   let tlsSock: tls.TLSSocket | undefined;
   let settled = false;
   let dialling = false;
@@ -81,6 +83,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     if (msg.tag === 'send_name') {
       source = admitSource(roster, self.name, msg.name, msg.flags, 'not_in_roster');
       sourceName = msg.name;
+      sourceHidden = (msg.flags & DFLAG_PUBLISHED) === 0n;
+      // Before the peer is dialled: a forbidden link never costs a TLS handshake.
+      const denied = policyRefusal(roster, msg.name, target.name, sourceHidden);
+      if (denied) throw denied;
     }
   });
   const remoteStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
@@ -96,7 +102,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     clearTimeout(timer);
     const where = { ...fields, local_node: source };
     if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
-    else ctx.refuse(why.reason, why.message, where);
+    else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     local.destroy();
     tlsSock?.destroy();
     ctx.table.release(peer.name);
@@ -157,7 +163,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
-    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, peerSerial: tlsSock.getPeerCertificate().serialNumber } as const;
+    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, sourceHidden, peerSerial: tlsSock.getPeerCertificate().serialNumber } as const;
     // A reload while this link was being set up must not let it past the new roster.
     const refusal = readmit(ctx.active().roster, self.name, info);
     if (refusal) return fail(refusal);

@@ -1,9 +1,11 @@
 // A reload puts a new roster in force, and an open link stays up only if the
-// new roster would admit it now. Otherwise removing a gateway from the roster
-// or revoking its certificate would still leave it the links it already has.
+// new roster would admit it now. Otherwise removing a gateway from the roster,
+// revoking its certificate or tightening the policy would still leave it the
+// links it already has.
 
 import { admissionOn, revokedSerial, type Roster } from '../config/roster.js';
 import type { LinkInfo } from './link.js';
+import { policyRefusal } from './authorize.js';
 import { Refusal } from './refusal.js';
 
 /** Why `roster` would refuse this open link of gateway `self`, or undefined if it admits it. */
@@ -18,5 +20,5 @@ export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal |
   }
   const [target, targetGateway] = inbound ? [info.localNode, self] : [info.remoteNode, info.peer];
   if (roster.nodes.get(target)?.gateway !== targetGateway) return new Refusal('unknown_target', `${target} is no longer a node of gateway ${targetGateway}`);
-  return undefined;
+  return policyRefusal(roster, info.sourceName, target, info.sourceHidden);
 }

@@ -2,6 +2,7 @@
 // from the fixed sets below, never from what a peer sent, so cardinality is
 // bounded by the size of the roster.
 
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -20,6 +21,7 @@ export const REFUSAL_REASONS = [
   'node_not_owned', // peer gateway speaks for a node it does not own
   'not_in_roster', // a local connection from a node the roster does not admit
   'operator_not_hidden', // an operator node that did not connect as hidden
+  'policy_denied', // the roster's policy does not let these two nodes link (or not as a visible node)
   'bad_handshake', // distribution handshake malformed or out of order
   'handshake_too_large', // a handshake message over the limit
   'handshake_timeout', // distribution handshake did not finish in time
@@ -74,6 +76,7 @@ export class GatewayMetrics {
   readonly certExpirySeconds: Gauge<'cert'>;
   readonly peerReachable: Gauge<'peer'>;
   readonly reloads: Counter<'result'>;
+  readonly policyDenied: Counter<'from_group' | 'to_group'>;
 
   /** Called before every scrape so per-link counters are exact when read. */
   private readonly beforeScrape: (() => void)[] = [];
@@ -124,6 +127,12 @@ export class GatewayMetrics {
       registers,
     });
     this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
+    this.policyDenied = new Counter({
+      name: 'beamgate_policy_denied_total',
+      help: "Dials refused by the roster's policy, by the groups of the dialling node and of the node it dialled.",
+      labelNames: ['from_group', 'to_group'],
+      registers,
+    });
     // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
     for (const result of TLS_RESULTS) this.tlsHandshakes.labels('client', result).inc(0);
@@ -147,6 +156,34 @@ export class GatewayMetrics {
   async text(): Promise<string> {
     for (const fn of this.beforeScrape) fn();
     return this.registry.metrics();
+  }
+
+  /**
+   * Makes the policy-denied series exactly the group pairs of `groups` (a
+   * reload may add or remove groups), counts kept: every pair exists from the
+   * first scrape, and no series outlives its group.
+   */
+  setPolicyGroups(groups: readonly string[]): void {
+    const wanted = new Set(groups);
+    for (const [from, to] of this.policyPairs.values()) {
+      if (!wanted.has(from) || !wanted.has(to)) this.policyDenied.remove(from, to);
+    }
+    this.policyPairs.clear();
+    for (const from of groups) {
+      for (const to of groups) {
+        this.policyDenied.labels(from, to).inc(0);
+        this.policyPairs.set(`${from}\u0000${to}`, [from, to]);
+      }
+    }
+  }
+
+  /** The group pairs beamgate_policy_denied_total has series for. */
+  private readonly policyPairs = new Map<string, [string, string]>();
+
+  /** Counts a dial the policy refused; a pair outside the roster's groups is a bug, not a new series. */
+  policyDeniedDial(from: string, to: string): void {
+    assert.ok(this.policyPairs.has(`${from}\u0000${to}`), `policy group pair ${from} -> ${to} is not in the roster`);
+    this.policyDenied.labels(from, to).inc();
   }
 
   refused(reason: RefusalReason): void {

@@ -22,9 +22,9 @@ tls: { ca: ca.pem, cert: "{gateway}.pem", key: "{gateway}-key.pem"${extra} }
   );
 
 // On alpha: a1 dialled b1 (outbound), and b1 dialled a1 (inbound).
-const outbound: LinkInfo = { peer: 'beta', direction: 'outbound', localNode: 'a1@alpha.example', remoteNode: 'b1@beta.example', sourceName: 'a1@alpha.example', peerSerial: '0ABC' };
-const inbound: LinkInfo = { peer: 'beta', direction: 'inbound', localNode: 'a1@alpha.example', remoteNode: 'b1@beta.example', sourceName: 'b1@beta.example', peerSerial: '0ABC' };
-const operator: LinkInfo = { ...inbound, remoteNode: 'ops_*', sourceName: 'ops_jane@beta.example' };
+const outbound: LinkInfo = { peer: 'beta', direction: 'outbound', localNode: 'a1@alpha.example', remoteNode: 'b1@beta.example', sourceName: 'a1@alpha.example', sourceHidden: false, peerSerial: '0ABC' };
+const inbound: LinkInfo = { peer: 'beta', direction: 'inbound', localNode: 'a1@alpha.example', remoteNode: 'b1@beta.example', sourceName: 'b1@beta.example', sourceHidden: false, peerSerial: '0ABC' };
+const operator: LinkInfo = { ...inbound, remoteNode: 'ops_*', sourceName: 'ops_jane@beta.example', sourceHidden: true };
 
 const why = (r: ReturnType<typeof readmit>) => (r ? { reason: r.reason, message: r.message } : undefined);
 
