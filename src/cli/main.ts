@@ -9,11 +9,11 @@ import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
 import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
-import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
+import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
 import { loadTlsMaterial } from '../pki/material.js';
-import { groupsOf, groupsOfPattern, policyMatrix, unreachable } from '../policy/policy.js';
+import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
@@ -178,20 +178,17 @@ async function main(argv: string[]): Promise<number> {
       const host = values.node.slice(values.node.indexOf('@') + 1);
       const gw = node ? roster.gateways.get(node.gateway) : [...roster.gateways.values()].find((g) => g.host === host);
       if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
-      // A node the policy keeps from linking with some roster nodes: with the
-      // default connect_all, global dials every node it hears of, is refused,
-      // and (prevent_overlapping_partitions) then makes the others drop links.
-      const walledOff = roster.policy ? unreachable(roster.policy, values.node, roster.nodes.keys()) : [];
+      const walled = walledOff(roster, values.node);
       const flags = erlFlags({
         name: values.node,
         epmdPort: gw.epmdPort,
         inetrcPath: values.inetrc,
         ...(node ? { port: node.port } : { hidden: true }),
-        connectAll: walledOff.length === 0,
+        connectAll: walled.length === 0,
       });
       console.log(shellQuote(['erl', ...flags]));
-      if (walledOff.length > 0) {
-        console.error(`# -connect_all false: the policy keeps ${values.node} from linking with ${walledOff.length} roster node(s) (${walledOff.slice(0, 5).join(', ')}${walledOff.length > 5 ? ', ...' : ''}); see docs/policy.md`);
+      if (walled.length > 0) {
+        console.error(`# -connect_all false: the policy keeps ${values.node} from linking with ${walled.length} roster node(s) (${walled.slice(0, 5).join(', ')}${walled.length > 5 ? ', ...' : ''}); see docs/policy.md`);
       }
       return 0;
     }

@@ -4,6 +4,7 @@
 
 import { erlangIpTuple, LOCAL_LOOPBACK } from '../config/address.js';
 import { gatewayOrThrow, type Roster } from '../config/roster.js';
+import { unreachable } from '../policy/policy.js';
 
 /** Host name → address, as seen by the nodes on `gateway`'s host. */
 export function hostMap(roster: Roster, gateway: string): { host: string; ip: string; gateway: string }[] {
@@ -65,6 +66,17 @@ export function erlFlags(o: NodeFlagOptions): string[] {
   if (o.hidden) flags.push('-hidden');
   if (o.connectAll === false) flags.push('-connect_all', 'false');
   return flags;
+}
+
+/**
+ * The roster nodes the policy keeps `node` from linking with as a visible
+ * node. Non-empty means the node needs `-connect_all false`: with Erlang's
+ * default, `global` dials every node it hears of (refused by the gateway)
+ * and then, to prevent overlapping partitions, has the nodes both can reach
+ * drop their links (docs/policy.md).
+ */
+export function walledOff(roster: Roster, node: string): string[] {
+  return roster.policy ? unreachable(roster.policy, node, roster.nodes.keys()) : [];
 }
 
 /** The same flags quoted for a shell command line. */

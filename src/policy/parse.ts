@@ -1,7 +1,7 @@
 // Reads and checks the roster's `policy` section against the rest of the
 // roster, naming every problem by key path: a group or host that does not
-// exist, a member that matches nothing, a rule that can never apply to a link
-// across gateways, a roster node left in no group (it could link with no
+// exist, a member that matches nothing, a rule that can never apply (a group
+// of one node with itself), a roster node left in no group (it could link with no
 // node on another host), and two nodes of one host the policy would keep
 // apart (their link never crosses a gateway, so it cannot be enforced).
 
@@ -51,7 +51,8 @@ export function parsePolicy(value: unknown, ctx: PolicyContext, add: Add): Polic
   // Checks that need the whole policy.
   rules.forEach((rule, i) => {
     if (!canApply(policy, rule, nodes, operators, hosts)) {
-      add(`policy.allow[${i}]`, `can never apply: no node of ${rule.between[0]} is on another host than a node of ${rule.between[1]}`);
+      const [x, y] = rule.between;
+      add(`policy.allow[${i}]`, x === y ? `can never apply: group ${x} has a single node, and a node never links with itself` : `can never apply: no node of ${x} could link with a node of ${y}`);
     }
   });
   for (const n of nodes) {
@@ -173,18 +174,28 @@ function operatorOverlaps(m: { short: string; host: string | undefined }, o: Ros
   return globsOverlap(m.short, o.pattern);
 }
 
-/** The gateways a node of `group` can be on: those of the roster nodes it names and of the operator patterns it overlaps. */
-function gatewaysOf(group: PolicyGroup, nodes: RosterNode[], operators: RosterOperator[], hosts: Map<string, string>): Set<string> {
-  const out = new Set<string>();
-  for (const n of nodes) if (group.members.some((m) => memberMatches(m, n.short, n.host))) out.add(n.gateway);
-  for (const o of operators) if (group.members.some((m) => operatorOverlaps(m, o, hosts))) out.add(o.gateway);
+/**
+ * Who can be a node of `group`: the roster nodes it names, and one entry per
+ * operator pattern it overlaps (standing for any number of operator nodes).
+ */
+function candidates(group: PolicyGroup, nodes: RosterNode[], operators: RosterOperator[], hosts: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const n of nodes) if (group.members.some((m) => memberMatches(m, n.short, n.host))) out.push(n.name);
+  operators.forEach((o, i) => {
+    if (group.members.some((m) => operatorOverlaps(m, o, hosts))) out.push(`operators[${i}]`);
+  });
   return out;
 }
 
-/** A rule can apply only to a link between two nodes of its groups on different gateways. */
+/**
+ * A rule applies to some link unless its groups have no two distinct nodes
+ * (a node never links with itself); one operator pattern stands for many.
+ * A rule between nodes of one host is kept: it says their direct link is
+ * meant, and the same-host check needs it.
+ */
 function canApply(policy: Policy, rule: PolicyRule, nodes: RosterNode[], operators: RosterOperator[], hosts: Map<string, string>): boolean {
-  const [a, b] = rule.between.map((g) => [...gatewaysOf(policy.groups.get(g)!, nodes, operators, hosts)]);
-  return a!.some((x) => b!.some((y) => x !== y));
+  const [a, b] = rule.between.map((g) => candidates(policy.groups.get(g)!, nodes, operators, hosts));
+  return a!.some((x) => b!.some((y) => x !== y || x.startsWith('operators[')));
 }
 
 function isMapping(v: unknown): v is Record<string, unknown> {

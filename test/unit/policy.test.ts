@@ -133,7 +133,7 @@ policy:
     ]);
   });
 
-  it('a rule that can never apply to a link across gateways is an error', () => {
+  it('a rule that can never apply (a group of one node with itself) is an error', () => {
     const errs = problems(BASE + `
 policy:
   groups: { t1: [t1@alpha.lab], rest: [t2@beta.lab, admin@gamma.lab] }
@@ -141,7 +141,7 @@ policy:
     - { between: [t1] }
     - { between: [t1, rest] }
 `);
-    expect(errs).toEqual(['policy.allow[0]: can never apply: no node of t1 is on another host than a node of t1']);
+    expect(errs).toEqual(['policy.allow[0]: can never apply: group t1 has a single node, and a node never links with itself']);
   });
 
   it('a roster node in no group is an error: it could link with nobody', () => {
