@@ -3,6 +3,7 @@
 // `check` prints, the flags `node-flags` gives walled-off nodes, and what a
 // reload decides for an open link.
 
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseRoster } from '../../src/config/roster.js';
@@ -311,6 +312,21 @@ describe('policy: properties', () => {
         return globsOverlap(x, y) === brute;
       }),
     );
+  });
+});
+
+describe('policy: the documentation', () => {
+  const doc = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8');
+  const rosters = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((y) => y.includes('gateways:'));
+
+  it('every worked example is a valid roster, and the matrix shown is what check prints', () => {
+    expect(rosters.length).toBe(2);
+    const [tenants, federated] = rosters.map((y) => policyOf(y));
+    expect(allowed(tenants, 't1@alpha.example', 't2@beta.example', false).ok).toBe(false);
+    expect(allowed(tenants, 'ops_jane@gamma.example', 't2@beta.example', true).ok).toBe(true);
+    expect(doc).toContain(policyMatrix(federated!));
+    expect(allowed(federated, 'bridge@br.example', 'app@w2.example', false).ok).toBe(true);
+    expect(allowed(federated, 'app@e2.example', 'app@w2.example', false).ok).toBe(false);
   });
 });
 
