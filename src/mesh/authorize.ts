@@ -1,8 +1,9 @@
 // The policy's word on one link, as both gateways ask it: the dialling side
 // before it opens TLS, the accepting side before it connects to its node, and
 // a reload for every open link. It depends only on the two full node names
-// and on whether the dialling node connects hidden, not on how either end
-// was admitted.
+// and on whether the connection is hidden (the dialling node's send_name
+// lacks DFLAG_PUBLISHED, or the dialled node is an operator, which must
+// answer hidden), not on how either end was admitted.
 
 import type { Roster } from '../config/roster.js';
 import { allowed } from '../policy/policy.js';

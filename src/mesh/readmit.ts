@@ -3,7 +3,7 @@
 // revoking its certificate or tightening the policy would still leave it the
 // links it already has.
 
-import { admissionOn, revokedSerial, type Roster } from '../config/roster.js';
+import { admissionOn, inMesh, revokedSerial, type Roster } from '../config/roster.js';
 import type { LinkInfo } from './link.js';
 import { policyRefusal } from './authorize.js';
 import { Refusal } from './refusal.js';
@@ -15,10 +15,13 @@ export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal |
   if (serial) return new Refusal('cert_revoked', `certificate of ${info.peer} (serial ${serial}) is now revoked`);
   const inbound = info.direction === 'inbound';
   const sourceGateway = inbound ? info.peer : self;
-  if (admissionOn(roster, sourceGateway, info.sourceName).kind === 'none') {
+  if (!inMesh(admissionOn(roster, sourceGateway, info.sourceName))) {
     return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
   }
-  const [target, targetGateway] = inbound ? [info.localNode, self] : [info.remoteNode, info.peer];
-  if (roster.nodes.get(target)?.gateway !== targetGateway) return new Refusal('unknown_target', `${target} is no longer a node of gateway ${targetGateway}`);
-  return policyRefusal(roster, info.sourceName, target, info.sourceHidden);
+  const targetGateway = inbound ? self : info.peer;
+  const target = admissionOn(roster, targetGateway, info.targetName);
+  if (!inMesh(target)) {
+    return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
+  }
+  return policyRefusal(roster, info.sourceName, info.targetName, info.sourceHidden || target.kind === 'operator');
 }

@@ -339,6 +339,7 @@ describe('policy: what a reload does to an open link', () => {
     remoteNode,
     sourceName,
     sourceHidden,
+    targetName: direction === 'inbound' ? localNode : remoteNode,
     peerSerial: '0A',
   });
 
@@ -352,5 +353,7 @@ describe('policy: what a reload does to an open link', () => {
     // On beta: an operator dialled t2 hidden (allowed), and visible (cut).
     expect(readmit(r, 'beta', link('ops_jane@gamma.lab', 't2@beta.lab', 'ops_*', true, 'inbound', 'gamma'))).toBeUndefined();
     expect(readmit(r, 'beta', link('ops_jane@gamma.lab', 't2@beta.lab', 'ops_*', false, 'inbound', 'gamma'))?.reason).toBe('policy_denied');
+    // On alpha: t1 (visible) dialled back a listening operator on gamma: an operator must answer hidden, so the link is hidden.
+    expect(readmit(r, 'alpha', { ...link('t1@alpha.lab', 't1@alpha.lab', 'ops_*', false, 'outbound', 'gamma'), targetName: 'ops_jane@gamma.lab' })).toBeUndefined();
   });
 });
