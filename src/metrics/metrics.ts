@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MAX_POLICY_GROUPS } from '../policy/parse.js';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
 export const REFUSAL_REASONS = [
@@ -56,6 +57,9 @@ const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_r
 
 /** Buckets for TLS handshakes: about 2 ms on loopback, up to the 10 s default handshake timeout. */
 const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Group pairs of two rosters at most (one in force, one just replaced), each MAX_POLICY_GROUPS groups and NO_GROUP. */
+const MAX_POLICY_PAIRS = 2 * (MAX_POLICY_GROUPS + 1) ** 2;
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -211,9 +215,16 @@ export class GatewayMetrics {
   /** The group pairs beamgate_policy_denied_total has series for. */
   private readonly policyPairs = new Map<string, [string, string]>();
 
-  /** Counts a dial the policy refused; a pair outside the roster's groups is a bug, not a new series. */
+  /**
+   * Counts a dial the policy refused. A dial decided just before a reload
+   * may name a group the new roster dropped: it is counted, and its series
+   * goes at the next setPolicyGroups. Labels come only from rosters, so the
+   * pairs stay bounded by two rosters' groups.
+   */
   policyDeniedDial(from: string, to: string): void {
-    assert.ok(this.policyPairs.has(`${from}\u0000${to}`), `policy group pair ${from} -> ${to} is not in the roster`);
+    const key = `${from}\u0000${to}`;
+    if (!this.policyPairs.has(key)) this.policyPairs.set(key, [from, to]);
+    assert.ok(this.policyPairs.size <= MAX_POLICY_PAIRS, `policy group pairs unbounded (${this.policyPairs.size})`);
     this.policyDenied.labels(from, to).inc();
   }
 

@@ -10,6 +10,7 @@ import { ConfigError, parseRoster } from '../../src/config/roster.js';
 import { erlFlags } from '../../src/erlang/flags.js';
 import type { LinkInfo } from '../../src/mesh/link.js';
 import { readmit } from '../../src/mesh/readmit.js';
+import { GatewayMetrics } from '../../src/metrics/metrics.js';
 import { globsOverlap, globRegExp } from '../../src/policy/glob.js';
 import { allowed, cell, groupsOf, member, NO_GROUP, type Policy, policyMatrix, unreachable } from '../../src/policy/policy.js';
 
@@ -312,6 +313,36 @@ describe('policy: properties', () => {
         return globsOverlap(x, y) === brute;
       }),
     );
+  });
+});
+
+describe('policy: the denied-dials metric', () => {
+  const series = async (m: GatewayMetrics) =>
+    (await m.text())
+      .split('\n')
+      .filter((l) => l.startsWith('beamgate_policy_denied_total{'))
+      .map((l) => l.replace(/,?gateway="[^"]*"/, ''))
+      .sort();
+
+  it('has a series for every group pair from the first scrape, keeps counts across a reload and drops pairs of removed groups', async () => {
+    const m = new GatewayMetrics('alpha');
+    expect(await series(m)).toEqual([]);
+    m.setPolicyGroups(['tenants', 'admin', NO_GROUP]);
+    expect((await series(m)).length).toBe(9);
+    expect(await series(m)).toContain('beamgate_policy_denied_total{from_group="tenants",to_group="tenants"} 0');
+    m.policyDeniedDial('tenants', 'tenants');
+    m.setPolicyGroups(['tenants', NO_GROUP]);
+    expect(await series(m)).toEqual([
+      'beamgate_policy_denied_total{from_group="(none)",to_group="(none)"} 0',
+      'beamgate_policy_denied_total{from_group="(none)",to_group="tenants"} 0',
+      'beamgate_policy_denied_total{from_group="tenants",to_group="(none)"} 0',
+      'beamgate_policy_denied_total{from_group="tenants",to_group="tenants"} 1',
+    ]);
+    // A dial decided under the roster just replaced still counts; its series goes at the next reload.
+    m.policyDeniedDial('admin', 'tenants');
+    expect(await series(m)).toContain('beamgate_policy_denied_total{from_group="admin",to_group="tenants"} 1');
+    m.setPolicyGroups(['tenants', NO_GROUP]);
+    expect((await series(m)).some((l) => l.includes('"admin"'))).toBe(false);
   });
 });
 
