@@ -32,6 +32,16 @@ usage:
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
 
+/** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
+function commandUsage(command: string): string | undefined {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  beamgate ${command} `));
+  if (start < 0) return undefined;
+  let end = start + 1;
+  while (end < lines.length && lines[end]!.startsWith('    ')) end++;
+  return ['usage:', ...lines.slice(start, end), '', lines[lines.length - 1]].join('\n');
+}
+
 /** `run` stopped, but links still open at the drain deadline had to be closed. */
 const EXIT_LINKS_CUT = 3;
 
@@ -65,6 +75,14 @@ async function main(argv: string[]): Promise<number> {
     },
     strict: true,
   });
+  // --help before anything it would otherwise require (--config, a gateway name).
+  if (values.help && command !== undefined) {
+    const usage = commandUsage(command);
+    if (usage !== undefined) {
+      console.log(usage);
+      return 0;
+    }
+  }
   const one = (v: string[] | undefined) => (v && v.length > 0 ? v[v.length - 1] : undefined);
   const config = () => {
     if (!values.config) throw new ConfigError(['--config ROSTER is required']);
