@@ -144,12 +144,12 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   // between handshake messages is that, not a refusal. The FIN ('end') is the
   // hang-up: waiting for 'close' could start the link and hand a dead dial's
   // send_name to our node (see Link.start).
-  const onEarlyClose = () =>
-    fail(
-      (head ? head.length === 0 : remoteStream.bufferedBytes === 0)
-        ? 'peer closed before the link was up (the dialling node gave up)'
-        : new Refusal('bad_handshake', 'peer closed in the middle of the preamble or a handshake message'),
-    );
+  const onEarlyClose = () => {
+    if (head ? head.length === 0 : remoteStream.bufferedBytes === 0) return fail('peer closed before the link was up (the dialling node gave up)');
+    // A gateway writes its preamble whole: a part of one is never a dial given up.
+    if (head) return fail(new Refusal('bad_preamble', `peer closed after ${head.length} bytes of the preamble`));
+    fail(new Refusal('bad_handshake', 'peer closed in the middle of a handshake message'));
+  };
   sock.on('data', onData);
   sock.on('end', onEarlyClose);
   sock.on('error', onEarlyClose);

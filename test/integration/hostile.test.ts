@@ -120,6 +120,17 @@ describe('hostile input on every listener leaves other links alone', () => {
       expect(ex.secure).toBe(true);
     });
 
+    it('a genuine peer that closes in the middle of its preamble: bad_preamble, node never reached', async () => {
+      const before = b2.connections;
+      const preamble = encodePreamble({ kind: 'link', target: 'b2@beta.demo' });
+      // Within the magic, and within the target name.
+      for (const cut of [3, preamble.length - 2]) {
+        const { ex } = await refused('beta', 'bad_preamble', () => tlsExchange(ports.betaTls, pemOf('alpha'), (s) => void s.end(preamble.subarray(0, cut))));
+        expect(ex.secure).toBe(true);
+      }
+      expect(b2.connections).toBe(before);
+    });
+
     it('a truncated distribution handshake (peer closes mid-message): bad_handshake, node never reached', async () => {
       const before = b2.connections;
       const half = encodeHandshakeMessage(sendNameV6('a1@alpha.demo', FLAGS)).subarray(0, 9);
