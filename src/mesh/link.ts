@@ -13,9 +13,6 @@ import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
 import { type Refusal, toRefusal } from './refusal.js';
 
-/** After one side has closed, how long the other may take to flush before it is destroyed. */
-export const LINK_CLOSE_GRACE_MS = 2_000;
-
 /** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
 export const COALESCE_MIN_BYTES = 8 * 1024;
 
@@ -158,7 +155,7 @@ export class Link {
     assert.ok(this.socketsOpen >= 0, 'link socket closed more than twice');
     if (this.socketsOpen === 1) {
       // One side is gone: give the other a moment to flush, then cut it.
-      this.graceTimer = setTimeout(() => this.destroyBoth(), LINK_CLOSE_GRACE_MS);
+      this.graceTimer = setTimeout(() => this.destroyBoth(), this.deps.limits.linkCloseGraceMs);
       this.graceTimer.unref();
       return;
     }

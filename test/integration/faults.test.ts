@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErlNode } from '../../src/erlang/node.js';
-import { LINK_CLOSE_GRACE_MS } from '../../src/mesh/link.js';
+import { DEFAULT_LIMITS } from '../../src/config/limits.js';
 import { sample, waitFor } from '../helpers/mesh.js';
 import { assertIntact, establishedConnections, type ProcessMesh, sleep, startProcessMesh } from '../helpers/gateway-process.js';
 import { compileTraffic, nodeEvents, sinkReport, startSender, stopSender } from '../helpers/traffic.js';
@@ -23,7 +23,7 @@ const NET_SETUPTIME_S = 30;
 /** A refused dial: one TCP connect to the gateway and one refused TCP connect to the peer, on a loaded machine. */
 const PANG_BOUND_MS = 10_000;
 /** How long a fault may take to show (nodedown, link closed, sockets gone): the close grace plus slack for a busy machine. */
-const SETTLE_MS = LINK_CLOSE_GRACE_MS + 8_000;
+const SETTLE_MS = DEFAULT_LIMITS.linkCloseGraceMs + 8_000;
 /** After a gateway restart: the node re-registers (OTP retries every few seconds) and the next send dials again. */
 const RECONNECT_MS = 30_000;
 /**
