@@ -13,6 +13,7 @@ import type { GatewayConfig } from './config/load.js';
 import { gatewayOrThrow, type GatewaySpec, nodesOf, type Roster } from './config/roster.js';
 import { EpmdServer, listen } from './epmd/server.js';
 import { Logger } from './log/logger.js';
+import { LinkLog } from './log/link-log.js';
 import { RefusalLog } from './log/refusal-log.js';
 import { applyHttpLimits, startHttp } from './metrics/http.js';
 import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
@@ -60,6 +61,7 @@ export class Gateway {
   /** TCP sockets shed by maxTlsHandshakesPerSource, so their TLS error is not counted a second time. */
   private readonly shedSources = new WeakSet<net.Socket>();
   private readonly refusals: RefusalLog;
+  private readonly linkLog: LinkLog;
   private readonly reachable = new Set<string>();
   /** Per peer: the number of the last dial started, and of the newest dial whose outcome is in force. */
   private readonly dialSeq = new Map<string, { sent: number; applied: number }>();
@@ -76,6 +78,8 @@ export class Gateway {
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
+    this.linkLog = new LinkLog(this.logger, () => this.current.roster.limits);
+    this.metrics.addPeers(this.peerNames());
     this.epmd = new EpmdServer({
       roster: () => this.current.roster,
       self: () => this.current.self,
@@ -88,6 +92,12 @@ export class Gateway {
       metrics: this.metrics,
       logger: this.logger,
       table: this.table,
+      linkLog: this.linkLog,
+      refusalLog: this.refusals,
+      abandoned: (peer, direction, fields) => {
+        this.metrics.linksAbandoned.labels(peer, direction).inc();
+        this.linkLog.info('link abandoned', peer, { direction, ...fields });
+      },
       registeredPort: (short) => this.epmd.registeredPort(short),
       dialStarted: (peer) => this.dialStarted(peer),
       refuse: (reason: RefusalReason, message: string, fields) => {
@@ -101,6 +111,12 @@ export class Gateway {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
     });
+  }
+
+  /** The roster's gateways other than this one. */
+  private peerNames(): string[] {
+    const { roster, self } = this.current;
+    return [...roster.gateways.keys()].filter((g) => g !== self.name);
   }
 
   get self(): GatewaySpec {
@@ -327,6 +343,7 @@ export class Gateway {
       return this.refuseReload([(err as Error).message]);
     }
     this.material = cfg.material;
+    this.metrics.addPeers(this.peerNames());
     this.tlsServer?.setSecureContext(accepting);
     const limits = cfg.roster.limits;
     if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
@@ -433,6 +450,7 @@ export class Gateway {
     closing.push(this.epmd.close());
     await Promise.all(closing);
     this.refusals.flush();
+    this.linkLog.flush();
     this.logger.info('gateway stopped');
   }
 }

@@ -92,7 +92,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     clearTimeout(firstByteTimer);
     clearTimeout(timer);
     const where = { ...fields, local_node: target?.name, remote_node: source };
-    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    if (typeof why === 'string') ctx.abandoned(peer, 'inbound', { ...where, detail: why });
     else ctx.refuse(why.reason, why.message, where);
     sock.destroy();
     local?.destroy();
@@ -189,10 +189,10 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
       deadline,
     );
     link.start([], pending);
-    ctx.logger.info('link open', link.logFields());
+    ctx.linkLog.info('link open', link.info.peer, link.logFields());
   }
 }

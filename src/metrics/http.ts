@@ -29,7 +29,9 @@ export function applyHttpLimits(server: http.Server, limits: HttpLimits): void {
   server.requestTimeout = limits.metricsRequestTimeoutMs;
   server.maxHeadersCount = limits.metricsMaxHeaders;
   server.maxConnections = limits.metricsMaxConnections;
+  // Idle before the first request, and idle between kept-alive requests.
   server.timeout = limits.metricsIdleTimeoutMs;
+  server.keepAliveTimeout = limits.metricsIdleTimeoutMs;
 }
 
 export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () => Readiness, limits: () => HttpLimits, refuse?: HttpRefuse): Promise<http.Server> {

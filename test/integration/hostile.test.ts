@@ -16,10 +16,13 @@ import { encodePreamble } from '../../src/mesh/preamble.js';
 import { caKeyPath, createCa, createGatewayCert, type Pem } from '../../src/pki/generate.js';
 import { fakeNode, type FakeNode } from '../helpers/fake-peer.js';
 import { type Exchange, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
-import { sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+import { hasSeries, sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
 
 const DAY = 86_400_000;
+/** A small link log budget, so a flood of abandoned links shows it at work. */
+const LINK_LOG_BURST = 5;
+const LINK_LOG_WINDOW_MS = 3_000;
 const TCP_LISTEN = '0A';
 const FLAGS = 0x1ffffffn;
 /** A challenge_reply body: 'r', challenge, digest. */
@@ -39,7 +42,7 @@ describe('hostile input on every listener leaves other links alone', () => {
   beforeAll(async () => {
     // gamma is started by nobody: its certificate is a genuine cluster one for a gateway that owns no node.
     // Each hostile connection is checked for its own refusal line: no log budget here (the faults test covers it).
-    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], limits: { refusalLogBurst: 10_000 } });
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], limits: { refusalLogBurst: 10_000, linkLogBurst: LINK_LOG_BURST, linkLogWindowMs: LINK_LOG_WINDOW_MS } });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
@@ -129,6 +132,41 @@ describe('hostile input on every listener leaves other links alone', () => {
         expect(ex.secure).toBe(true);
       }
       expect(b2.connections).toBe(before);
+    });
+
+    it('a genuine peer that opens links and drops them before they are up: counted per peer, never a refusal, its lines within the link log budget', async () => {
+      // gamma's certificate is genuine, and nothing else in this file speaks as gamma: its budget and counter are this test's own.
+      const abandoned = async () => sample(await t.metricsText('beta'), 'beamgate_links_abandoned_total', { peer: 'gamma', direction: 'inbound' });
+      // Present at 0 for every roster peer and direction before anything happened.
+      const first = await t.metricsText('beta');
+      for (const peer of ['alpha', 'gamma']) for (const direction of ['inbound', 'outbound']) expect(hasSeries(first, 'beamgate_links_abandoned_total', { peer, direction }), `${peer} ${direction}`).toBe(true);
+      expect(await abandoned()).toBe(0);
+      const refusedBefore = sample(first, 'beamgate_refusals_total');
+      const nodeBefore = b2.connections;
+      const mark = t.logOf('beta').length;
+      const N = 40;
+      const preamble = encodePreamble({ kind: 'link', target: 'b2@beta.demo' });
+      const started = Date.now();
+      // Half send a whole preamble and close, half close right after TLS: both are dials given up.
+      const runs = await Promise.all(Array.from({ length: N }, (_, i) => tlsExchange(ports.betaTls, pemOf('gamma'), (sock) => void (i % 2 ? sock.end(preamble) : sock.end()), 30_000)));
+      const floodMs = Date.now() - started;
+      expect(runs.every((r) => r.secure)).toBe(true);
+      await waitFor('beta to count every abandoned link', async () => (await abandoned()) === N, 20_000);
+      expect(sample(await t.metricsText('beta'), 'beamgate_refusals_total')).toBe(refusedBefore);
+      expect(b2.connections).toBe(nodeBefore);
+      // Every one accounted for: logged in full, or counted in a summary once its window has closed.
+      const ofGamma = () => t.logOf('beta').slice(mark).filter((l) => l.peer === 'gamma');
+      const lines = await waitFor('the suppressed link lines to be reported', () => {
+        const all = ofGamma();
+        const logged = all.filter((l) => l.msg === 'link abandoned');
+        const summaries = all.filter((l) => l.msg === 'link lines suppressed' && l.link_msg === 'link abandoned');
+        return logged.length + summaries.reduce((n, l) => n + Number(l.suppressed), 0) === N ? { logged, summaries } : undefined;
+      }, 4 * LINK_LOG_WINDOW_MS);
+      expect(lines.summaries.length).toBeGreaterThan(0);
+      for (const s of lines.summaries) expect(s).toMatchObject({ level: 'info', logged: LINK_LOG_BURST });
+      // At most one budget per window that the flood spanned.
+      expect(lines.logged.length).toBeLessThanOrEqual(LINK_LOG_BURST * (Math.ceil(floodMs / LINK_LOG_WINDOW_MS) + 1));
+      expect(lines.logged[0]).toMatchObject({ level: 'info', direction: 'inbound', peer: 'gamma' });
     });
 
     it('a truncated distribution handshake (peer closes mid-message): bad_handshake, node never reached', async () => {

@@ -224,6 +224,7 @@ describe('limits shed what exceeds them and nothing else', () => {
       });
       agent.destroy();
       expect(closed).toBeGreaterThanOrEqual(LIMITS.metricsIdleTimeoutMs! - 100);
+      expect(closed).toBeLessThan(DEFAULT_LIMITS.metricsIdleTimeoutMs);
       expect(await refusals(t, 'alpha', 'http_timeout')).toBe(before);
     });
 
