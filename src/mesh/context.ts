@@ -34,6 +34,8 @@ export interface MeshContext {
   dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void;
   /** Counts and logs (within the link log budget) a link attempt its dialling side gave up before it was up. */
   abandoned(peer: string, direction: LinkDirection, fields: Record<string, string | number | undefined>): void;
+  /** A peer dialled a registry link (preamble `R`); `head` is what followed the preamble. */
+  registryLink(peer: string, sock: tls.TLSSocket, head: Buffer): void;
   /** Counts and logs a refusal that happened before a Link existed. */
   refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
 }
