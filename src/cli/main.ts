@@ -4,6 +4,8 @@
 // 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
 // stopped, but links still open at the drain deadline had to be closed.
 
+// First: bounds V8's young generation before any other module allocates (see runtime/heap.ts).
+import '../runtime/heap.js';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
