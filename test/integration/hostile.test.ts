@@ -46,7 +46,8 @@ describe('hostile input on every listener leaves other links alone', () => {
   beforeAll(async () => {
     // gamma is started by nobody: its certificate is a genuine cluster one for a gateway that owns no node.
     // Each hostile connection is checked for its own refusal line: no log budget here (the faults test covers it).
-    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], limits: { refusalLogBurst: 10_000, linkLogBurst: LINK_LOG_BURST, linkLogWindowMs: LINK_LOG_WINDOW_MS } });
+    // alpha's stand-ins mirror the remote nodes' ports: the stand-in tests dial b2's on b2's own port.
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], standInPorts: { alpha: 'mirror' }, limits: { refusalLogBurst: 10_000, linkLogBurst: LINK_LOG_BURST, linkLogWindowMs: LINK_LOG_WINDOW_MS } });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
@@ -401,8 +402,8 @@ describe('hostile input on every listener leaves other links alone', () => {
  */
 const FLOOD_CONNECTIONS = 3_000;
 const FLOOD_AT_ONCE = 64;
-/** V8's initial new space (two 1 MB semi-spaces) is all a bounded gateway may have. */
-const MAX_NEW_SPACE_BYTES = 4 * 1024 * 1024;
+/** New space a bounded gateway may have: measured 2-4 MB with the bound, 24-32 MB without. */
+const MAX_NEW_SPACE_BYTES = 8 * 1024 * 1024;
 /** Above the RSS before the flood, once it is over: what glibc keeps of the flood's TLS buffers (measured 5-9 MB), with room. */
 const RSS_ALLOWANCE_KB = 16 * 1024;
 /** How long RSS may take to settle after the flood (measured: under 10 s). */
@@ -476,10 +477,12 @@ describe('a flood from a genuine peer leaves the gateway process\'s memory where
         return now <= before + RSS_ALLOWANCE_KB ? now : undefined;
       },
       RSS_SETTLE_MS,
-    );
+    ).catch(() => undefined);
     rss.stop();
     const s = rss.summary('beta');
-    console.log(`flood of ${FLOOD_CONNECTIONS} in ${floodMs} ms: RSS ${before} KiB before, ${s.peakKb} KiB peak, ${settled} KiB after; new space peak ${newSpacePeak} bytes`);
+    const after = settled === undefined ? `still ${gw.memory().rssKb} KiB ${RSS_SETTLE_MS} ms later` : `${settled} KiB after`;
+    console.log(`flood of ${FLOOD_CONNECTIONS} in ${floodMs} ms: RSS ${before} KiB before, ${s.peakKb} KiB peak, ${after}; new space peak ${newSpacePeak} bytes`);
+    expect(settled, `RSS back within ${RSS_ALLOWANCE_KB} KiB of ${before} KiB within ${RSS_SETTLE_MS} ms`).toBeDefined();
     expect(newSpacePeak).toBeLessThanOrEqual(MAX_NEW_SPACE_BYTES);
     assertIntact(gw);
     // Nothing of it reached the node: no connection, and no link ever relayed a byte (such a series appears with a link's first bytes).

@@ -73,7 +73,8 @@ describe('limits shed what exceeds them and nothing else', () => {
   let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number };
 
   beforeAll(async () => {
-    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'] }, limits: LIMITS });
+    // alpha's stand-ins mirror the remote nodes' ports: the stand-in tests dial b2's on b2's own port.
+    t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'] }, standInPorts: { alpha: 'mirror' }, limits: LIMITS });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
