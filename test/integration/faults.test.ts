@@ -276,7 +276,7 @@ describe('faults', () => {
     const alphaClosed = await closedOn('alpha', alphaLogs);
     expect(alphaClosed).toMatchObject({ peer: 'beta', local_node: A1, remote_node: B1 });
     expect(String(alphaClosed.reason)).toMatch(/^(peer closed|peer socket error: .*)$/);
-    await waitFor('b1 unregistered from beta', () => pm.gw('beta').logs.slice(betaLogs).some((l) => l.msg === 'node unregistered' && l.node === B1), SETTLE_MS);
+    await waitFor('b1 unregistered from beta', () => pm.gw('beta').logs.slice(betaLogs).some((l) => l.msg === 'node unregistered' && l.name === 'b1'), SETTLE_MS);
 
     for (const [gw, peer] of [
       ['alpha', 'beta'],

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { tlsPathsFor } from '../../src/config/roster.js';
+import { DEFAULT_STAND_IN_PORTS, tlsPathsFor } from '../../src/config/roster.js';
 import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
@@ -364,12 +364,20 @@ describe('hostile input on every listener leaves other links alone', () => {
     const roster = t.mesh.roster;
     const running = [...roster.gateways.values()].filter((g) => t.gateways.has(g.name));
     const listenerPorts = running.flatMap((g) => [g.epmdPort, ...(g.metrics ? [g.metrics.port] : [])]);
-    listenerPorts.push(...[...roster.nodes.values()].map((n) => n.port));
+    // The nodes that are up, and alpha's stand-ins for beta's (mirrored: on the same ports, at beta's alias).
+    const up = [...roster.nodes.values()].filter((n) => t.gateways.get(n.gateway)?.epmd.registeredPort(n.short) !== undefined);
+    expect(up.map((n) => n.name)).toEqual(expect.arrayContaining(['a1@alpha.demo', 'b1@beta.demo', 'b2@beta.demo']));
+    listenerPorts.push(...up.map((n) => n.port));
     for (const port of listenerPorts) {
       const addresses = listenAddresses(port);
       expect(addresses.length, `something listens on ${port}`).toBeGreaterThan(0);
       for (const a of addresses) expect(a, `listener on port ${port}`).toMatch(/^127\./);
     }
+    // beta's stand-in for a1 takes a port of its default range.
+    const ranged: string[] = [];
+    for (let port = DEFAULT_STAND_IN_PORTS.low; port <= DEFAULT_STAND_IN_PORTS.high; port++) ranged.push(...listenAddresses(port));
+    expect(ranged.length, 'a stand-in in the default range').toBeGreaterThan(0);
+    for (const a of ranged) expect(a, 'stand-in listener').toMatch(/^127\./);
   });
 
   it('nothing secret reaches the logs or the metrics: no key, no cookie, no payload', async () => {
