@@ -511,7 +511,7 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
     for (const node of ['app@alpha.example', 'jobs@alpha.example', 'app@beta.example', 'app@gamma.example']) {
       const host = node.split('@')[1]!.split('.')[0]!;
       lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
-      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS);
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { name: node.split('@')[0]! }).length === 1, NODE_START_TIMEOUT_MS);
     }
   }, 120_000);
 
