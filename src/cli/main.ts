@@ -4,6 +4,8 @@
 // 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
 // stopped, but links still open at the drain deadline had to be closed.
 
+// First: bounds V8's young generation before any other module allocates (see runtime/heap.ts).
+import '../runtime/heap.js';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
@@ -32,6 +34,16 @@ usage:
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
+
+/** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
+function commandUsage(command: string): string | undefined {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  beamgate ${command} `));
+  if (start < 0) return undefined;
+  let end = start + 1;
+  while (end < lines.length && lines[end]!.startsWith('    ')) end++;
+  return ['usage:', ...lines.slice(start, end), '', lines[lines.length - 1]].join('\n');
+}
 
 /** `run` stopped, but links still open at the drain deadline had to be closed. */
 const EXIT_LINKS_CUT = 3;
@@ -66,6 +78,14 @@ async function main(argv: string[]): Promise<number> {
     },
     strict: true,
   });
+  // --help before anything it would otherwise require (--config, a gateway name).
+  if (values.help && command !== undefined) {
+    const usage = commandUsage(command);
+    if (usage !== undefined) {
+      console.log(usage);
+      return 0;
+    }
+  }
   const one = (v: string[] | undefined) => (v && v.length > 0 ? v[v.length - 1] : undefined);
   const config = () => {
     if (!values.config) throw new ConfigError(['--config ROSTER is required']);

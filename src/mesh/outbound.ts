@@ -111,7 +111,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     settled = true;
     clearTimeout(timer);
     const where = { ...fields, local_node: source };
-    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    if (typeof why === 'string') ctx.abandoned(peer.name, 'outbound', { ...where, detail: why });
     else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     local.destroy();
     tlsSock?.destroy();
@@ -202,10 +202,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
       deadline,
     );
     link.start(pending, []);
-    ctx.logger.info('link open', link.logFields());
+    ctx.linkLog.info('link open', link.info.peer, link.logFields());
   }
 }

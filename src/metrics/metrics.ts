@@ -42,7 +42,8 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-export type LinkDirection = 'outbound' | 'inbound';
+export const LINK_DIRECTIONS = ['outbound', 'inbound'] as const;
+export type LinkDirection = (typeof LINK_DIRECTIONS)[number];
 
 /** Outcomes of a TLS handshake with a peer gateway; `unreachable` = no TCP connection to handshake on. */
 export const TLS_RESULTS = ['ok', 'failed', 'unreachable'] as const;
@@ -69,6 +70,7 @@ export class GatewayMetrics {
   readonly linksOpen: Gauge<'peer' | 'direction'>;
   readonly linksOpened: Counter<'peer' | 'direction'>;
   readonly linksClosed: Counter<'peer' | 'direction'>;
+  readonly linksAbandoned: Counter<'peer' | 'direction'>;
   readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
   readonly tlsHandshakeSeconds: Histogram<'role'>;
@@ -103,6 +105,12 @@ export class GatewayMetrics {
     this.linksOpen = new Gauge({ name: 'beamgate_links_open', help: 'Relayed distribution links open now.', labelNames: ['peer', 'direction'], registers });
     this.linksOpened = new Counter({ name: 'beamgate_links_opened_total', help: 'Relayed distribution links established.', labelNames: ['peer', 'direction'], registers });
     this.linksClosed = new Counter({ name: 'beamgate_links_closed_total', help: 'Relayed distribution links closed.', labelNames: ['peer', 'direction'], registers });
+    this.linksAbandoned = new Counter({
+      name: 'beamgate_links_abandoned_total',
+      help: 'Link attempts the dialling side gave up (closed) before the link was up; not refusals.',
+      labelNames: ['peer', 'direction'],
+      registers,
+    });
     this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
     this.tlsHandshakeSeconds = new Histogram({
       name: 'beamgate_tls_handshake_seconds',
@@ -161,8 +169,26 @@ export class GatewayMetrics {
     // A server only sees peers that reached it.
     for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
+    for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
+    for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /**
+   * Creates every per-peer link series at 0 for these roster peers, so that a
+   * missing series means a renamed metric and rate() sees the first event.
+   * A reload calls it again for peers it adds; series of removed peers stay.
+   */
+  addPeers(peers: Iterable<string>): void {
+    for (const peer of peers) {
+      for (const direction of LINK_DIRECTIONS) {
+        this.linksOpen.labels(peer, direction).inc(0);
+        this.linksOpened.labels(peer, direction).inc(0);
+        this.linksClosed.labels(peer, direction).inc(0);
+        this.linksAbandoned.labels(peer, direction).inc(0);
+      }
+    }
   }
 
   /** Publishes the last dial's outcome for exactly the roster's peers (a reload may remove some). */

@@ -1,7 +1,7 @@
 // The command line as an operator uses it: the compiled CLI in a child process.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -135,6 +135,23 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
   it('unknown commands and flags are usage errors', () => {
     expect(cli(['frobnicate']).code).toBe(2);
     expect(cli(['check', '--bogus']).code).toBe(2);
+  });
+
+  it('COMMAND --help: prints that command\'s usage and exits 0, needing no roster or gateway name', () => {
+    const d = mkdtempSync(join(tmpdir(), 'beamgate-help-'));
+    for (const command of ['run', 'check', 'certs', 'hosts', 'node-flags', 'demo']) {
+      for (const flag of ['--help', '-h']) {
+        // Run where nothing exists: a command that went past --help would fail or write files here.
+        const r = spawnSync(process.execPath, [CLI, command, flag], { encoding: 'utf8', timeout: 30_000, cwd: d, env: { ...process.env, BEAMGATE_GATEWAY: '' } });
+        expect(r.status, `${command} ${flag}: ${r.stderr}`).toBe(0);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toMatch(new RegExp(`^usage:\\n  beamgate ${command} `));
+        // Only that command's lines, not the whole list.
+        expect(r.stdout.match(/^ {2}beamgate /gm)).toHaveLength(1);
+      }
+    }
+    expect(readdirSync(d)).toEqual([]);
+    rmSync(d, { recursive: true, force: true });
   });
 
   it('demo --once: two gateway processes and three real nodes see each other', () => {
