@@ -1,5 +1,6 @@
 import type tls from 'node:tls';
 import type { GatewaySpec, Roster } from '../config/roster.js';
+import type { CaCertificate } from '../pki/ca-bundle.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
@@ -9,6 +10,8 @@ export interface ActiveConfig {
   roster: Roster;
   self: GatewaySpec;
   secureContext: tls.SecureContext;
+  /** The CAs of the bundle in force: what an open link's peer certificate must still chain to. */
+  cas: readonly CaCertificate[];
 }
 
 /** What the mesh side of a gateway needs; one object shared by inbound and outbound. */

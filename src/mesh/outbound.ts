@@ -157,9 +157,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
-    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, peerSerial: tlsSock.getPeerCertificate().serialNumber } as const;
-    // A reload while this link was being set up must not let it past the new roster.
-    const refusal = readmit(ctx.active().roster, self.name, info);
+    const peerCert = tlsSock.getPeerX509Certificate()!;
+    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, peerSerial: peerCert.serialNumber, peerCert } as const;
+    // A reload while this link was being set up must not let it past the new roster and CAs.
+    const refusal = readmit(ctx.active(), self.name, info);
     if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);
