@@ -3,7 +3,7 @@
 // the steps out of order.
 
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,11 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
   it('refuses a new CA where the current one lives, and step 3 before the new CA is in the bundle', async () => {
     await expect(issueCerts(roster, ['alpha'], false, log, { newCa: join(dir, 'certs') })).rejects.toThrow(/is where the current CA lives/);
     await expect(issueCerts(roster, ['alpha'], false, log, { retireOldCa: true })).rejects.toThrow(/--retire-old-ca needs --new-ca DIR/);
+    const half = join(dir, 'half');
+    mkdirSync(half);
+    writeFileSync(join(half, 'ca.pem'), first.ca);
+    await expect(issueCerts(roster, ['alpha'], false, log, { newCa: half })).rejects.toThrow(/found only one of .*ca\.pem and .*ca-key\.pem; refusing to create a new CA over half of an old one/);
+    expect(file('ca.pem')).toBe(first.ca);
   });
 
   it('step 1 (--new-ca DIR): creates the new CA in DIR and adds it to the bundle; the first CA, its key and the gateway certificates stay', async () => {
