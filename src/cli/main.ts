@@ -155,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
       }
       console.log(
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
+          (roster.localOnly.length > 0 ? `, ${roster.localOnly.length} local-only patterns` : '') +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
       if (cas) {

@@ -3,7 +3,7 @@
 // roster, revoking its certificate or removing its CA would still leave it the
 // links it already has.
 
-import { admissionOn, revokedSerial } from '../config/roster.js';
+import { admissionOn, inMesh, revokedSerial } from '../config/roster.js';
 import { issuersOf, oneLine } from '../pki/ca-bundle.js';
 import type { ActiveConfig } from './context.js';
 import type { LinkInfo } from './link.js';
@@ -29,11 +29,13 @@ export function readmit(active: Pick<ActiveConfig, 'roster' | 'cas'>, self: stri
   if (serial) return new Refusal('cert_revoked', `certificate of ${info.peer} (serial ${serial}) is now revoked`);
   const inbound = info.direction === 'inbound';
   const sourceGateway = inbound ? info.peer : self;
-  if (admissionOn(roster, sourceGateway, info.sourceName).kind === 'none') {
+  if (!inMesh(admissionOn(roster, sourceGateway, info.sourceName))) {
     return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
   }
-  const [target, targetGateway] = inbound ? [info.localNode, self] : [info.remoteNode, info.peer];
-  if (roster.nodes.get(target)?.gateway !== targetGateway) return new Refusal('unknown_target', `${target} is no longer a node of gateway ${targetGateway}`);
+  const targetGateway = inbound ? self : info.peer;
+  if (!inMesh(admissionOn(roster, targetGateway, info.targetName))) {
+    return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
+  }
   if (!chainsToBundle(active, info) && !provenPeers.has(info.peer)) {
     return new Refusal(
       'unknown_ca',

@@ -454,7 +454,7 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
     procs.push(b1);
     const beta = t.gateways.get('beta')!;
     await waitFor('b1 to register with gateway beta', () => beta.epmd.registrations.has('b1'), NODE_START_TIMEOUT_MS);
-    // The README's "did it work" check: an operator node on alpha pings a node behind beta.
+    // The "check that it works" step of docs/deployment.md: an operator node on alpha pings a node behind beta.
     // (Asynchronous: the gateways live in this process and must keep serving meanwhile.)
     const check = await runAsync('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', `io:format("ping:~p~n", [net_adm:ping('b1@beta.demo')]), halt().`], env(), NODE_START_TIMEOUT_MS);
     expect(check.code, check.err).toBe(0);
@@ -511,7 +511,7 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
     for (const node of ['app@alpha.example', 'jobs@alpha.example', 'app@beta.example', 'app@gamma.example']) {
       const host = node.split('@')[1]!.split('.')[0]!;
       lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
-      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS);
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { name: node.split('@')[0]! }).length === 1, NODE_START_TIMEOUT_MS);
     }
   }, 120_000);
 
