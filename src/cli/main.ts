@@ -165,7 +165,8 @@ async function main(argv: string[]): Promise<number> {
           console.log(`  ${i + 1}. ${describeCa(ca)}${issued}`);
         });
       } else {
-        console.log(`tls.ca ${caPath}: not on this machine, not checked (pass --gateway NAME where the TLS files are)`);
+        const why = caPath.includes('{gateway}') ? 'depends on {gateway}' : 'not on this machine';
+        console.log(`tls.ca ${caPath}: ${why}, not checked (pass --gateway NAME where the TLS files are)`);
       }
       for (const w of warnings) console.error(`warning: ${w}`);
       return 0;

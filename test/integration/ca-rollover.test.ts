@@ -20,7 +20,9 @@ import { loadRoster, tlsPathsFor } from '../../src/config/roster.js';
 import { erlFlags, inetrc } from '../../src/erlang/flags.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { parseCaBundle } from '../../src/pki/ca-bundle.js';
-import { sample, waitFor } from '../helpers/mesh.js';
+import { createCa } from '../../src/pki/generate.js';
+import { loadGatewayConfig } from '../../src/config/load.js';
+import { sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { assertIntact, CLI, GatewayProcess, type LogLine, type ProcessMesh, startProcessMesh } from '../helpers/gateway-process.js';
 import { rogueLink } from '../helpers/fake-peer.js';
 import { randomAlias } from '../helpers/ports.js';
@@ -247,5 +249,27 @@ describe('CA rollover in three steps, with real gateways and nodes', () => {
     for (const gw of ['alpha', 'beta', 'gamma']) assertIntact(pm.gw(gw));
     // c1 lost a1 and b1 once each, at step 3.
     expect((await nodeEvents(c1)).filter((e) => e.event === 'nodedown').map((e) => e.node).sort()).toEqual([A1, B1]);
+  });
+});
+
+describe('a CA of the bundle out of its validity period', () => {
+  let t: TestMesh;
+  afterAll(async () => t?.stop());
+
+  it('is a warning at start and at every reload, and still has its own expiry series (negative)', async () => {
+    t = await startTestMesh({ gateways: { alpha: [], beta: [] }, skipStart: ['alpha', 'beta'] });
+    const caPath = tlsPathsFor(t.mesh.roster, 'alpha').ca;
+    const expired = await createCa('expired CA', { notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    writeFileSync(caPath, readFileSync(caPath, 'utf8') + expired.cert);
+    const gw = await t.startGateway('alpha');
+    const warnings = () => t.logOf('alpha').filter((l) => l.msg === 'TLS warning').map((l) => String(l.detail));
+    expect(warnings()).toEqual([expect.stringMatching(/^tls\.ca: CA CN=expired CA \(serial ([0-9A-F]+)\) in .*ca\.pem expired on .*; it verifies nothing, remove it from the bundle$/)]);
+    const serial = /serial ([0-9A-F]+)/.exec(warnings()[0]!)![1]!;
+    expect(await gw.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
+    expect(warnings()).toHaveLength(2);
+    const text = await t.metricsText('alpha');
+    const expiredSeries = sample(text, 'beamgate_cert_expiry_seconds', { cert: 'ca', ca: serial });
+    expect(expiredSeries).toBeLessThan(-86_000);
+    expect(text.split('\n').filter((l) => l.startsWith('beamgate_cert_expiry_seconds{') && l.includes('cert="ca"'))).toHaveLength(2);
   });
 });
