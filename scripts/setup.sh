@@ -2,7 +2,9 @@
 # Installs what beamgate needs on a fresh Debian machine with Node.js 20:
 # Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
-# then the npm packages, then builds. Safe to run again.
+# then the npm packages, then builds, then the Debian roots with OTP 27 and 29
+# for the compatibility suite and the benchmark (scripts/otp-roots.sh, cached;
+# BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "${BEAMGATE_OTP_ROOTS:-1}" != "0" ]; then
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
@@ -25,4 +30,5 @@ fi
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
+bash scripts/otp-roots.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"

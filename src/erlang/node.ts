@@ -4,6 +4,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import type { OtpRuntime } from './roots.js';
 
 export interface ErlNodeOptions {
   args: string[];
@@ -15,6 +16,14 @@ export interface ErlNodeOptions {
   startTimeoutMs?: number;
   /** Command words put before `erl`, e.g. `['ip', 'netns', 'exec', NS]` to start it in a network namespace. */
   prefix?: string[];
+  /**
+   * Run `erl` of another OTP release (a Debian root, see roots.ts), after
+   * `prefix`. The code paths, `binds` and the directory of `env.HOME` (where a
+   * `.erlang.cookie` lives) are made readable inside the root.
+   */
+  runtime?: OtpRuntime;
+  /** Directories the node reads (its inetrc's, say), for `runtime`. */
+  binds?: string[];
 }
 
 const TAG = '@@BG ';
@@ -67,7 +76,9 @@ export class ErlNode {
     const args = [...opts.args, '-setcookie', opts.cookie, '-noshell'];
     for (const p of opts.codePaths ?? []) args.push('-pa', p);
     args.push('-eval', EVAL_LOOP);
-    const [command, ...before] = [...(opts.prefix ?? []), 'erl'];
+    const home = opts.env?.HOME;
+    const binds = [...(opts.binds ?? []), ...(opts.codePaths ?? []), ...(home ? [home] : [])];
+    const [command, ...before] = [...(opts.prefix ?? []), ...(opts.runtime?.prefix(binds) ?? []), 'erl'];
     const proc = spawn(command!, [...before, ...args], {
       env: { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -1,12 +1,13 @@
 // A reload puts a new roster and CA bundle in force, and an open link stays up
 // only if they would admit it now. Otherwise removing a gateway from the
-// roster, revoking its certificate or removing its CA would still leave it the
-// links it already has.
+// roster, revoking its certificate, tightening the policy or removing its CA
+// would still leave it the links it already has.
 
 import { admissionOn, inMesh, revokedSerial } from '../config/roster.js';
 import { issuersOf, oneLine } from '../pki/ca-bundle.js';
 import type { ActiveConfig } from './context.js';
 import type { LinkInfo } from './link.js';
+import { policyRefusal } from './authorize.js';
 import { Refusal } from './refusal.js';
 
 /**
@@ -33,7 +34,8 @@ export function readmit(active: Pick<ActiveConfig, 'roster' | 'cas'>, self: stri
     return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
   }
   const targetGateway = inbound ? self : info.peer;
-  if (!inMesh(admissionOn(roster, targetGateway, info.targetName))) {
+  const target = admissionOn(roster, targetGateway, info.targetName);
+  if (!inMesh(target)) {
     return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
   }
   if (!chainsToBundle(active, info) && !provenPeers.has(info.peer)) {
@@ -42,7 +44,7 @@ export function readmit(active: Pick<ActiveConfig, 'roster' | 'cas'>, self: stri
       `certificate of ${info.peer} (serial ${info.peerSerial}) was issued by ${oneLine(info.peerCert.issuer)}, no longer a CA in tls.ca, and ${info.peer} did not present a certificate of a remaining CA`,
     );
   }
-  return undefined;
+  return policyRefusal(roster, info.sourceName, info.targetName, info.sourceHidden || target.kind === 'operator');
 }
 
 /** Whether the link's peer certificate was issued by a CA of the bundle in force. */
