@@ -23,7 +23,7 @@ import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { encodePreamble } from './mesh/preamble.js';
-import { readmit } from './mesh/readmit.js';
+import { chainsToBundle, readmit } from './mesh/readmit.js';
 import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import { MeshRegistry } from './registry/mesh-registry.js';
@@ -79,7 +79,7 @@ export class Gateway {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
     this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
-    this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
+    this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
     this.linkLog = new LinkLog(this.logger, () => this.current.roster.limits);
@@ -207,6 +207,7 @@ export class Gateway {
     });
     await listen(server, self.listen.port, self.listen.host);
     this.tlsServer = server;
+    this.warnTls(this.material);
     if (self.metrics) {
       this.http = await startHttp(self.metrics, this.metrics, () => this.readiness(), () => this.current.roster.limits, this.ctx.refuse);
     }
@@ -312,9 +313,44 @@ export class Gateway {
     };
   }
 
+  /** One series for the gateway's certificate and one per CA of the bundle, by serial: a reload may change the set. */
   private updateCertExpiry(): void {
-    this.metrics.certExpirySeconds.labels('gateway').set(secondsUntilExpiry(this.material.cert));
-    this.metrics.certExpirySeconds.labels('ca').set(secondsUntilExpiry(this.material.ca));
+    const now = Date.now();
+    this.metrics.certExpirySeconds.reset();
+    this.metrics.certExpirySeconds.labels({ cert: 'gateway' }).set(secondsUntilExpiry(this.material.cert, now));
+    for (const ca of this.material.cas) this.metrics.certExpirySeconds.labels({ cert: 'ca', ca: ca.serial }).set(Math.floor((ca.notAfter - now) / 1000));
+  }
+
+  /** Logs what loadTlsMaterial let through with a warning (a CA of the bundle out of its validity period). */
+  private warnTls(material: TlsMaterial): void {
+    for (const detail of material.warnings) this.logger.warn('TLS warning', { detail });
+  }
+
+  /**
+   * Dials each of `peers` with the configuration now in force and returns
+   * those whose certificate its CAs accepted (identity and revocation
+   * checked as for any dial): after a CA was removed, they are the peers that
+   * have moved to a remaining CA. Dials run at once, each bounded by the TLS
+   * handshake timeout.
+   */
+  private async provenPeers(peers: Iterable<string>): Promise<Set<string>> {
+    const proven = new Set<string>();
+    const { roster } = this.current;
+    await Promise.all(
+      [...peers].map(async (name) => {
+        const peer = roster.gateways.get(name);
+        if (!peer) return;
+        try {
+          const sock = await dialPeer(this.ctx, peer);
+          sock.on('error', () => undefined);
+          sock.end(encodePreamble({ kind: 'probe' }));
+          proven.add(name);
+        } catch (err) {
+          this.logger.warn('peer not proven under the CAs in force', { peer: name, detail: (err as Error).message });
+        }
+      }),
+    );
+    return proven;
   }
 
   /**
@@ -341,7 +377,7 @@ export class Gateway {
     let accepting: tls.TlsOptions | undefined;
     if (problems.length === 0) {
       try {
-        next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material) };
+        next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material), cas: cfg.material.cas };
         accepting = serverOptions(cfg.material, cfg.roster.limits.tlsHandshakeTimeoutMs);
       } catch (err) {
         problems.push(`TLS material unusable: ${(err as Error).message}`);
@@ -371,9 +407,13 @@ export class Gateway {
     this.logger.setLevel(cfg.roster.log.level);
     this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();
+    this.warnTls(cfg.material);
+    // Links whose peer certificate no CA in force issued any more: their peers must prove they moved.
+    const unchained = new Set([...this.table.established].filter((l) => !chainsToBundle(next, l.info)).map((l) => l.info.peer));
+    const proven = unchained.size > 0 ? await this.provenPeers(unchained) : new Set<string>();
     let cut = 0;
     for (const link of [...this.table.established]) {
-      const refusal = readmit(cfg.roster, next.self.name, link.info);
+      const refusal = readmit(next, next.self.name, link.info, proven);
       if (!refusal) continue;
       link.refuse(refusal);
       cut++;
@@ -384,6 +424,7 @@ export class Gateway {
       nodes: cfg.roster.nodes.size,
       stand_ins: this.registry.standIns.size,
       cert_serial: new X509Certificate(cfg.material.cert).serialNumber,
+      ca_serials: cfg.material.cas.map((c) => c.serial).join(','),
       revoked_serials: cfg.roster.revoked.size,
       links_kept: this.table.established.size - cut,
       links_cut: cut,

@@ -6,7 +6,8 @@
 
 // First: bounds V8's young generation before any other module allocates (see runtime/heap.ts).
 import '../runtime/heap.js';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
@@ -14,6 +15,7 @@ import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../
 import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
+import { type CaCertificate, describeCa, issuersOf, parseCaBundle } from '../pki/ca-bundle.js';
 import { loadTlsMaterial } from '../pki/material.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 
@@ -24,9 +26,14 @@ usage:
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given
-  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files)
+  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs
   beamgate certs      --config ROSTER [--gateway NAME]... [--force]
                                                        create the cluster CA (once) and gateway certificates
+  beamgate certs      --config ROSTER --new-ca DIR [--force | --retire-old-ca]
+                                                       CA rollover (docs/ca-rollover.md): 1. create a new CA
+                                                       in DIR and add it to the bundle; 2. with --force,
+                                                       reissue the gateway certificates from it; 3. with
+                                                       --retire-old-ca, leave only it in the bundle
   beamgate hosts      --config ROSTER --gateway NAME [--format inetrc|hosts] [--out FILE]
                                                        host name mapping for the nodes on NAME's host
   beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
@@ -66,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       gateway: { type: 'string', short: 'g', multiple: true },
       force: { type: 'boolean' },
+      'new-ca': { type: 'string' },
+      'retire-old-ca': { type: 'boolean' },
       format: { type: 'string' },
       out: { type: 'string' },
       node: { type: 'string' },
@@ -149,16 +158,38 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       const roster = loadRoster(config());
       const gateway = one(values.gateway) ?? process.env.BEAMGATE_GATEWAY;
+      // The CAs: from the gateway's checked material, else from the bundle alone when it is on this machine.
+      let cas: CaCertificate[] | undefined;
+      let warnings: string[] = [];
+      let own: X509Certificate | undefined;
+      const caPath = tlsPathsFor(roster, gateway ?? '_').ca;
       if (gateway) {
         gatewayOrThrow(roster, gateway);
         const m = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster);
         if (Array.isArray(m)) throw new ConfigError(m);
+        ({ cas, warnings } = m);
+        own = new X509Certificate(m.cert);
+      } else if (!caPath.includes('{gateway}') && existsSync(caPath)) {
+        const parsed = parseCaBundle(readFileSync(caPath, 'utf8'), caPath);
+        if (Array.isArray(parsed)) throw new ConfigError(parsed);
+        ({ cas, warnings } = parsed);
       }
       console.log(
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
           (roster.localOnly.length > 0 ? `, ${roster.localOnly.length} local-only patterns` : '') +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
+      if (cas) {
+        console.log(`tls.ca ${caPath}: ${cas.length} CA${cas.length > 1 ? 's' : ''}`);
+        cas.forEach((ca, i) => {
+          const issued = own && issuersOf(own, [ca]).length > 0 ? `; issued the certificate of ${gateway}` : '';
+          console.log(`  ${i + 1}. ${describeCa(ca)}${issued}`);
+        });
+      } else {
+        const why = caPath.includes('{gateway}') ? 'depends on {gateway}' : 'not on this machine';
+        console.log(`tls.ca ${caPath}: ${why}, not checked (pass --gateway NAME where the TLS files are)`);
+      }
+      for (const w of warnings) console.error(`warning: ${w}`);
       const policy = roster.policy;
       if (!policy) console.log('policy: none (every roster node may link with every other)');
       else {
@@ -179,7 +210,7 @@ async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the certificate library would otherwise sit in every
       // running gateway's heap, and every major GC during bulk relaying marks it.
       const { issueCerts } = await import('./certs.js');
-      await issueCerts(roster, names, values.force ?? false, (l) => console.log(l));
+      await issueCerts(roster, names, values.force ?? false, (l) => console.log(l), { newCa: values['new-ca'], retireOldCa: values['retire-old-ca'] ?? false });
       return 0;
     }
     case 'hosts': {

@@ -1,6 +1,7 @@
 import type tls from 'node:tls';
 import type { GatewaySpec, Roster } from '../config/roster.js';
 import type { LinkLog } from '../log/link-log.js';
+import type { CaCertificate } from '../pki/ca-bundle.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection, RefusalReason } from '../metrics/metrics.js';
@@ -11,6 +12,8 @@ export interface ActiveConfig {
   roster: Roster;
   self: GatewaySpec;
   secureContext: tls.SecureContext;
+  /** The CAs of the bundle in force: what an open link's peer certificate must still chain to. */
+  cas: readonly CaCertificate[];
 }
 
 /** What the mesh side of a gateway needs; one object shared by inbound and outbound. */

@@ -191,9 +191,19 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
 
   function start(): void {
     if (!local || !target || source === undefined) return;
-    const info = { peer, direction: 'inbound', localNode: target.label, remoteNode: source, sourceName, sourceHidden, targetName: target.name, peerSerial: peerCert.serialNumber } as const;
-    // A reload while this link was being set up must not let it past the new roster.
-    const refusal = readmit(ctx.active().roster, self.name, info);
+    const info = {
+      peer,
+      direction: 'inbound',
+      localNode: target.label,
+      remoteNode: source,
+      sourceName,
+      sourceHidden,
+      targetName: target.name,
+      peerSerial: peerCert.serialNumber,
+      peerCert: sock.getPeerX509Certificate()!,
+    } as const;
+    // A reload while this link was being set up must not let it past the new roster and CAs.
+    const refusal = readmit(ctx.active(), self.name, info);
     if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);

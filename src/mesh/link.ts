@@ -5,6 +5,7 @@
 // scrape and at close.
 
 import assert from 'node:assert/strict';
+import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import type { Limits } from '../config/limits.js';
 import type { DistStream } from '../framing/stream.js';
@@ -31,6 +32,8 @@ export interface LinkInfo {
   sourceHidden: boolean;
   /** The serial number of the peer gateway's certificate: a reload may revoke it. */
   peerSerial: string;
+  /** The peer gateway's certificate: a reload may remove the CA that issued it. */
+  peerCert: X509Certificate;
 }
 
 export interface LinkDeps {

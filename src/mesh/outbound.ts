@@ -173,6 +173,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
+    const peerCert = tlsSock.getPeerX509Certificate()!;
     const info = {
       peer: peer.name,
       direction: 'outbound',
@@ -181,10 +182,11 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       sourceName,
       sourceHidden,
       targetName: target.name,
-      peerSerial: tlsSock.getPeerCertificate().serialNumber,
+      peerSerial: peerCert.serialNumber,
+      peerCert,
     } as const;
-    // A reload while this link was being set up must not let it past the new roster.
-    const refusal = readmit(ctx.active().roster, self.name, info);
+    // A reload while this link was being set up must not let it past the new roster and CAs.
+    const refusal = readmit(ctx.active(), self.name, info);
     if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);

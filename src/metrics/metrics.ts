@@ -9,7 +9,7 @@ import { MAX_POLICY_GROUPS } from '../policy/parse.js';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
 export const REFUSAL_REASONS = [
-  'unknown_ca', // peer certificate not issued by the cluster CA
+  'unknown_ca', // peer certificate not issued by a CA of the bundle (tls.ca), also an open link whose CA a reload removed
   'bad_certificate', // no client certificate, expired, not yet valid, or otherwise unusable
   'wrong_identity', // valid certificate, but not for the gateway the roster expects
   'cert_revoked', // valid certificate, but its serial is in the roster's tls.revoked
@@ -81,7 +81,7 @@ export class GatewayMetrics {
   readonly epmdRegistrations: Counter<'result'>;
   readonly epmdLookups: Counter<'scope' | 'result'>;
   readonly epmdNodesRegistered: Gauge;
-  readonly certExpirySeconds: Gauge<'cert'>;
+  readonly certExpirySeconds: Gauge<'cert' | 'ca'>;
   readonly peerReachable: Gauge<'peer'>;
   readonly reloads: Counter<'result'>;
   readonly registryNames: Gauge<'peer'>;
@@ -136,7 +136,13 @@ export class GatewayMetrics {
     this.epmdRegistrations = new Counter({ name: 'beamgate_epmd_registrations_total', help: 'EPMD ALIVE2 registrations, by result.', labelNames: ['result'], registers });
     this.epmdLookups = new Counter({ name: 'beamgate_epmd_lookups_total', help: 'EPMD PORT_PLEASE2 and NAMES requests, by scope and result.', labelNames: ['scope', 'result'], registers });
     this.epmdNodesRegistered = new Gauge({ name: 'beamgate_epmd_nodes_registered', help: 'Local nodes registered with this gateway now.', registers });
-    this.certExpirySeconds = new Gauge({ name: 'beamgate_cert_expiry_seconds', help: 'Seconds until a certificate in use expires.', labelNames: ['cert'], registers });
+    // cert="gateway" is this gateway's certificate; cert="ca" one series per CA of the bundle, `ca` its serial (at most MAX_CA_CERTIFICATES).
+    this.certExpirySeconds = new Gauge({
+      name: 'beamgate_cert_expiry_seconds',
+      help: 'Seconds until a certificate in use expires: cert="gateway", or cert="ca" with ca="SERIAL" for each CA of the bundle.',
+      labelNames: ['cert', 'ca'],
+      registers,
+    });
     this.peerReachable = new Gauge({
       name: 'beamgate_peer_reachable',
       help: 'Per roster peer gateway: 1 if the last dial to it (a link or the periodic probe) completed a TLS handshake, else 0.',

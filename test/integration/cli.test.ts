@@ -79,6 +79,28 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(r.out).toMatch(/TLS files of beta are valid/);
   });
 
+  it('check: lists every CA of the bundle with subject, serial and expiry; an expired one is a warning, a non-CA an error', async () => {
+    const ca = readFileSync(join(dir, 'certs', 'ca.pem'), 'utf8');
+    const one = cli(['check', '--config', roster]);
+    expect(one.code, one.err).toBe(0);
+    expect(one.out).toMatch(/tls\.ca .*ca\.pem: 1 CA\n  1\. CN=beamgate cluster CA, serial [0-9A-F]+, expires \d{4}-\d\d-\d\dT[\d:.]+Z \((3649|3650) days left\)\n/);
+    const { createCa, createGatewayCert } = await import('../../src/pki/generate.js');
+    const expired = await createCa('old CA', { notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    try {
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca + expired.cert);
+      const two = cli(['check', '--config', roster, '--gateway', 'alpha']);
+      expect(two.code, two.err).toBe(0);
+      expect(two.out).toMatch(/: 2 CAs\n  1\. CN=beamgate cluster CA, .*; issued the certificate of alpha\n  2\. CN=old CA, serial [0-9A-F]+, expires .* \(EXPIRED\)\n/);
+      expect(two.err).toMatch(/^warning: tls\.ca: CA CN=old CA \(serial [0-9A-F]+\) in .*ca\.pem expired on .*; it verifies nothing, remove it from the bundle$/m);
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca + (await createGatewayCert(expired, 'alpha')).cert);
+      const bad = cli(['check', '--config', roster]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/tls\.ca: .*ca\.pem \(certificate 2 of 2\) \(serial [0-9A-F]+\) is not a CA certificate/);
+    } finally {
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca);
+    }
+  });
+
   it('check: exits 2 and names every problem by key path', () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, readFileSync(roster, 'utf8').replace('gateway: beta, port: 5001', 'gateway: gamma, port: 5001').replace('pattern: "ops_*"', 'pattern: "a*"'));
