@@ -62,6 +62,8 @@ export class Gateway {
   private readonly handshaking = new WeakMap<net.Socket, { started: bigint; source: string }>();
   /** How many of those each source address holds (entries at zero are removed). */
   private readonly handshakingPerSource = new Map<string, number>();
+  /** Every TCP connection on the TLS port, whatever it became: stop() ends the ones no link owns (probes, registry links, handshakes). */
+  private readonly tlsSockets = new Set<net.Socket>();
   /** TCP sockets shed by maxTlsHandshakesPerSource, so their TLS error is not counted a second time. */
   private readonly shedSources = new WeakSet<net.Socket>();
   private readonly refusals: RefusalLog;
@@ -174,6 +176,8 @@ export class Gateway {
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
     server.on('connection', (raw: net.Socket) => {
+      this.tlsSockets.add(raw);
+      raw.once('close', () => this.tlsSockets.delete(raw));
       const source = raw.remoteAddress;
       if (source === undefined) return raw.destroy(); // already gone: nothing to serve or count
       // One source may not hold the whole port with handshakes it never finishes.
@@ -483,8 +487,10 @@ export class Gateway {
     for (const link of this.table.established) link.end('gateway shutting down: drain deadline reached');
     // Give the ended links the same grace a link gets after one side closed.
     if (cut > 0) await this.table.whenEmpty(this.current.roster.limits.linkCloseGraceMs);
-    await Promise.all(closing);
+    // stop() ends what still holds the TLS listener open (a registry link or
+    // probe that arrived while draining); only then can its close complete.
     await this.stop();
+    await Promise.all(closing);
     const result = { clean: cut === 0, cut, durationMs: Date.now() - started };
     this.logger.info('drained', { clean: result.clean, links_cut: cut, duration_ms: result.durationMs });
     return result;
@@ -507,6 +513,7 @@ export class Gateway {
       close(this.http);
     }
     for (const link of this.table.established) link.destroyBoth();
+    for (const sock of this.tlsSockets) sock.destroy();
     closing.push(this.epmd.close());
     await Promise.all(closing);
     this.refusals.flush();

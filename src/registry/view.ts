@@ -33,11 +33,17 @@ interface PeerState {
 
 export class PeerViews {
   private readonly peers = new Map<string, PeerState>();
+  /** After close(): a stopping gateway takes no new registry link (its TLS server waits for every connection to end). */
+  private closed = false;
 
   constructor(private readonly deps: ViewDeps) {}
 
   /** A peer dialled us a registry link (its certificate already checked); `head` is what came after the preamble. */
   attach(peer: string, sock: tls.TLSSocket, head: Buffer): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
     const { roster } = this.deps;
     const from = `${sock.remoteAddress}:${sock.remotePort}`;
     const old = this.peers.get(peer);
@@ -95,6 +101,7 @@ export class PeerViews {
   }
 
   close(): void {
+    this.closed = true;
     for (const s of this.peers.values()) s.link?.close('gateway stopping');
   }
 

@@ -189,10 +189,11 @@ describe('live mesh registry', () => {
     const entry = (name: string, port = 40_000) => ({ name, port, highestVersion: 6, lowestVersion: 5 });
 
     // The rogue holds beta's genuine certificate (a compromised beta); the
-    // real beta stops announcing meanwhile, so that its own link, which would
-    // replace the rogue's, does not race the assertions.
+    // real beta is stopped meanwhile, so that its own registry link, which
+    // would replace the rogue's, does not race the assertions.
     beforeAll(async () => {
-      t.gateways.get('beta')!.registry.stop();
+      await t.gateways.get('beta')!.stop();
+      t.gateways.delete('beta');
       await waitFor('alpha to lose beta\'s registry', async () => !(await synced('alpha', 'beta')));
     });
 
@@ -247,7 +248,7 @@ describe('live mesh registry', () => {
     });
 
     it("the genuine peer's registry link takes over again, with the truth", async () => {
-      await t.gateways.get('beta')!.registry.sync();
+      await t.startGateway('beta');
       await waitFor("beta's real registry back on alpha", async () => JSON.stringify(Object.keys(await names(betaAlias(), alphaEpmd()))) === '["b1"]', 20_000);
       expect(await metric('alpha', 'beamgate_registry_names', { peer: 'beta' })).toBe(1);
       expect(await metric('alpha', 'beamgate_stand_ins', { peer: 'beta' })).toBe(2);
