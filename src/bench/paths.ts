@@ -35,7 +35,10 @@ export interface BenchPath {
 
 export interface BenchEnv {
   dir: string;
+  /** The cookie itself: the emulated nodes of the scale run compute their digests with it. */
   cookie: string;
+  /** The real nodes' home, holding the same cookie in .erlang.cookie (see erlang/cookie.ts). */
+  home: string;
   /** Directory holding beamgate_bench.beam. */
   beamDir: string;
   /** How many fresh nodes each path may start (one per repetition). */
@@ -107,7 +110,7 @@ function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] 
 }
 
 async function startNode(env: BenchEnv, name: string, args: string[]): Promise<ErlNode> {
-  return ErlNode.start(name, { args, cookie: env.cookie, codePaths: [env.beamDir] });
+  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir] });
 }
 
 /** Starts B (serving), then A, and connects A to B. */

@@ -53,7 +53,7 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
   let target: ErlNode | undefined;
   try {
     const targetName = `gt@${gw.mesh.hostOf('beta')}`;
-    target = await ErlNode.start(targetName, { args: gw.mesh.nodeArgs(targetName), cookie: env.cookie, codePaths: [env.beamDir] });
+    target = await ErlNode.start(targetName, { args: gw.mesh.nodeArgs(targetName), home: env.home, codePaths: [env.beamDir] });
     const node = gw.mesh.roster.nodes.get(targetName);
     const beta = gw.mesh.roster.gateways.get('beta');
     assert.ok(node && beta, 'scale roster lacks its target');

@@ -4,11 +4,12 @@
 // 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
 // stopped, but links still open at the drain deadline had to be closed.
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
 import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
+import { isValidCookie, writeCookieHome } from '../erlang/cookie.js';
 import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { Logger } from '../log/logger.js';
@@ -28,6 +29,8 @@ usage:
                                                        host name mapping for the nodes on NAME's host
   beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
                                                        the erl flags a node needs behind its gateway
+  beamgate cookie-home --out DIR                       write the cookie read from stdin to DIR/.erlang.cookie
+                                                       (mode 0400, DIR 0700): start nodes with HOME=DIR
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
@@ -167,6 +170,15 @@ async function main(argv: string[]): Promise<number> {
       if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
       const flags = erlFlags({ name: values.node, epmdPort: gw.epmdPort, inetrcPath: values.inetrc, ...(node ? { port: node.port } : { hidden: true }) });
       console.log(shellQuote(['erl', ...flags]));
+      return 0;
+    }
+    case 'cookie-home': {
+      // From stdin, never from argv or the environment: both are visible to others.
+      if (!values.out) throw new ConfigError(['--out DIR is required (the cookie is read from stdin)']);
+      const cookie = readFileSync(0, 'utf8').split('\n')[0]!.trim();
+      if (!isValidCookie(cookie)) throw new ConfigError(['cookie-home: stdin must hold the cookie, 1 to 255 printable characters without blanks']);
+      writeCookieHome(values.out, cookie);
+      console.log(`cookie written to ${values.out}/.erlang.cookie (mode 0400); start the nodes with HOME=${values.out}`);
       return 0;
     }
     case 'demo': {

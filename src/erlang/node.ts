@@ -2,12 +2,19 @@
 // each request is an Erlang expression sequence, each answer one tagged line.
 // Used by the demo, the integration tests and the benchmark.
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { assertCookieHome, cookieEnv } from './cookie.js';
 
 export interface ErlNodeOptions {
   args: string[];
-  cookie: string;
+  /**
+   * The node's home, made by writeCookieHome: the node reads its cookie from
+   * HOME/.erlang.cookie, so no cookie is ever on its command line. With a
+   * prefix that changes the root (chroot), the same path must exist inside it.
+   */
+  home: string;
   env?: NodeJS.ProcessEnv;
   /** Extra code paths (-pa) holding helper modules. */
   codePaths?: string[];
@@ -64,12 +71,14 @@ export class ErlNode {
   }
 
   static async start(name: string, opts: ErlNodeOptions): Promise<ErlNode> {
-    const args = [...opts.args, '-setcookie', opts.cookie, '-noshell'];
+    assert.ok(!opts.args.includes('-setcookie'), 'the cookie goes in HOME/.erlang.cookie, never on the command line');
+    assertCookieHome(opts.home);
+    const args = [...opts.args, '-noshell'];
     for (const p of opts.codePaths ?? []) args.push('-pa', p);
     args.push('-eval', EVAL_LOOP);
     const [command, ...before] = [...(opts.prefix ?? []), 'erl'];
     const proc = spawn(command!, [...before, ...args], {
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, ...opts.env, ...cookieEnv(opts.home) },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const node = new ErlNode(name, proc);

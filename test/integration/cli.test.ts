@@ -1,14 +1,17 @@
 // The command line as an operator uses it: the compiled CLI in a child process.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
+import { descendantsOf, erlangNodes, type ProcView, secretExposures } from '../helpers/proc-view.js';
 
 const CLI = join(__dirname, '../../dist/cli/main.js');
+/** The demo with --once on a busy 2-core machine: two gateways, three nodes, five checks. */
+const DEMO_TIMEOUT_MS = 120_000;
 
 function cli(args: string[], timeoutMs = 30_000) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs });
@@ -137,12 +140,35 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(cli(['check', '--bogus']).code).toBe(2);
   });
 
-  it('demo --once: two gateway processes and three real nodes see each other', () => {
+  it('demo --once: two gateway processes and three real nodes see each other, and no node shows the cookie in /proc', async () => {
     const d = mkdtempSync(join(tmpdir(), 'beamgate-demo-'));
-    const r = cli(['demo', '--dir', d, '--once'], 120_000);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(r.out).toMatch(/ok {3}a1 pings b1 \(alpha -> TLS -> beta\): pong/);
-    expect(r.out).toMatch(/the nodes see each other through the gateways/);
-    rmSync(d, { recursive: true, force: true });
-  }, 150_000);
+    try {
+      // Asynchronous, so /proc can be read while the demo's nodes run: every
+      // process under the demo, as often as the loop turns, until it exits.
+      const demo = spawn(process.execPath, [CLI, 'demo', '--dir', d, '--once'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      demo.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      demo.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const exited = new Promise<number | null>((r) => demo.once('exit', (code) => r(code)));
+      let code: number | null | undefined;
+      void exited.then((c) => (code = c));
+      const seen: ProcView[] = [];
+      const deadline = Date.now() + DEMO_TIMEOUT_MS;
+      while (code === undefined && Date.now() < deadline) {
+        seen.push(...descendantsOf(demo.pid!));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (code === undefined) demo.kill('SIGKILL');
+      expect(await exited, out).toBe(0);
+      expect(out).toMatch(/ok {3}a1 pings b1 \(alpha -> TLS -> beta\): pong/);
+      expect(out).toMatch(/the nodes see each other through the gateways/);
+      // Every node was seen running, and none of the demo's processes had the cookie in argv or environment.
+      expect([...erlangNodes(seen).keys()].sort()).toEqual(['a1@alpha.demo', 'a2@alpha.demo', 'b1@beta.demo']);
+      const cookie = readFileSync(join(d, 'home', '.erlang.cookie'), 'utf8').trim();
+      expect(statSync(join(d, 'home', '.erlang.cookie')).mode & 0o777).toBe(0o400);
+      expect(secretExposures(seen, cookie)).toEqual([]);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, DEMO_TIMEOUT_MS + 30_000);
 });
