@@ -12,6 +12,7 @@ import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../
 import { isValidCookie, writeCookieHome } from '../erlang/cookie.js';
 import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
+import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
 import { loadTlsMaterial } from '../pki/material.js';
 
@@ -22,7 +23,9 @@ usage:
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given
-  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files)
+  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files; on NAME's
+                                                       host, warn about a real EPMD on its EPMD port and
+                                                       node ports bound beyond loopback)
   beamgate certs      --config ROSTER [--gateway NAME]... [--force]
                                                        create the cluster CA (once) and gateway certificates
   beamgate hosts      --config ROSTER --gateway NAME [--format inetrc|hosts] [--out FILE]
@@ -140,6 +143,9 @@ async function main(argv: string[]): Promise<number> {
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
+      // On the gateway's host: what else listens where it must not. Warnings
+      // never change the exit code; the roster and files are valid.
+      if (gateway) for (const w of hostExposureWarnings(roster, gateway)) console.error(`warning: ${w}`);
       return 0;
     }
     case 'certs': {

@@ -13,8 +13,8 @@ const CLI = join(__dirname, '../../dist/cli/main.js');
 /** The demo with --once on a busy 2-core machine: two gateways, three nodes, five checks. */
 const DEMO_TIMEOUT_MS = 120_000;
 
-function cli(args: string[], timeoutMs = 30_000) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs });
+function cli(args: string[], timeoutMs = 30_000, input?: string) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs, input });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -138,6 +138,22 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
   it('unknown commands and flags are usage errors', () => {
     expect(cli(['frobnicate']).code).toBe(2);
     expect(cli(['check', '--bogus']).code).toBe(2);
+  });
+
+  it('cookie-home: writes the cookie from stdin to DIR/.erlang.cookie (0400, DIR 0700), replaces it, and refuses an empty one', () => {
+    const home = join(dir, 'node-home');
+    const r = cli(['cookie-home', '--out', home], 30_000, 'first-cookie\n');
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('first-cookie');
+    expect(statSync(join(home, '.erlang.cookie')).mode & 0o777).toBe(0o400);
+    expect(statSync(home).mode & 0o777).toBe(0o700);
+    expect(cli(['cookie-home', '--out', home], 30_000, 'second-cookie').code).toBe(0);
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('second-cookie');
+    const empty = cli(['cookie-home', '--out', home], 30_000, '\n');
+    expect(empty.code).toBe(2);
+    expect(empty.err).toContain('stdin must hold the cookie');
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('second-cookie');
+    expect(cli(['cookie-home'], 30_000, 'x').code).toBe(2);
   });
 
   it('demo --once: two gateway processes and three real nodes see each other, and no node shows the cookie in /proc', async () => {
