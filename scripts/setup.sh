@@ -2,7 +2,9 @@
 # Installs what beamgate needs on a fresh Debian machine with Node.js 20:
 # Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
-# then the npm packages, then builds. Safe to run again.
+# then the npm packages, then builds. Safe to run again. On a machine run by
+# systemd it keeps Debian's epmd.socket (a real EPMD on every address) from
+# starting and disables it (scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +22,15 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
+  # On a machine run by systemd, erlang-base would enable and start epmd.socket.
+  bash scripts/no-real-epmd.sh guard-install
+  trap 'bash scripts/no-real-epmd.sh end-install' EXIT
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  bash scripts/no-real-epmd.sh end-install
+  trap - EXIT
 fi
+# Never leave a real EPMD on the network (nothing to do without systemd).
+bash scripts/no-real-epmd.sh disable
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
