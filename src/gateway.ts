@@ -1,7 +1,8 @@
-// One gateway process: EPMD on loopback, a stand-in listener per remote node
-// on its gateway's loopback alias, the TLS listener for peer gateways, and the
-// metrics/health HTTP listener. Everything reads the configuration in force
-// through `active()`, which a reload replaces whole.
+// One gateway process: EPMD on loopback, the mesh registry (what is
+// registered on every host, and the stand-in listeners for remote nodes on
+// their gateways' loopback aliases), the TLS listener for peer gateways, and
+// the metrics/health HTTP listener. Everything reads the configuration in
+// force through `active()`, which a reload replaces whole.
 
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -10,8 +11,8 @@ import tls from 'node:tls';
 import type http from 'node:http';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { GatewayConfig } from './config/load.js';
-import { gatewayOrThrow, type GatewaySpec, nodesOf, type Roster } from './config/roster.js';
-import { EpmdServer, listen } from './epmd/server.js';
+import { gatewayOrThrow, type GatewaySpec, inMesh, nodesOf, type Roster } from './config/roster.js';
+import { EpmdServer, listen, type Registration } from './epmd/server.js';
 import { Logger } from './log/logger.js';
 import { RefusalLog } from './log/refusal-log.js';
 import { startHttp } from './metrics/http.js';
@@ -23,7 +24,10 @@ import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { LINK_CLOSE_GRACE_MS } from './mesh/link.js';
 import { readmit } from './mesh/readmit.js';
+import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
+import { MeshRegistry } from './registry/mesh-registry.js';
+import type { RegistryEntry } from './registry/protocol.js';
 import type { TlsMaterial } from './pki/material.js';
 import { secondsUntilExpiry } from './pki/identity.js';
 
@@ -58,8 +62,7 @@ export class Gateway {
   private material: TlsMaterial;
   private tlsServer: tls.Server | undefined;
   private http: http.Server | undefined;
-  /** Stand-in listeners, keyed `alias:port`, each relaying to one remote node. */
-  private readonly standIns = new Map<string, { server: net.Server; peer: string; node: string }>();
+  readonly registry: MeshRegistry;
   /** TLS connections not yet authenticated (by their TCP socket): when each started, and its source address. */
   private readonly handshaking = new WeakMap<net.Socket, { started: bigint; source: string }>();
   /** How many of those each source address holds (entries at zero are removed). */
@@ -81,12 +84,39 @@ export class Gateway {
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
+    this.registry = new MeshRegistry({
+      roster: () => this.current.roster,
+      self: () => this.current.self,
+      logger: this.logger,
+      dial: (peer) => dialPeer(this.ctx, peer),
+      localEntries: () => [...this.epmd.registrations.values()].filter(inMesh).map(registryEntry),
+      refuse: (reason, message, fields) => {
+        this.metrics.refused(reason);
+        this.refusals.warn('registry refused', reason, this.rosterPeer(fields.peer), { detail: message, ...fields });
+      },
+      connection: (target, sock) => {
+        const { roster: r } = this.current;
+        const peer = r.gateways.get(target.peer);
+        const t = peer && targetLabel(r, peer.name, target.node);
+        if (!peer || !t) return sock.destroy();
+        handleOutbound(this.ctx, peer, { name: target.node, ...t }, sock);
+      },
+      shed: (listener, d) => this.shed(listener, d),
+    });
     this.epmd = new EpmdServer({
       roster: () => this.current.roster,
       self: () => this.current.self,
       metrics: this.metrics,
       logger: this.logger,
       refusals: this.refusals,
+      remote: this.registry,
+      // Local-only names never leave the host.
+      registered: (reg) => {
+        if (inMesh(reg)) this.registry.localRegistered(registryEntry(reg));
+      },
+      unregistered: (reg) => {
+        if (inMesh(reg)) this.registry.localUnregistered(reg.name);
+      },
     });
     this.ctx = {
       active: () => this.current,
@@ -95,17 +125,27 @@ export class Gateway {
       table: this.table,
       registeredPort: (short) => this.epmd.registeredPort(short),
       dialStarted: (peer) => this.dialStarted(peer),
+      registryLink: (peer, sock, head) => this.registry.attach(peer, sock, head),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
-        // Only a roster name may key the log budget: a refused connection's fields can come from anyone.
-        const peer = typeof fields.peer === 'string' && this.current.roster.gateways.has(fields.peer) ? fields.peer : undefined;
-        this.refusals.warn('connection refused', reason, peer, { detail: message, ...fields });
+        this.refusals.warn('connection refused', reason, this.rosterPeer(fields.peer), { detail: message, ...fields });
       },
     };
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
+      const peers = this.peerNames();
+      this.metrics.setRegistryPeers(peers, (p) => this.registry.views.names(p)?.length, (p) => this.registry.standIns.count(p));
     });
+  }
+
+  /** Only a roster name may key the log budget: a refused connection's fields can come from anyone. */
+  private rosterPeer(peer: unknown): string | undefined {
+    return typeof peer === 'string' && this.current.roster.gateways.has(peer) ? peer : undefined;
+  }
+
+  private peerNames(): string[] {
+    return [...this.current.roster.gateways.keys()].filter((g) => g !== this.current.self.name);
   }
 
   get self(): GatewaySpec {
@@ -119,7 +159,7 @@ export class Gateway {
   async start(): Promise<void> {
     const { self, roster } = this.current;
     await this.epmd.sync();
-    await this.syncStandIns();
+    await this.registry.start();
     const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs));
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
@@ -169,41 +209,10 @@ export class Gateway {
       tls: formatHostPort(self.listen),
       epmd_port: self.epmdPort,
       metrics: self.metrics ? formatHostPort(self.metrics) : 'off',
-      stand_ins: this.standIns.size,
+      stand_ins: this.registry.standIns.size,
+      stand_in_ports: self.standInPorts.kind === 'mirror' ? 'mirror' : `${self.standInPorts.low}-${self.standInPorts.high}`,
       local_nodes: nodesOf(roster, self.name).length,
     });
-  }
-
-  /** One listener per remote node on its gateway's loopback alias, added or removed to match the roster. */
-  private async syncStandIns(): Promise<void> {
-    const { roster, self } = this.current;
-    const wanted = new Map<string, { alias: string; port: number; peer: string; node: string }>();
-    for (const node of roster.nodes.values()) {
-      if (node.gateway === self.name) continue;
-      const gw = roster.gateways.get(node.gateway)!;
-      wanted.set(`${gw.loopback}:${node.port}`, { alias: gw.loopback, port: node.port, peer: gw.name, node: node.name });
-    }
-    for (const [key, s] of this.standIns) {
-      const w = wanted.get(key);
-      if (!w || w.node !== s.node) {
-        s.server.close();
-        this.standIns.delete(key);
-      }
-    }
-    for (const [key, w] of wanted) {
-      if (this.standIns.has(key)) continue;
-      const server = net.createServer((sock) => {
-        const { roster: r } = this.current;
-        const node = r.nodes.get(w.node);
-        const peer = node && r.gateways.get(node.gateway);
-        if (!node || !peer) return sock.destroy();
-        handleOutbound(this.ctx, peer, node, sock);
-      });
-      server.maxConnections = this.current.roster.limits.maxLinks;
-      server.on('drop', (d?: net.DropArgument) => this.shed(`stand-in for ${w.node}`, d));
-      await listen(server, w.port, w.alias);
-      this.standIns.set(key, { server, peer: w.peer, node: w.node });
-    }
   }
 
   /** Ends the unauthenticated phase of a TLS connection (authenticated or closed); returns when it started. */
@@ -251,6 +260,7 @@ export class Gateway {
       const was = this.reachable.has(peer);
       // Logged on every change, both ways: a partition's heal shows in the log too.
       if (outcome.ok && !was) this.logger.info('peer reachable', { peer });
+      if (outcome.ok) this.registry.kick(peer);
       if (!outcome.ok && was) this.logger.warn('peer unreachable', { peer, detail: outcome.detail });
       this.setReachable(peer, outcome.ok);
     };
@@ -263,7 +273,15 @@ export class Gateway {
     this.metrics.setPeerReachability([...roster.gateways.keys()].filter((g) => g !== self.name), this.reachable);
   }
 
-  readiness(): { ready: boolean; gateway: string; listening: boolean; peers: { total: number; reachable: string[]; unreachable: string[] }; links: number; registered_nodes: string[] } {
+  readiness(): {
+    ready: boolean;
+    gateway: string;
+    listening: boolean;
+    peers: { total: number; reachable: string[]; unreachable: string[] };
+    links: number;
+    registered_nodes: string[];
+    registry: ReturnType<MeshRegistry['readiness']>;
+  } {
     const { roster, self } = this.current;
     const peers = [...roster.gateways.keys()].filter((g) => g !== self.name);
     return {
@@ -273,6 +291,7 @@ export class Gateway {
       peers: { total: peers.length, reachable: peers.filter((p) => this.reachable.has(p)), unreachable: peers.filter((p) => !this.reachable.has(p)) },
       links: this.table.count,
       registered_nodes: [...this.epmd.registrations.keys()],
+      registry: this.registry.readiness(),
     };
   }
 
@@ -317,18 +336,18 @@ export class Gateway {
     this.current = next;
     try {
       await this.epmd.sync();
-      await this.syncStandIns();
+      await this.registry.sync();
     } catch (err) {
       this.current = previous;
       await this.epmd.sync().catch(() => undefined);
-      await this.syncStandIns().catch(() => undefined);
+      await this.registry.sync().catch(() => undefined);
       return this.refuseReload([(err as Error).message]);
     }
     this.material = cfg.material;
     this.tlsServer?.setSecureContext(accepting);
     const limits = cfg.roster.limits;
     if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
-    for (const s of this.standIns.values()) s.server.maxConnections = limits.maxLinks;
+    this.registry.standIns.setMaxConnections(limits.maxLinks);
     this.logger.setLevel(cfg.roster.log.level);
     this.updateCertExpiry();
     let cut = 0;
@@ -342,7 +361,7 @@ export class Gateway {
     this.logger.info('configuration reloaded', {
       gateways: cfg.roster.gateways.size,
       nodes: cfg.roster.nodes.size,
-      stand_ins: this.standIns.size,
+      stand_ins: this.registry.standIns.size,
       cert_serial: new X509Certificate(cfg.material.cert).serialNumber,
       revoked_serials: cfg.roster.revoked.size,
       links_kept: this.table.established.size - cut,
@@ -394,8 +413,8 @@ export class Gateway {
     const closing: Promise<void>[] = [];
     if (this.tlsServer) closing.push(closeServer(this.tlsServer));
     this.tlsServer = undefined;
-    for (const s of this.standIns.values()) closing.push(closeServer(s.server));
-    this.standIns.clear();
+    this.registry.stop();
+    closing.push(this.registry.standIns.close());
     this.logger.info('draining', { links: this.table.count, deadline_ms: deadlineMs });
     const deadline = started + deadlineMs;
     while (this.table.count > 0 && Date.now() < deadline) {
@@ -425,8 +444,8 @@ export class Gateway {
     };
     close(this.tlsServer);
     this.tlsServer = undefined;
-    for (const s of this.standIns.values()) close(s.server);
-    this.standIns.clear();
+    this.registry.stop();
+    closing.push(this.registry.standIns.close());
     if (this.http) {
       this.http.closeAllConnections();
       close(this.http);
@@ -452,6 +471,11 @@ function peerOf(sock: tls.TLSSocket): string {
 /** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type). */
 function tcpOf(sock: tls.TLSSocket): net.Socket {
   return (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
+}
+
+/** What a peer is told of one of our registrations. */
+function registryEntry(r: Registration): RegistryEntry {
+  return { name: r.name, port: r.port, highestVersion: r.highestVersion, lowestVersion: r.lowestVersion };
 }
 
 function closeServer(server: net.Server): Promise<void> {

@@ -21,6 +21,8 @@ export interface LocalGateway {
   /** Address to dial/listen on; 127.0.0.1 by default. */
   address?: string;
   loopback?: string;
+  /** `standInPorts` in the roster: "mirror" or "LOW-HIGH"; the roster's default when absent. */
+  standInPorts?: string;
 }
 
 export interface LocalMeshSpec {
@@ -29,6 +31,7 @@ export interface LocalMeshSpec {
   /** Appended to a gateway's name to form its node host ("alpha" + ".demo"). */
   hostSuffix?: string;
   operators?: { gateway: string; pattern: string }[];
+  localOnly?: { gateway: string; pattern: string }[];
   limits?: Partial<Limits>;
   logLevel?: LogLevel;
 }
@@ -57,11 +60,13 @@ export async function buildLocalMesh(spec: LocalMeshSpec): Promise<LocalMesh> {
           ...(g.loopback ? { loopback: g.loopback } : {}),
           epmdPort: g.epmdPort,
           metrics: g.metricsPort === false ? false : `127.0.0.1:${g.metricsPort}`,
+          ...(g.standInPorts ? { standInPorts: g.standInPorts } : {}),
         },
       ]),
     ),
     nodes: spec.gateways.flatMap((g) => Object.entries(g.nodes).map(([short, port]) => ({ name: `${short}@${hostOf(g.name)}`, gateway: g.name, port }))),
     ...(spec.operators ? { operators: spec.operators } : {}),
+    ...(spec.localOnly ? { localOnly: spec.localOnly } : {}),
     tls: { ca: 'certs/ca.pem', cert: 'certs/{gateway}.pem', key: 'certs/{gateway}-key.pem' },
     ...(spec.limits ? { limits: spec.limits } : {}),
     log: { level: spec.logLevel ?? 'info' },

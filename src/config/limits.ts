@@ -34,6 +34,21 @@ export interface Limits {
   refusalLogBurst: number;
   /** The window of refusalLogBurst. */
   refusalLogWindowMs: number;
+  /** Names one peer gateway may have registered in our view of it (roster nodes and listening operators). */
+  maxRegistryNamesPerPeer: number;
+  /** Largest message on a registry link (a snapshot of every name is one message). */
+  maxControlMessageBytes: number;
+  /** Registry messages one peer may send per second (a burst of as many is allowed); above it the link is cut and resynchronised. */
+  maxRegistryMessagesPerSecond: number;
+  /** Bytes queued towards a peer on its registry link before the link is cut (it resynchronises on the next). */
+  maxControlQueueBytes: number;
+  /** How often each side of a registry link says it is alive. */
+  registryHeartbeatMs: number;
+  /** A registry link that brings nothing for this long is dead: it is closed, and the peer's names are no longer known. */
+  registryTimeoutMs: number;
+  /** First wait before a lost registry link is dialled again; it doubles up to registryRedialMaxMs. */
+  registryRedialMinMs: number;
+  registryRedialMaxMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -57,6 +72,17 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   drainTimeoutMs: 30_000,
   refusalLogBurst: 20,
   refusalLogWindowMs: 10_000,
+  maxRegistryNamesPerPeer: 1024,
+  // 1024 entries of at most ~300 bytes of JSON each, with room to spare.
+  maxControlMessageBytes: 512 * 1024,
+  // A RabbitMQ CLI command is two messages (registered, unregistered); helper
+  // nodes are local-only and never announced.
+  maxRegistryMessagesPerSecond: 200,
+  maxControlQueueBytes: 1024 * 1024,
+  registryHeartbeatMs: 5_000,
+  registryTimeoutMs: 15_000,
+  registryRedialMinMs: 250,
+  registryRedialMaxMs: 5_000,
 });
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];

@@ -26,7 +26,22 @@ export interface GatewaySpec {
   epmdPort: number;
   /** Metrics and health HTTP listener, or null when disabled. */
   metrics: HostPort | null;
+  /** Which ports this gateway's stand-ins for remote nodes take (see StandInPorts). */
+  standInPorts: StandInPorts;
 }
+
+/**
+ * Where a gateway's stand-ins for remote nodes listen, on each remote
+ * gateway's loopback alias. `range`: ports of the gateway's own, chosen from
+ * LOW..HIGH, which the roster keeps clear of this host's node ports, so every
+ * host may give its nodes the same port and no wildcard port probe on the host
+ * (RabbitMQ's) collides with a stand-in. `mirror`: each stand-in takes the
+ * remote node's own port, for nodes that skip EPMD and dial that port directly.
+ */
+export type StandInPorts = { kind: 'range'; low: number; high: number } | { kind: 'mirror' };
+
+/** The stand-in port range a gateway gets when the roster names none. */
+export const DEFAULT_STAND_IN_PORTS = { kind: 'range', low: 19_000, high: 19_999 } as const satisfies StandInPorts;
 
 export interface NodeSpec {
   /** Full node name, `short@host`. */
@@ -38,7 +53,13 @@ export interface NodeSpec {
   port: number;
 }
 
-/** Nodes outside the roster (remote shells, rpc tools) that a gateway admits. */
+/**
+ * Names outside the roster that a gateway admits by pattern: operators
+ * (remote shells, rpc tools, RabbitMQ's CLI; hidden nodes that may dial out
+ * and, when they listen, be dialled back), or local-only names (helper nodes
+ * that only check that EPMD works: registered on that host's EPMD, never
+ * announced to peers, never relayed).
+ */
 export interface OperatorSpec {
   gateway: string;
   /** Glob on the short name: `*` matches any run of name characters. */
@@ -58,6 +79,8 @@ export interface Roster {
   gateways: Map<string, GatewaySpec>;
   nodes: Map<string, NodeSpec>;
   operators: OperatorSpec[];
+  /** Short-name patterns admitted on one gateway's EPMD only (`localOnly`). */
+  localOnly: OperatorSpec[];
   /** Path templates; `{gateway}` stands for a gateway's name. */
   tls: TlsPaths;
   /** Serial numbers of revoked gateway certificates (`tls.revoked`), normalised by `normalizeSerial`. */
@@ -78,6 +101,11 @@ const SHORT_NAME = /^[A-Za-z0-9_-]{1,200}$/;
 const HOST_NAME = /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/;
 const GATEWAY_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/** Whether a string is a short node name (the part before `@`). */
+export function isShortName(s: string): boolean {
+  return SHORT_NAME.test(s);
+}
+
 export function loadRoster(path: string): Roster {
   let text: string;
   try {
@@ -97,16 +125,22 @@ export function parseRoster(text: string, baseDir: string): Roster {
   }
   const p = new Problems();
   const root = p.object(doc, '');
-  p.onlyKeys(root, '', ['gateways', 'nodes', 'operators', 'tls', 'limits', 'log']);
+  p.onlyKeys(root, '', ['gateways', 'nodes', 'operators', 'localOnly', 'tls', 'limits', 'log']);
 
   const gateways = parseGateways(p, root.gateways);
   const nodes = parseNodes(p, root.nodes, gateways);
-  const operators = parseOperators(p, root.operators, gateways, nodes);
+  checkStandInPorts(p, gateways, nodes);
+  const operators = parsePatterns(p, 'operators', root.operators, gateways, nodes);
+  const localOnly = parsePatterns(p, 'localOnly', root.localOnly, gateways, nodes);
+  for (const [i, l] of localOnly.entries()) {
+    const clash = operators.find((o) => o.gateway === l.gateway && o.pattern === l.pattern);
+    if (clash) p.add(`localOnly[${i}].pattern`, `"${l.pattern}" is also an operator pattern of gateway ${l.gateway}`);
+  }
   const { tls, revoked } = parseTls(p, root.tls, baseDir);
   const limits = parseLimits(p, root.limits);
   const log = parseLog(p, root.log);
   p.throwIfAny();
-  return { baseDir, gateways, nodes, operators, tls, revoked, limits, log };
+  return { baseDir, gateways, nodes, operators, localOnly, tls, revoked, limits, log };
 }
 
 function parseGateways(p: Problems, value: unknown): Map<string, GatewaySpec> {
@@ -126,7 +160,7 @@ function parseGateways(p: Problems, value: unknown): Map<string, GatewaySpec> {
       p.add(at, 'gateway names are lower-case letters, digits and "-" (they are certificate DNS names)');
     }
     const g = p.object(raw, at);
-    p.onlyKeys(g, at, ['host', 'address', 'listen', 'loopback', 'epmdPort', 'metrics']);
+    p.onlyKeys(g, at, ['host', 'address', 'listen', 'loopback', 'epmdPort', 'metrics', 'standInPorts']);
 
     const host = p.string(g.host, `${at}.host`);
     if (host !== undefined) {
@@ -165,8 +199,10 @@ function parseGateways(p: Problems, value: unknown): Map<string, GatewaySpec> {
     if (g.metrics === false) metrics = null;
     else if (g.metrics !== undefined) metrics = p.hostPort(g.metrics, `${at}.metrics`, false);
 
-    if (host && address && listen && loopback && epmdPort !== undefined && metrics !== undefined) {
-      out.set(name, { name, host, address, listen, loopback, epmdPort, metrics });
+    const standInPorts = parseStandInPorts(p, g.standInPorts, `${at}.standInPorts`);
+
+    if (host && address && listen && loopback && epmdPort !== undefined && metrics !== undefined && standInPorts) {
+      out.set(name, { name, host, address, listen, loopback, epmdPort, metrics, standInPorts });
     }
   });
   return out;
@@ -208,8 +244,52 @@ function parseNodes(p: Problems, value: unknown, gateways: Map<string, GatewaySp
   return out;
 }
 
-function parseOperators(
+function parseStandInPorts(p: Problems, value: unknown, at: string): StandInPorts | undefined {
+  if (value === undefined) return DEFAULT_STAND_IN_PORTS;
+  if (value === 'mirror') return { kind: 'mirror' };
+  const m = typeof value === 'string' ? /^(\d+)-(\d+)$/.exec(value) : null;
+  const low = Number(m?.[1]);
+  const high = Number(m?.[2]);
+  if (!m || !isPort(low) || !isPort(high) || low > high) {
+    p.add(at, `must be "mirror" or a port range "LOW-HIGH" within 1..65535 (got ${JSON.stringify(value)})`);
+    return undefined;
+  }
+  return { kind: 'range', low, high };
+}
+
+/**
+ * A gateway's own stand-in range must stay clear of every port its host uses
+ * for itself (its nodes, its EPMD, TLS and metrics ports): a wildcard probe of
+ * a node's port must never find a stand-in there. It must also hold a stand-in
+ * for every node of the largest peer (dynamic ones come on top, bounded by
+ * maxRegistryNamesPerPeer; a full range refuses those with a log line).
+ */
+function checkStandInPorts(p: Problems, gateways: Map<string, GatewaySpec>, nodes: Map<string, NodeSpec>): void {
+  for (const gw of gateways.values()) {
+    const sp = gw.standInPorts;
+    if (sp.kind !== 'range') continue;
+    const at = `gateways.${gw.name}.standInPorts`;
+    const inRange = (port: number) => port >= sp.low && port <= sp.high;
+    for (const n of nodes.values()) {
+      if (n.gateway === gw.name && inRange(n.port)) p.add(at, `${sp.low}-${sp.high} contains port ${n.port} of its node ${n.name}`);
+    }
+    const own: [string, number | undefined][] = [
+      ['epmdPort', gw.epmdPort],
+      ['listen', gw.listen.port],
+      ['metrics', gw.metrics?.port],
+    ];
+    for (const [what, port] of own) if (port !== undefined && inRange(port)) p.add(at, `${sp.low}-${sp.high} contains its ${what} port ${port}`);
+    const perPeer = new Map<string, number>();
+    for (const n of nodes.values()) if (n.gateway !== gw.name) perPeer.set(n.gateway, (perPeer.get(n.gateway) ?? 0) + 1);
+    const most = Math.max(0, ...perPeer.values());
+    if (most > sp.high - sp.low + 1) p.add(at, `${sp.low}-${sp.high} holds ${sp.high - sp.low + 1} ports, fewer than the ${most} nodes of one peer gateway`);
+  }
+}
+
+/** `operators` and `localOnly`: short-name globs admitted on one gateway. */
+function parsePatterns(
   p: Problems,
+  key: 'operators' | 'localOnly',
   value: unknown,
   gateways: Map<string, GatewaySpec>,
   nodes: Map<string, NodeSpec>,
@@ -217,11 +297,11 @@ function parseOperators(
   const out: OperatorSpec[] = [];
   if (value === undefined) return out;
   if (!Array.isArray(value)) {
-    p.add('operators', 'must be a list');
+    p.add(key, 'must be a list');
     return out;
   }
   value.forEach((raw, i) => {
-    const at = `operators[${i}]`;
+    const at = `${key}[${i}]`;
     const o = p.object(raw, at);
     p.onlyKeys(o, at, ['gateway', 'pattern']);
     const gateway = p.string(o.gateway, `${at}.gateway`);
@@ -286,6 +366,9 @@ function parseLimits(p: Problems, value: unknown): Limits {
     else limits[key] = v;
   }
   if (limits.maxLinksPerPeer > limits.maxLinks) p.add('limits.maxLinksPerPeer', 'must not exceed limits.maxLinks');
+  if (limits.registryTimeoutMs <= limits.registryHeartbeatMs) p.add('limits.registryTimeoutMs', 'must exceed limits.registryHeartbeatMs (a live link would be taken for dead)');
+  if (limits.registryRedialMaxMs < limits.registryRedialMinMs) p.add('limits.registryRedialMaxMs', 'must not be below limits.registryRedialMinMs');
+  if (limits.maxControlMessageBytes > 0xffffffff) p.add('limits.maxControlMessageBytes', 'must fit the 4-byte length');
   if (limits.maxHandshakeMessageBytes > 65535) p.add('limits.maxHandshakeMessageBytes', 'must fit the 2-byte length (65535)');
   if (limits.maxFrameBytes > 0xffffffff) p.add('limits.maxFrameBytes', 'must fit the 4-byte length');
   return limits;
@@ -347,8 +430,21 @@ export function gatewayOrThrow(roster: Roster, name: string): GatewaySpec {
   return gw;
 }
 
-/** How a node name is admitted on a gateway: as a roster node, an operator, or not at all. */
-export type Admission = { kind: 'node'; node: NodeSpec } | { kind: 'operator'; operator: OperatorSpec } | { kind: 'none' };
+/**
+ * How a node name is admitted on a gateway: as a roster node, an operator, a
+ * local-only helper (that host's EPMD only), or not at all. Roster nodes and
+ * operators are checked first: a local-only pattern never shadows them.
+ */
+export type Admission =
+  | { kind: 'node'; node: NodeSpec }
+  | { kind: 'operator'; operator: OperatorSpec }
+  | { kind: 'local'; pattern: OperatorSpec }
+  | { kind: 'none' };
+
+/** Whether an admission lets the name take part in the mesh (be announced, dial out, be dialled). */
+export function inMesh(a: Pick<Admission, 'kind'>): boolean {
+  return a.kind === 'node' || a.kind === 'operator';
+}
 
 export function admissionOn(roster: Roster, gateway: string, nodeName: string): Admission {
   const node = roster.nodes.get(nodeName);
@@ -357,7 +453,9 @@ export function admissionOn(roster: Roster, gateway: string, nodeName: string): 
   const gw = roster.gateways.get(gateway);
   if (typeof parts === 'string' || !gw || parts.host !== gw.host) return { kind: 'none' };
   const operator = roster.operators.find((o) => o.gateway === gateway && o.match.test(parts.short));
-  return operator ? { kind: 'operator', operator } : { kind: 'none' };
+  if (operator) return { kind: 'operator', operator };
+  const local = roster.localOnly.find((o) => o.gateway === gateway && o.match.test(parts.short));
+  return local ? { kind: 'local', pattern: local } : { kind: 'none' };
 }
 
 /** Collects problems with their key paths instead of stopping at the first. */

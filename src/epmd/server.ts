@@ -1,13 +1,15 @@
 // The gateway stands in for EPMD, on loopback only. On 127.0.0.1 it takes
-// ALIVE2 registrations from local roster nodes (only with their roster port)
-// and answers lookups for them. On each remote gateway's loopback alias it
-// answers lookups for that gateway's nodes with their static ports, where our
-// own stand-in listeners wait to relay.
+// ALIVE2 registrations from the names the roster admits on this host (roster
+// nodes only with their roster port; operators and local-only helpers with any
+// port) and answers lookups for them. On each remote gateway's loopback alias
+// it answers lookups for that gateway's host as its real EPMD would, from what
+// the mesh registry knows is registered there, with the ports of our own
+// stand-in listeners (the `remote` dependency decides).
 
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { LOCAL_LOOPBACK } from '../config/address.js';
-import { admissionOn, nodesOf, type GatewaySpec, type Roster } from '../config/roster.js';
+import { type Admission, admissionOn, type GatewaySpec, type Roster } from '../config/roster.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
@@ -17,9 +19,8 @@ import {
   encodeNamesResp,
   encodePort2Resp,
   MAX_EPMD_REQUEST,
-  NODE_TYPE_HIDDEN,
-  NODE_TYPE_NORMAL,
   parseEpmdRequest,
+  type PortInfo,
 } from './protocol.js';
 
 export interface Registration {
@@ -30,6 +31,14 @@ export interface Registration {
   lowestVersion: number;
   creation: number;
   socket: net.Socket;
+  /** How the roster admits the name here: only roster nodes and operators are announced to peers. */
+  kind: Exclude<Admission['kind'], 'none'>;
+}
+
+/** EPMD answers for a remote gateway's host. */
+export interface RemoteEpmd {
+  lookup(gateway: string, shortName: string): PortInfo | null;
+  names(gateway: string): { name: string; port: number }[];
 }
 
 export interface EpmdDeps {
@@ -39,6 +48,10 @@ export interface EpmdDeps {
   logger: Logger;
   /** Where refusals are logged, within the refusal log budget. */
   refusals: RefusalLog;
+  remote: RemoteEpmd;
+  /** A name registered (after the answer went out) or unregistered. */
+  registered(reg: Registration): void;
+  unregistered(reg: Registration): void;
 }
 
 /** The scope a listener answers for: local nodes, or one remote gateway's nodes. */
@@ -172,34 +185,49 @@ export class EpmdServer {
   ): void {
     const { metrics, logger } = this.deps;
     const self = this.deps.self();
-    const fullName = `${req.name}@${self.host}`;
+    // ALIVE2 carries the short name only (a node's host part may even be
+    // another name for this host, as RabbitMQ's `rabbit_prelaunch_N@localhost`):
+    // it is logged as it arrived, and matched as a name of this host.
     const deny = (reason: RefusalReason, message: string) => {
       metrics.epmdRegistrations.labels(reason).inc();
-      refuse(reason, message, { node: fullName, port: req.port });
+      refuse(reason, message, { name: req.name, port: req.port });
       finalAnswer(sock, encodeAlive2XResp(1, 0), this.deps.roster().limits.epmdRequestTimeoutMs);
     };
     if (scope.kind !== 'local') return deny('epmd_not_in_roster', 'registrations are taken on 127.0.0.1 only');
-    const admission = admissionOn(this.deps.roster(), self.name, fullName);
-    if (admission.kind === 'none') return deny('epmd_not_in_roster', `${fullName} is not a node of gateway ${self.name}`);
+    const admission = admissionOn(this.deps.roster(), self.name, `${req.name}@${self.host}`);
+    if (admission.kind === 'none') return deny('epmd_not_in_roster', `"${req.name}" is not a node, operator or local-only name of gateway ${self.name}`);
     if (admission.kind === 'node' && req.port !== admission.node.port) {
-      return deny('epmd_wrong_port', `${fullName} must listen on its roster port ${admission.node.port}, not ${req.port}`);
+      return deny('epmd_wrong_port', `${admission.node.name} must listen on its roster port ${admission.node.port}, not ${req.port}`);
     }
     // An operator may register (a plain `erl -name ops@host -hidden`), but the
     // node type cannot tell whether it is hidden: OTP writes 77 for every node
     // (erl_epmd:do_register_node). Hiddenness is enforced on the relay, where
     // send_name's DFLAG_PUBLISHED says it.
-    if (this.registrations.has(req.name)) return deny('epmd_name_taken', `${fullName} is already registered`);
+    if (this.registrations.has(req.name)) return deny('epmd_name_taken', `"${req.name}" is already registered`);
 
     // A new creation each time, as epmd does, so peers can tell incarnations apart.
     const last = this.lastCreation.get(req.name);
     let creation = randomInt(4, 0xffffffff);
     while (creation === last) creation = randomInt(4, 0xffffffff);
     this.lastCreation.set(req.name, creation);
-    const reg: Registration = { name: req.name, port: req.port, nodeType: req.nodeType, highestVersion: req.highestVersion, lowestVersion: req.lowestVersion, creation, socket: sock };
+    const reg: Registration = {
+      name: req.name,
+      port: req.port,
+      nodeType: req.nodeType,
+      highestVersion: req.highestVersion,
+      lowestVersion: req.lowestVersion,
+      creation,
+      socket: sock,
+      kind: admission.kind,
+    };
     this.registrations.set(req.name, reg);
     metrics.epmdRegistrations.labels('ok').inc();
     metrics.epmdNodesRegistered.set(this.registrations.size);
-    logger.info('node registered', { node: fullName, port: req.port, hidden: req.nodeType === NODE_TYPE_HIDDEN });
+    // No "hidden" field: OTP writes the same node type for every node, hidden or not.
+    logger.info('node registered', { name: req.name, port: req.port, kind: admission.kind });
+    // Announced before the node hears back: by the time it says it is up, its
+    // peers' gateways have the news on the way.
+    this.deps.registered(reg);
     sock.write(encodeAlive2XResp(0, creation));
     // The registration lives as long as this connection; the node sends nothing more.
     sock.on('data', () => undefined);
@@ -207,27 +235,22 @@ export class EpmdServer {
       if (this.registrations.get(req.name) === reg) {
         this.registrations.delete(req.name);
         metrics.epmdNodesRegistered.set(this.registrations.size);
-        logger.info('node unregistered', { node: fullName });
+        logger.info('node unregistered', { name: req.name, kind: reg.kind });
+        this.deps.unregistered(reg);
       }
     });
   }
 
-  private lookup(scope: Scope, name: string) {
-    if (scope.kind === 'local') {
-      const r = this.registrations.get(name);
-      if (!r) return null;
-      return { port: r.port, nodeType: r.nodeType, protocol: 0, highestVersion: r.highestVersion, lowestVersion: r.lowestVersion, name: r.name, extra: Buffer.alloc(0) };
-    }
-    const node = nodesOf(this.deps.roster(), scope.gateway).find((n) => n.short === name);
-    if (!node) return null;
-    // Remote nodes are answered from the roster: the stand-in listener is there whether
-    // or not the node is up, and a down node fails the link quickly on the far side.
-    return { port: node.port, nodeType: NODE_TYPE_NORMAL, protocol: 0, highestVersion: 6, lowestVersion: 5, name, extra: Buffer.alloc(0) };
+  private lookup(scope: Scope, name: string): PortInfo | null {
+    if (scope.kind === 'remote') return this.deps.remote.lookup(scope.gateway, name);
+    const r = this.registrations.get(name);
+    if (!r) return null;
+    return { port: r.port, nodeType: r.nodeType, protocol: 0, highestVersion: r.highestVersion, lowestVersion: r.lowestVersion, name: r.name, extra: Buffer.alloc(0) };
   }
 
   private names(scope: Scope): { name: string; port: number }[] {
-    if (scope.kind === 'local') return [...this.registrations.values()].map((r) => ({ name: r.name, port: r.port }));
-    return nodesOf(this.deps.roster(), scope.gateway).map((n) => ({ name: n.short, port: n.port }));
+    if (scope.kind === 'remote') return this.deps.remote.names(scope.gateway);
+    return [...this.registrations.values()].map((r) => ({ name: r.name, port: r.port }));
   }
 }
 

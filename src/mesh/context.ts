@@ -26,6 +26,8 @@ export interface MeshContext {
    * and not only the periodic probe.
    */
   dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void;
+  /** A peer dialled a registry link (preamble `R`); `head` is what followed the preamble. */
+  registryLink(peer: string, sock: tls.TLSSocket, head: Buffer): void;
   /** Counts and logs a refusal that happened before a Link existed. */
   refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
 }

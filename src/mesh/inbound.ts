@@ -16,7 +16,7 @@ import { Link } from './link.js';
 import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
-import { admitSource } from './source.js';
+import { admitSource, checkOperatorHidden, targetLabel } from './source.js';
 import { classifyVerifyError } from './tls.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
@@ -65,7 +65,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   const deadline = Date.now() + limits.distHandshakeTimeoutMs;
   let settled = false;
   let head: Buffer | null = Buffer.alloc(0); // preamble bytes, until parsed
-  let target: { name: string; port: number } | undefined;
+  let target: { name: string; port: number; label: string; operator: boolean } | undefined;
   let source: string | undefined;
   let sourceName = '';
   let local: net.Socket | undefined;
@@ -83,6 +83,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     if (msg.tag === 'challenge' && target && msg.name !== target.name) {
       throw new Refusal('bad_handshake', `local node on port ${target.port} answered as ${msg.name}, expected ${target.name}`);
     }
+    if (msg.tag === 'challenge' && target?.operator) checkOperatorHidden(msg.name, msg.flags);
   });
 
   /** Ends the attempt: a Refusal is counted and logged as one; a string says why the dialling side gave up. */
@@ -114,18 +115,29 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
         return;
       }
       head = null;
-      if (p.preamble.kind === 'probe') {
+      if (p.preamble.kind !== 'link') {
         settled = true;
+        clearTimeout(firstByteTimer);
         clearTimeout(timer);
         ctx.table.release(peer);
-        sock.end();
+        sock.off('data', onData);
+        sock.off('end', onEarlyClose);
+        sock.off('error', onEarlyClose);
+        sock.off('close', onEarlyClose);
+        if (p.preamble.kind === 'probe') sock.end();
+        // A registry link is no relayed link: it holds no link slot, and the registry bounds it.
+        else ctx.registryLink(peer, sock, buf.subarray(p.consumed));
         return;
       }
-      const node = roster.nodes.get(p.preamble.target);
-      if (!node || node.gateway !== self.name) return fail(new Refusal('unknown_target', `${p.preamble.target} is not a node of gateway ${self.name}`));
-      const port = ctx.registeredPort(node.short);
-      if (port === undefined) return fail(new Refusal('target_down', `${node.name} is not registered with this gateway`));
-      target = { name: node.name, port };
+      const wanted = p.preamble.target;
+      const t = targetLabel(roster, self.name, wanted);
+      if (!t) return fail(new Refusal('unknown_target', `${wanted} is not a node or operator of gateway ${self.name}`));
+      // A roster node has its static port even when it skips EPMD
+      // (-erl_epmd_port); an operator is reachable only while it is registered.
+      const short = wanted.slice(0, wanted.indexOf('@'));
+      const port = ctx.registeredPort(short) ?? (t.operator ? undefined : roster.nodes.get(wanted)?.port);
+      if (port === undefined) return fail(new Refusal('target_down', `${wanted} is not registered with this gateway`));
+      target = { name: wanted, port, label: t.label, operator: t.operator };
       data = buf.subarray(p.consumed);
     }
     if (data.length === 0) return;
@@ -172,7 +184,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
 
   function start(): void {
     if (!local || !target || source === undefined) return;
-    const info = { peer, direction: 'inbound', localNode: target.name, remoteNode: source, sourceName, peerSerial: peerCert.serialNumber } as const;
+    const info = { peer, direction: 'inbound', localNode: target.label, remoteNode: source, sourceName, targetName: target.name, peerSerial: peerCert.serialNumber } as const;
     // A reload while this link was being set up must not let it past the new roster.
     const refusal = readmit(ctx.active().roster, self.name, info);
     if (refusal) return fail(refusal);

@@ -27,6 +27,8 @@ export interface LinkInfo {
   remoteNode: string;
   /** The node that dialled, by its own name (an operator's too): a reload admits it again. */
   sourceName: string;
+  /** The node that was dialled, by its own name (an operator's too, when one is dialled back). */
+  targetName: string;
   /** The serial number of the peer gateway's certificate: a reload may revoke it. */
   peerSerial: string;
 }

@@ -5,7 +5,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import type { GatewaySpec, NodeSpec } from '../config/roster.js';
+import type { GatewaySpec } from '../config/roster.js';
 import type { HandshakeMessage } from '../framing/handshake.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
@@ -13,7 +13,7 @@ import { Link } from './link.js';
 import { encodePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
-import { admitSource } from './source.js';
+import { admitSource, checkOperatorHidden } from './source.js';
 import { classifyTlsError, clientOptions } from './tls.js';
 
 /** Dials a peer gateway over mutually authenticated TLS; resolves once the peer is verified. */
@@ -57,8 +57,16 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
   });
 }
 
+/** The remote node a stand-in stands for: its full name, and its bounded metrics label (a node name or operator pattern). */
+export interface OutboundTarget {
+  name: string;
+  label: string;
+  /** An operator dialled back: it must answer as a hidden node. */
+  operator: boolean;
+}
+
 /** Handles one connection from a local node to the stand-in listener of `target`. */
-export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: NodeSpec, local: net.Socket): void {
+export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: OutboundTarget, local: net.Socket): void {
   const { roster, self } = ctx.active();
   const limits = roster.limits;
   const fields = { peer: peer.name, remote_node: target.name, direction: 'outbound', from: `${local.remoteAddress}:${local.remotePort}` };
@@ -87,6 +95,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
     if (msg.tag === 'challenge' && msg.name !== target.name) {
       throw new Refusal('bad_handshake', `challenge names ${msg.name}, expected ${target.name}`);
     }
+    if (msg.tag === 'challenge' && target.operator) checkOperatorHidden(msg.name, msg.flags);
   });
 
   /** Ends the attempt: a Refusal is counted and logged as one; a string says why the node gave up. */
@@ -157,7 +166,15 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Node
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
-    const info = { peer: peer.name, direction: 'outbound', localNode: source, remoteNode: target.name, sourceName, peerSerial: tlsSock.getPeerCertificate().serialNumber } as const;
+    const info = {
+      peer: peer.name,
+      direction: 'outbound',
+      localNode: source,
+      remoteNode: target.label,
+      sourceName,
+      targetName: target.name,
+      peerSerial: tlsSock.getPeerCertificate().serialNumber,
+    } as const;
     // A reload while this link was being set up must not let it past the new roster.
     const refusal = readmit(ctx.active().roster, self.name, info);
     if (refusal) return fail(refusal);

@@ -1,20 +1,24 @@
 // The first bytes a dialling gateway writes inside TLS: what the connection is
 // for. A link names its target node (PORT_PLEASE2 only told the dialling side
 // which listener was hit, and send_name names the source, not the target); a
-// probe only proves the TLS port works and is then closed.
+// probe only proves the TLS port works and is then closed; a registry link
+// carries the dialling gateway's EPMD registrations (src/registry/).
 
 export const PREAMBLE_MAGIC = Buffer.from('BGW1', 'latin1');
 const KIND_LINK = 0x4c; // 'L'
 const KIND_PROBE = 0x50; // 'P'
+const KIND_REGISTRY = 0x52; // 'R'
 /** Magic, kind, name length, name (at most 255 bytes). */
 export const MAX_PREAMBLE_BYTES = PREAMBLE_MAGIC.length + 2 + 255;
 
-export type Preamble = { kind: 'link'; target: string } | { kind: 'probe' };
+export type Preamble = { kind: 'link'; target: string } | { kind: 'probe' } | { kind: 'registry' };
+
+const KIND_BYTE = { link: KIND_LINK, probe: KIND_PROBE, registry: KIND_REGISTRY } as const;
 
 export function encodePreamble(p: Preamble): Buffer {
   const name = Buffer.from(p.kind === 'link' ? p.target : '', 'latin1');
   if (name.length > 255) throw new Error(`node name too long for a preamble: ${name.length} bytes`);
-  return Buffer.concat([PREAMBLE_MAGIC, Buffer.from([p.kind === 'link' ? KIND_LINK : KIND_PROBE, name.length]), name]);
+  return Buffer.concat([PREAMBLE_MAGIC, Buffer.from([KIND_BYTE[p.kind], name.length]), name]);
 }
 
 export type PreambleParse = { kind: 'incomplete' } | { kind: 'error'; reason: string } | { kind: 'ok'; preamble: Preamble; consumed: number };
@@ -29,6 +33,7 @@ export function parsePreamble(buf: Buffer): PreambleParse {
   if (buf.length < m + 2 + len) return { kind: 'incomplete' };
   const consumed = m + 2 + len;
   if (kind === KIND_PROBE) return len === 0 ? { kind: 'ok', preamble: { kind: 'probe' }, consumed } : { kind: 'error', reason: 'probe with a name' };
+  if (kind === KIND_REGISTRY) return len === 0 ? { kind: 'ok', preamble: { kind: 'registry' }, consumed } : { kind: 'error', reason: 'registry link with a name' };
   if (kind !== KIND_LINK) return { kind: 'error', reason: `unknown preamble kind ${kind}` };
   if (len === 0) return { kind: 'error', reason: 'link preamble without a target' };
   return { kind: 'ok', preamble: { kind: 'link', target: buf.toString('latin1', m + 2, consumed) }, consumed };

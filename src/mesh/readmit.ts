@@ -2,7 +2,7 @@
 // new roster would admit it now. Otherwise removing a gateway from the roster
 // or revoking its certificate would still leave it the links it already has.
 
-import { admissionOn, revokedSerial, type Roster } from '../config/roster.js';
+import { admissionOn, inMesh, revokedSerial, type Roster } from '../config/roster.js';
 import type { LinkInfo } from './link.js';
 import { Refusal } from './refusal.js';
 
@@ -13,10 +13,12 @@ export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal |
   if (serial) return new Refusal('cert_revoked', `certificate of ${info.peer} (serial ${serial}) is now revoked`);
   const inbound = info.direction === 'inbound';
   const sourceGateway = inbound ? info.peer : self;
-  if (admissionOn(roster, sourceGateway, info.sourceName).kind === 'none') {
+  if (!inMesh(admissionOn(roster, sourceGateway, info.sourceName))) {
     return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
   }
-  const [target, targetGateway] = inbound ? [info.localNode, self] : [info.remoteNode, info.peer];
-  if (roster.nodes.get(target)?.gateway !== targetGateway) return new Refusal('unknown_target', `${target} is no longer a node of gateway ${targetGateway}`);
+  const targetGateway = inbound ? self : info.peer;
+  if (!inMesh(admissionOn(roster, targetGateway, info.targetName))) {
+    return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
+  }
   return undefined;
 }

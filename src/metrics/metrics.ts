@@ -27,6 +27,8 @@ export const REFUSAL_REASONS = [
   'buffer_limit', // too many bytes held before the link was established
   'limit_reached', // connection limits (total or per peer) reached
   'peer_unreachable', // the peer gateway could not be reached
+  'announce_not_owned', // a peer gateway announced a name the roster does not let it own
+  'bad_control', // a malformed or out-of-order message on a registry link
   'epmd_bad_request', // malformed, unknown or oversized EPMD request
   'epmd_not_in_roster', // ALIVE2 for a name this gateway does not own
   'epmd_wrong_port', // ALIVE2 with a port other than the roster's
@@ -74,6 +76,9 @@ export class GatewayMetrics {
   readonly certExpirySeconds: Gauge<'cert'>;
   readonly peerReachable: Gauge<'peer'>;
   readonly reloads: Counter<'result'>;
+  readonly registryNames: Gauge<'peer'>;
+  readonly registrySynced: Gauge<'peer'>;
+  readonly standIns: Gauge<'peer'>;
 
   /** Called before every scrape so per-link counters are exact when read. */
   private readonly beforeScrape: (() => void)[] = [];
@@ -123,6 +128,19 @@ export class GatewayMetrics {
       labelNames: ['peer'],
       registers,
     });
+    this.registryNames = new Gauge({
+      name: 'beamgate_registry_names',
+      help: 'Names (roster nodes and listening operators) a peer gateway says are registered with its EPMD now; 0 while its registry is not known.',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.registrySynced = new Gauge({
+      name: 'beamgate_registry_synced',
+      help: "1 while a peer gateway's registry link is up and its snapshot received, else 0 (EPMD answers for its host then come from the roster).",
+      labelNames: ['peer'],
+      registers,
+    });
+    this.standIns = new Gauge({ name: 'beamgate_stand_ins', help: 'Stand-in listeners for a peer gateway\'s nodes open now.', labelNames: ['peer'], registers });
     this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
     // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
@@ -138,6 +156,19 @@ export class GatewayMetrics {
   setPeerReachability(peers: Iterable<string>, reachable: ReadonlySet<string>): void {
     this.peerReachable.reset();
     for (const peer of peers) this.peerReachable.labels(peer).set(reachable.has(peer) ? 1 : 0);
+  }
+
+  /** Per-peer series exist for exactly the roster's peers, from the first scrape (0 until known). */
+  setRegistryPeers(peers: readonly string[], names: (peer: string) => number | undefined, standIns: (peer: string) => number): void {
+    this.registryNames.reset();
+    this.registrySynced.reset();
+    this.standIns.reset();
+    for (const peer of peers) {
+      const n = names(peer);
+      this.registryNames.labels(peer).set(n ?? 0);
+      this.registrySynced.labels(peer).set(n === undefined ? 0 : 1);
+      this.standIns.labels(peer).set(standIns(peer));
+    }
   }
 
   onScrape(fn: () => void): void {

@@ -19,6 +19,9 @@ export interface TestMeshSpec {
   /** Gateway name → short node names it owns. */
   gateways: Record<string, string[]>;
   operators?: { gateway: string; pattern: string }[];
+  localOnly?: { gateway: string; pattern: string }[];
+  /** Gateway name → its `standInPorts` ("mirror" or "LOW-HIGH"); the roster default otherwise. */
+  standInPorts?: Record<string, string>;
   limits?: Partial<Limits>;
   /** Gateways to leave unstarted (the test starts them, or something else, itself). */
   skipStart?: string[];
@@ -34,7 +37,8 @@ export interface TestMesh {
   logs: Map<string, string[]>;
   nodes: ErlNode[];
   startGateway(name: string): Promise<Gateway>;
-  startNode(fullName: string, opts?: { extraArgs?: string[]; cookie?: string }): Promise<ErlNode>;
+  /** `args` replaces the roster's flags for the node; `extraArgs` come after them. */
+  startNode(fullName: string, opts?: { args?: string[]; extraArgs?: string[]; cookie?: string }): Promise<ErlNode>;
   /** Log lines of a gateway, parsed. */
   logOf(name: string): Record<string, unknown>[];
   metricsText(name: string): Promise<string>;
@@ -47,9 +51,10 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
   for (const [name, shorts] of Object.entries(spec.gateways)) {
     const nodes: Record<string, number> = {};
     for (const s of shorts) nodes[s] = await freePort();
-    layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias() });
+    const standInPorts = spec.standInPorts?.[name];
+    layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias(), ...(standInPorts ? { standInPorts } : {}) });
   }
-  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, limits: spec.limits, logLevel: 'debug' });
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, localOnly: spec.localOnly, limits: spec.limits, logLevel: 'debug' });
   const cookie = randomCookie();
   const home = writeCookieHome(join(dir, 'home'), cookie);
   // A node given another cookie gets a home of its own for it.
@@ -76,7 +81,7 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
       return gw;
     },
     async startNode(fullName, opts = {}) {
-      const node = await ErlNode.start(fullName, { args: [...mesh.nodeArgs(fullName), ...(opts.extraArgs ?? [])], home: homeFor(opts.cookie ?? cookie) });
+      const node = await ErlNode.start(fullName, { args: [...(opts.args ?? mesh.nodeArgs(fullName)), ...(opts.extraArgs ?? [])], home: homeFor(opts.cookie ?? cookie) });
       nodes.push(node);
       return node;
     },

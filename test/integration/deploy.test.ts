@@ -469,7 +469,7 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
     procs.push(b1);
     const beta = t.gateways.get('beta')!;
     await waitFor('b1 to register with gateway beta', () => beta.epmd.registrations.has('b1'), NODE_START_TIMEOUT_MS);
-    // The README's "did it work" check: an operator node on alpha pings a node behind beta.
+    // The "check that it works" step of docs/deployment.md: an operator node on alpha pings a node behind beta.
     // (Asynchronous: the gateways live in this process and must keep serving meanwhile.)
     const check = await runAsync('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', `io:format("ping:~p~n", [net_adm:ping('b1@beta.demo')]), halt().`], env(), NODE_START_TIMEOUT_MS);
     expect(check.code, check.err).toBe(0);

@@ -292,7 +292,7 @@ describe('hostile input on every listener leaves other links alone', () => {
   });
 
   it('a local impostor under a roster name that is down, without the cookie: admitted by the gateway, refused end to end by the nodes', async () => {
-    // The gateway cannot tell a local process from the node it names (see SECURITY.md); the cookie can.
+    // The gateway cannot tell a local process from the node it names (see "A local user on a gateway host" in docs/security.md); the cookie can.
     const impostor = await t.startNode('a2@alpha.demo', { cookie: 'not-the-cluster-cookie' });
     try {
       expect(t.gateways.get('alpha')!.epmd.registeredPort('a2')).toBe(t.mesh.roster.nodes.get('a2@alpha.demo')!.port);
