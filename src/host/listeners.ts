@@ -29,9 +29,9 @@ const TCP_LISTEN = '0A';
  * order (`%08X` of a big-endian word), so on a little-endian machine the
  * bytes of every word come out reversed.
  */
-function wordBytes(hex: string): number[] {
+function wordBytes(hex: string, endian: 'LE' | 'BE'): number[] {
   const bytes = [0, 2, 4, 6].map((i) => parseInt(hex.slice(i, i + 2), 16));
-  return endianness() === 'LE' ? bytes.reverse() : bytes;
+  return endian === 'LE' ? bytes.reverse() : bytes;
 }
 
 function ipv6Text(bytes: number[]): string {
@@ -49,15 +49,15 @@ function ipv6Text(bytes: number[]): string {
   return `${groups.slice(0, best.at).join(':')}::${groups.slice(best.at + best.len).join(':')}`;
 }
 
-/** The listening sockets in the text of /proc/net/tcp (family 4) or /proc/net/tcp6 (family 6). */
-export function parseProcNetTcp(text: string, family: 4 | 6): Listener[] {
+/** The listening sockets in the text of /proc/net/tcp (family 4) or /proc/net/tcp6 (family 6), as printed by a kernel of this byte order. */
+export function parseProcNetTcp(text: string, family: 4 | 6, endian: 'LE' | 'BE' = endianness()): Listener[] {
   const out: Listener[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     // sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ...
     if (f.length < 10 || f[3] !== TCP_LISTEN) continue;
     const [addrHex, portHex] = f[1]!.split(':') as [string, string];
-    const bytes = family === 4 ? wordBytes(addrHex) : [0, 8, 16, 24].flatMap((i) => wordBytes(addrHex.slice(i, i + 8)));
+    const bytes = family === 4 ? wordBytes(addrHex, endian) : [0, 8, 16, 24].flatMap((i) => wordBytes(addrHex.slice(i, i + 8), endian));
     out.push({
       address: family === 4 ? bytes.join('.') : ipv6Text(bytes),
       port: parseInt(portHex, 16),

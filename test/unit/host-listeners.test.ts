@@ -4,7 +4,6 @@
 
 import { once } from 'node:events';
 import net from 'node:net';
-import { endianness } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseRoster } from '../../src/config/roster.js';
 import { exposureWarnings } from '../../src/host/exposure.js';
@@ -24,17 +23,22 @@ const TCP6 = `  sl  local_address                         remote_address        
    3: B80D0120000000000000000001000000:1389 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2004 1 0000000000000000 100 0 0 10 0
 `;
 
-describe.runIf(endianness() === 'LE')('parseProcNetTcp (little-endian rows)', () => {
+describe('parseProcNetTcp (rows of a little-endian kernel)', () => {
   it('decodes IPv4 listeners and skips connections in other states', () => {
-    expect(parseProcNetTcp(TCP, 4)).toEqual([
+    expect(parseProcNetTcp(TCP, 4, 'LE')).toEqual([
       { address: '127.0.0.1', port: 0x1111, family: 4, inode: 1001 },
       { address: '0.0.0.0', port: 5001, family: 4, inode: 1002 },
       { address: '127.0.1.2', port: 0x1111, family: 4, inode: 1004 },
     ]);
   });
 
+  it('reads the same words the other way round on a big-endian kernel', () => {
+    const be = TCP.replace('0100007F:1111', '7F000001:1111');
+    expect(parseProcNetTcp(be, 4, 'BE')[0]!.address).toBe('127.0.0.1');
+  });
+
   it('decodes IPv6 listeners: loopback, wildcard, IPv4-mapped and a global address', () => {
-    expect(parseProcNetTcp(TCP6, 6).map((l) => `${l.address} ${l.port}`)).toEqual(['::1 4369', ':: 5002', '::ffff:127.0.0.1 5001', '2001:db8::1 5001']);
+    expect(parseProcNetTcp(TCP6, 6, 'LE').map((l) => `${l.address} ${l.port}`)).toEqual(['::1 4369', ':: 5002', '::ffff:127.0.0.1 5001', '2001:db8::1 5001']);
   });
 });
 
