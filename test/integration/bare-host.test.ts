@@ -333,7 +333,9 @@ describe('scripts/no-real-epmd.sh (what scripts/setup.sh runs around its apt-get
     const at = (s: string) => setup.indexOf(s);
     expect(at('no-real-epmd.sh guard-install')).toBeGreaterThan(0);
     expect(at('no-real-epmd.sh guard-install')).toBeLessThan(at('apt-get install'));
-    expect(at('apt-get install')).toBeLessThan(at('no-real-epmd.sh end-install'));
+    // (and removes it afterwards; the trap set before the install does it if the install fails)
+    expect(at('apt-get install')).toBeLessThan(setup.lastIndexOf('no-real-epmd.sh end-install'));
+    expect(at("trap 'bash scripts/no-real-epmd.sh end-install' EXIT")).toBeLessThan(at('apt-get install'));
     // The disable step runs whether or not anything was installed (after the install block's `fi`).
     expect(setup.slice(at('apt-get install')).indexOf('\nfi\n')).toBeLessThan(setup.slice(at('apt-get install')).indexOf('no-real-epmd.sh disable'));
     expect(setup).not.toMatch(/^\s*(epmd|erl)\b/m);

@@ -189,6 +189,17 @@ describe('docker-compose.yml', () => {
     for (const node of roster.nodes.values()) expect(pairs).toContainEqual([node.gateway, node.name]);
   });
 
+  it('gives the cookie to node-setup alone: no node container has it in its environment, and they run as the user that owns the cookie file', () => {
+    const withCookie = Object.entries(resolved.services)
+      .filter(([, svc]) => JSON.stringify(svc.environment ?? {}).includes(COMPOSE_ENV.ERLANG_COOKIE))
+      .map(([name]) => name);
+    expect(withCookie).toEqual(['node-setup']);
+    const nodeServices = Object.values(resolved.services).filter((s) => s.image === 'erlang:25');
+    expect(nodeServices.length).toBeGreaterThan(0);
+    // node-setup runs as the beamgate image's user (uid 1000, see the Dockerfile), which then owns home/.erlang.cookie.
+    for (const svc of nodeServices) expect(svc.user).toBe('1000:1000');
+  });
+
   it('publishes Prometheus and Grafana on the Docker host\'s loopback only', () => {
     for (const svc of ['prometheus', 'grafana']) {
       const ports = resolved.services[svc]!.ports as (string | { host_ip?: string })[];
