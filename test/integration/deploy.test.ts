@@ -536,8 +536,13 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
     for (const name of ['alpha', 'beta', 'gamma']) gateways.set(name, await NetGateway.startIn(lab, name, roster, name, 9464));
     for (const node of ['app@alpha.example', 'jobs@alpha.example', 'app@beta.example', 'app@gamma.example']) {
       const host = node.split('@')[1]!.split('.')[0]!;
-      lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
-      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS);
+      const vm = lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
+      let output = '';
+      vm.stdout!.on('data', (b: Buffer) => (output += b.toString()));
+      vm.stderr!.on('data', (b: Buffer) => (output += b.toString()));
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS).catch((err: Error) => {
+        throw new Error(`${err.message}; the node wrote: ${output.slice(-2000)}; gateway ${host}: ${gateways.get(host)!.stderrText().slice(-2000)}`);
+      });
     }
   }, 120_000);
 
