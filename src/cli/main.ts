@@ -141,6 +141,7 @@ async function main(argv: string[]): Promise<number> {
       }
       console.log(
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
+          (roster.localOnly.length > 0 ? `, ${roster.localOnly.length} local-only patterns` : '') +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
       // On the gateway's host: what else listens where it must not. Warnings

@@ -540,7 +540,7 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
       let output = '';
       vm.stdout!.on('data', (b: Buffer) => (output += b.toString()));
       vm.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { node }).length === 1, NODE_START_TIMEOUT_MS).catch((err: Error) => {
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { name: node.split('@')[0]! }).length === 1, NODE_START_TIMEOUT_MS).catch((err: Error) => {
         throw new Error(`${err.message}; the node wrote: ${output.slice(-2000)}; gateway ${host}: ${gateways.get(host)!.stderrText().slice(-2000)}`);
       });
     }

@@ -30,7 +30,7 @@ describe('hostile input on every listener leaves other links alone', () => {
   let a1: ErlNode;
   let b2: FakeNode;
   let clusterCa: Pem;
-  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number; a1Port: number };
+  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number; b2StandIn: number; a1Port: number };
   let sentinel: Sentinel;
 
   const pemOf = (gw: string) => gatewayPem(t, gw);
@@ -49,6 +49,8 @@ describe('hostile input on every listener leaves other links alone', () => {
       alphaMetrics: alpha.metrics!.port,
       betaAlias: beta.loopback,
       b2Port: roster.nodes.get('b2@beta.demo')!.port,
+      // Alpha's stand-in for b2 takes a port of alpha's own range.
+      b2StandIn: t.gateways.get('alpha')!.registry.standIns.portOf('beta', 'b2')!,
       a1Port: roster.nodes.get('a1@alpha.demo')!.port,
     };
     const caPath = tlsPathsFor(roster, 'alpha').ca;
@@ -165,7 +167,7 @@ describe('hostile input on every listener leaves other links alone', () => {
   });
 
   describe('stand-in (relay) port', () => {
-    const standIn = (write: Buffer) => () => rawExchange(ports.b2Port, ports.betaAlias, write);
+    const standIn = (write: Buffer) => () => rawExchange(ports.b2StandIn, ports.betaAlias, write);
     let betaHandshakes = 0;
     const tlsAccepted = async () => sample(await t.metricsText('beta'), 'beamgate_tls_handshakes_total', { role: 'server' });
     beforeAll(async () => {
@@ -194,7 +196,7 @@ describe('hostile input on every listener leaves other links alone', () => {
 
     it('a truncated handshake (closed mid-message): bad_handshake', async () => {
       await refused('alpha', 'bad_handshake', () =>
-        rawExchange(ports.b2Port, ports.betaAlias, (s) => {
+        rawExchange(ports.b2StandIn, ports.betaAlias, (s) => {
           s.end(encodeHandshakeMessage(sendNameV6('a1@alpha.demo', FLAGS)).subarray(0, 7));
         }),
       );
@@ -271,7 +273,7 @@ describe('hostile input on every listener leaves other links alone', () => {
     const inputs = fc.sample(fc.uint8Array({ minLength: 1, maxLength: 600 }), { numRuns: N, seed: 20261125 }).map((a) => Buffer.from(a));
     const listeners = [
       { gw: 'beta', port: ports.betaTls, host: '127.0.0.1', reasons: ['not_tls', 'tls_aborted'] },
-      { gw: 'alpha', port: ports.b2Port, host: ports.betaAlias, reasons: ['bad_handshake', 'handshake_too_large'] },
+      { gw: 'alpha', port: ports.b2StandIn, host: ports.betaAlias, reasons: ['bad_handshake', 'handshake_too_large'] },
       { gw: 'alpha', port: ports.alphaEpmd, host: '127.0.0.1', reasons: ['epmd_bad_request'] },
       { gw: 'alpha', port: ports.alphaEpmd, host: ports.betaAlias, reasons: ['epmd_bad_request'] },
       { gw: 'alpha', port: ports.alphaMetrics, host: '127.0.0.1', reasons: ['http_bad_request'] },
@@ -310,7 +312,12 @@ describe('hostile input on every listener leaves other links alone', () => {
     const roster = t.mesh.roster;
     const running = [...roster.gateways.values()].filter((g) => t.gateways.has(g.name));
     const listenerPorts = running.flatMap((g) => [g.epmdPort, ...(g.metrics ? [g.metrics.port] : [])]);
-    listenerPorts.push(...[...roster.nodes.values()].map((n) => n.port));
+    for (const g of running) {
+      const gw = t.gateways.get(g.name)!;
+      // Every stand-in of every running gateway, and every node registered with it.
+      for (const n of roster.nodes.values()) if (n.gateway !== g.name) listenerPorts.push(gw.registry.standIns.portOf(n.gateway, n.short)!);
+      for (const r of gw.epmd.registrations.values()) listenerPorts.push(r.port);
+    }
     for (const port of listenerPorts) {
       const addresses = listenAddresses(port);
       expect(addresses.length, `something listens on ${port}`).toBeGreaterThan(0);

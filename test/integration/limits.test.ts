@@ -67,14 +67,22 @@ describe('limits shed what exceeds them and nothing else', () => {
   let a2: ErlNode;
   let b1: ErlNode;
   let sentinel: Sentinel;
-  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number };
+  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number; b2StandIn: number };
 
   beforeAll(async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'] }, limits: LIMITS });
     const roster = t.mesh.roster;
     const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
-    ports = { betaTls: beta.address.port, alphaEpmd: alpha.epmdPort, alphaMetrics: alpha.metrics!.port, betaAlias: beta.loopback, b2Port: roster.nodes.get('b2@beta.demo')!.port };
+    ports = {
+      betaTls: beta.address.port,
+      alphaEpmd: alpha.epmdPort,
+      alphaMetrics: alpha.metrics!.port,
+      betaAlias: beta.loopback,
+      b2Port: roster.nodes.get('b2@beta.demo')!.port,
+      // Alpha's stand-in for b2 takes a port of alpha's own range.
+      b2StandIn: t.gateways.get('alpha')!.registry.standIns.portOf('beta', 'b2')!,
+    };
     let a1: ErlNode;
     [a1, a2, b1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('a2@alpha.demo'), t.startNode('b1@beta.demo')]);
     sentinel = await watchLink(t, a1, 'alpha', 'beta', 'b1@beta.demo');
@@ -105,7 +113,7 @@ describe('limits shed what exceeds them and nothing else', () => {
 
     it('stand-in port: a send_name that never finishes, handshake_timeout', async () => {
       const sendName = encodeHandshakeMessage(sendNameV6('a2@alpha.demo', FLAGS));
-      const { ex } = await expectRefused(t, 'alpha', 'handshake_timeout', () => rawExchange(ports.b2Port, ports.betaAlias, dribble(sendName, SLOW_MS)));
+      const { ex } = await expectRefused(t, 'alpha', 'handshake_timeout', () => rawExchange(ports.b2StandIn, ports.betaAlias, dribble(sendName, SLOW_MS)));
       expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.distHandshakeTimeoutMs! - 100);
     });
 
@@ -224,7 +232,7 @@ describe('limits shed what exceeds them and nothing else', () => {
     });
 
     it(`stand-in port: ${FLOOD} silent connections above maxLinks, limit_reached then handshake_timeout`, async () => {
-      const f = await flood(FLOOD, ports.b2Port, ports.betaAlias);
+      const f = await flood(FLOOD, ports.b2StandIn, ports.betaAlias);
       await sentinel.check();
       // The watched link holds one of alpha's link slots.
       expect(await expectShed('alpha', f, 'handshake_timeout')).toBe(FLOOD - (LIMITS.maxLinks! - 1));
@@ -238,7 +246,7 @@ describe('limits shed what exceeds them and nothing else', () => {
     const status = encodeHandshakeMessage(Buffer.concat([Buffer.from('s'), Buffer.alloc(4000, 0x61)]));
     const pile = Buffer.concat([encodeHandshakeMessage(sendNameV6('a2@alpha.demo', FLAGS)), ...Array.from({ length: 6 }, () => status)]);
     expect(pile.length).toBeGreaterThan(LIMITS.maxPendingBytes!);
-    const { line } = await expectRefused(t, 'alpha', 'buffer_limit', () => rawExchange(ports.b2Port, ports.betaAlias, pile));
+    const { line } = await expectRefused(t, 'alpha', 'buffer_limit', () => rawExchange(ports.b2StandIn, ports.betaAlias, pile));
     expect(String(line.detail)).toMatch(/bytes pending before the link was up/);
   });
 });

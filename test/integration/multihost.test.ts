@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cookieEnv } from '../../src/erlang/cookie.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { elixirArgs } from '../helpers/elixir-node.js';
-import { LAB_PORTS, LabCluster } from '../helpers/lab-cluster.js';
+import { LAB_HOST_SUFFIX, LAB_PORTS, LabCluster } from '../helpers/lab-cluster.js';
 import { sample, waitFor } from '../helpers/mesh.js';
 import { labNamespaces, NETNS_PREFIX, NetnsLab, netnsUnavailableReason } from '../helpers/netns.js';
 import { compileTraffic, nodeEvents } from '../helpers/traffic.js';
@@ -243,6 +243,9 @@ describe.runIf(unavailable === null)('multi-host: three hosts in network namespa
     const unreachableAfterMs = Date.now() - cutAt;
     expect(await reachable('alpha', 'gamma')).toBe(1);
     expect(await metric('alpha', 'beamgate_links_closed_total', { peer: 'beta' })).toBeGreaterThan(closedBefore);
+    // The registry link is silent too: alpha forgets what beta had and answers beta's host from the roster.
+    await waitFor("alpha to lose beta's registry", async () => (await metric('alpha', 'beamgate_registry_synced', { peer: 'beta' })) === 0, PROBE_CHANGE_TIMEOUT_MS);
+    const registryLostMs = Date.now() - cutAt;
 
     c.lab.reconnect('beta');
     const healedMs = Date.now();
@@ -252,9 +255,24 @@ describe.runIf(unavailable === null)('multi-host: three hosts in network namespa
     await waitFor('a complete mesh after the heal', meshComplete, MESH_TIMEOUT_MS);
     const meshAfterMs = Date.now() - healedMs;
     await waitFor('alpha and beta report each other reachable again', async () => (await reachable('alpha', 'beta')) === 1 && (await reachable('beta', 'alpha')) === 1, PROBE_CHANGE_TIMEOUT_MS);
+    const reachableAfterMs = Date.now() - healedMs;
+    // After the heal every registry is exact again: each gateway knows each peer, with exactly the names registered there.
+    const live: Record<string, string[]> = { alpha: ['a1', 'a2'], beta: ['b1'], gamma: ['ex1', 'g1'] };
+    await waitFor('every registry exact after the heal', async () => {
+      for (const gw of Object.keys(live)) {
+        for (const peer of Object.keys(live).filter((p) => p !== gw)) {
+          if ((await metric(gw, 'beamgate_registry_synced', { peer })) !== 1) return false;
+          if ((await metric(gw, 'beamgate_registry_names', { peer })) !== live[peer]!.length) return false;
+        }
+      }
+      return true;
+    }, PROBE_CHANGE_TIMEOUT_MS);
+    const registryAfterMs = Date.now() - healedMs;
+    expect(await c.node(A1).eval(`{ok, Names} = net_adm:names('beta${LAB_HOST_SUFFIX}'), [N || {N, _} <- Names]`)).toBe('["b1"]');
     console.log(
-      `partition: nodedown on a1 ${a1Down.at - cutAt} ms after the cut (net_ticktime ${NET_TICKTIME_S} s), both gateways report unreachable after ${unreachableAfterMs} ms; ` +
-        `after the heal: pong in ${pongAfterMs} ms, full mesh in ${meshAfterMs} ms, reachable again after ${Date.now() - healedMs} ms`,
+      `partition: nodedown on a1 ${a1Down.at - cutAt} ms after the cut (net_ticktime ${NET_TICKTIME_S} s), both gateways report unreachable after ${unreachableAfterMs} ms, ` +
+        `alpha's registry of beta lost after ${registryLostMs} ms; after the heal: pong in ${pongAfterMs} ms, full mesh in ${meshAfterMs} ms, ` +
+        `reachable again after ${reachableAfterMs} ms, every registry exact after ${registryAfterMs} ms`,
     );
 
     for (const gw of c.gateways.values()) {
