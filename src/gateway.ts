@@ -29,6 +29,7 @@ import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.j
 import { MeshRegistry } from './registry/mesh-registry.js';
 import type { RegistryEntry } from './registry/protocol.js';
 import type { TlsMaterial } from './pki/material.js';
+import { NO_GROUP } from './policy/policy.js';
 import { secondsUntilExpiry } from './pki/identity.js';
 
 /** How often each peer gateway's TLS port is probed for /readyz and beamgate_peer_reachable. */
@@ -128,9 +129,13 @@ export class Gateway {
       registryLink: (peer, sock, head) => this.registry.attach(peer, sock, head),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
+        if (reason === 'policy_denied' && typeof fields.from_group === 'string' && typeof fields.to_group === 'string') {
+          this.metrics.policyDeniedDial(fields.from_group, fields.to_group);
+        }
         this.refusals.warn('connection refused', reason, this.rosterPeer(fields.peer), { detail: message, ...fields });
       },
     };
+    this.metrics.setPolicyGroups(policyLabels(opts.roster));
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
@@ -304,7 +309,7 @@ export class Gateway {
    * Puts a new roster and TLS material in force. Established links keep the
    * limits and certificates they were opened with, and stay up unless the new
    * roster would refuse them (their peer gateway gone or its certificate
-   * revoked, a node moved or removed): those are cut, counted and logged as
+   * revoked, a node moved or removed, a policy that now forbids them): those are cut, counted and logged as
    * refusals. Everything that can be checked is checked before anything
    * changes; if binding a new listener still fails, the old configuration is
    * put back. Returns whether the new configuration is in force.
@@ -349,6 +354,7 @@ export class Gateway {
     if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
     this.registry.standIns.setMaxConnections(limits.maxLinks);
     this.logger.setLevel(cfg.roster.log.level);
+    this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();
     let cut = 0;
     for (const link of [...this.table.established]) {
@@ -471,6 +477,11 @@ function peerOf(sock: tls.TLSSocket): string {
 /** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type). */
 function tcpOf(sock: tls.TLSSocket): net.Socket {
   return (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
+}
+
+/** The group labels of beamgate_policy_denied_total: the policy's groups, and the label of a node in none. */
+function policyLabels(roster: Roster): string[] {
+  return roster.policy ? [...roster.policy.groups.keys(), NO_GROUP] : [];
 }
 
 /** What a peer is told of one of our registrations. */

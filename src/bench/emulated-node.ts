@@ -6,14 +6,55 @@
 
 import { createHash, randomInt } from 'node:crypto';
 import net from 'node:net';
-import { encodeHandshakeMessage, sendNameV6 } from '../framing/handshake.js';
+import { encodePortPlease2Request, parsePort2Resp } from '../epmd/protocol.js';
+import { DFLAG_HANDSHAKE_23, DFLAG_UNLINK_ID, DFLAG_V4_NC, decodeHandshakeMessage, encodeHandshakeMessage, sendNameV6 } from '../framing/handshake.js';
 
-// Flags an OTP 25 node requires (MANDATORY_DFLAGS_25 and its digest bit, from
+// Flags an OTP 25 node requires: MANDATORY_DFLAGS_25 and its digest bit (from
 // kernel/include/dist.hrl), plus UNLINK_ID. DFLAG_PUBLISHED is left out: the
 // emulated nodes connect hidden, so the real node starts no `global` sync
 // with nodes that could not answer it.
-const DFLAGS =
-  0x04n | 0x10n | 0x80n | 0x100n | 0x200n | 0x400n | 0x800n | 0x10000n | 0x20000n | 0x40000n | 0x1000000n | 0x2000000n | 0x4000000n;
+const DFLAGS_25 =
+  0x04n | 0x10n | 0x80n | 0x100n | 0x200n | 0x400n | 0x800n | 0x10000n | 0x20000n | 0x40000n | DFLAG_HANDSHAKE_23 | DFLAG_UNLINK_ID | 0x4000000n;
+
+/**
+ * The flags a node of OTP release `otp` requires of its peer: OTP 26 made
+ * DFLAG_V4_NC and DFLAG_UNLINK_ID mandatory (MANDATORY_DFLAGS_26), and a node
+ * of 26 or later answers `snot_allowed` to a peer without them.
+ */
+export function emulatedFlags(otp: number): bigint {
+  return otp >= 26 ? DFLAGS_25 | DFLAG_V4_NC : DFLAGS_25;
+}
+
+/**
+ * Where a node on the local gateway's host reaches `short`: the port its
+ * gateway's EPMD gives on `host` (the remote gateway's loopback alias), as
+ * PORT_PLEASE2 tells a real node. The gateway picks its stand-in ports, so
+ * they are not the remote node's roster port.
+ */
+export function lookupStandIn(host: string, epmdPort: number, short: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port: epmdPort });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => done(new Error(`EPMD ${host}:${epmdPort} did not answer PORT_PLEASE2 ${short} in ${timeoutMs} ms`)), timeoutMs);
+    const done = (result: Error | number) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (typeof result === 'number') resolve(result);
+      else reject(result);
+    };
+    sock.on('connect', () => sock.write(encodePortPlease2Request(short)));
+    sock.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const r = parsePort2Resp(buf);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') done(new Error(`EPMD ${host}:${epmdPort}: ${r.reason}`));
+      else if (r.info === null) done(new Error(`EPMD ${host}:${epmdPort} does not know ${short}`));
+      else done(r.info.port);
+    });
+    sock.on('error', (err) => done(err));
+    sock.on('close', () => done(new Error(`EPMD ${host}:${epmdPort} closed before answering ${short}`)));
+  });
+}
 
 /** Largest message an emulated node accepts; a handshake message or a frame from an idle link is far smaller. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -29,6 +70,8 @@ export interface EmulatedNodeOptions {
   /** The node it dials; its challenge must carry this name. */
   target: string;
   cookie: string;
+  /** Distribution flags to offer (emulatedFlags of the target's release). */
+  flags: bigint;
   timeoutMs: number;
 }
 
@@ -81,7 +124,8 @@ export function connectEmulatedNode(o: EmulatedNodeOptions): Promise<EmulatedLin
         step = 'challenge';
       } else if (step === 'challenge') {
         if (tag !== 'N' || body.length < 19) throw new Error(`${o.name}: expected a v6 challenge, got tag ${tag}`);
-        const name = body.toString('latin1', 19);
+        const challenge = decodeHandshakeMessage('acceptor', body);
+        const name = challenge.tag === 'challenge' ? challenge.name : '';
         if (name !== o.target) throw new Error(`${o.name}: challenge from ${name}, expected ${o.target}`);
         const reply = Buffer.alloc(21);
         reply[0] = 0x72; // 'r'
@@ -97,7 +141,7 @@ export function connectEmulatedNode(o: EmulatedNodeOptions): Promise<EmulatedLin
       }
     };
 
-    sock.on('connect', () => sock.write(encodeHandshakeMessage(sendNameV6(o.name, DFLAGS, 1 + randomInt(2 ** 31)))));
+    sock.on('connect', () => sock.write(encodeHandshakeMessage(sendNameV6(o.name, o.flags, 1 + randomInt(2 ** 31)))));
     sock.on('data', (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       try {

@@ -2,6 +2,9 @@
 // `npm run bench`: every way two real Erlang nodes on this machine can talk,
 // measured side by side in one run, interleaved and repeated (only ratios
 // taken in one run mean anything on a shared machine), then the scale run.
+// inet_tcp_dist, inet_tls_dist and beamgate run with nodes on each OTP
+// release asked for (--otp; the machine's own and OTP 29 from its Debian root
+// by default), the stunnel pair with nodes on the first.
 // Prints the tables and a chart; writes JSON and SVG under bench/results/.
 
 import assert from 'node:assert/strict';
@@ -24,6 +27,7 @@ import {
   tlsPath,
 } from './paths.js';
 import { randomCookie, writeCookieHome } from '../erlang/cookie.js';
+import { findRuntime, hostOtp, type OtpRuntime, ROOTS_DIR } from '../erlang/roots.js';
 import { memory, randomAlias } from './proc.js';
 import {
   asciiChart,
@@ -51,7 +55,9 @@ const USAGE = `npm run bench -- [options]
   --seconds S         duration of each throughput run (default 1; --quick 0.5)
   --pings N           round trips per RTT measurement (default 5000)
   --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate
-  --scale-links N     idle links in the scale run (default 200; 0 skips it)
+  --otp LIST          OTP releases of the nodes, e.g. 25,29 (default: this machine's erl, and 29
+                      when its Debian root exists; see docs/compatibility.md); stunnel runs on the first
+  --scale-links N     idle links in the scale run (default 500; 0 skips it); the target node runs the last release
   --idle-seconds S    idle window of the scale run (default 30; --quick 5)
   --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
   --out DIR           where JSON and SVG go (default bench/results/)
@@ -62,6 +68,7 @@ interface Options {
   seconds: number;
   pings: number;
   paths: PathId[];
+  otp: OtpRuntime[];
   scaleLinks: number;
   idleSeconds: number;
   cpuProf: boolean;
@@ -79,6 +86,7 @@ function options(argv: string[]): Options {
       seconds: { type: 'string' },
       pings: { type: 'string' },
       paths: { type: 'string' },
+      otp: { type: 'string' },
       'scale-links': { type: 'string' },
       'idle-seconds': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
@@ -102,17 +110,39 @@ function options(argv: string[]): Options {
   const paths = values.paths ? (values.paths.split(',') as PathId[]) : all;
   for (const p of paths) if (!all.includes(p)) throw new Error(`unknown path ${p}; known: ${all.join(', ')}`);
   return {
+    otp: runtimes(values.otp),
     quick,
     reps: Math.round(num(values.reps, quick ? 1 : 3, 'reps', 1)),
     seconds: num(values.seconds, quick ? 0.5 : 1, 'seconds', 0.05),
     pings: Math.round(num(values.pings, 5000, 'pings', 100)),
     paths,
-    scaleLinks: Math.round(num(values['scale-links'], 200, 'scale-links', 0)),
+    scaleLinks: Math.round(num(values['scale-links'], 500, 'scale-links', 0)),
     idleSeconds: num(values['idle-seconds'], quick ? 5 : 30, 'idle-seconds', 1),
     cpuProf: values['cpu-prof'] ?? false,
     out: values.out ? resolve(values.out) : RESULTS_DIR,
     keep: values.keep ?? false,
   };
+}
+
+/** The newest OTP the benchmark measures against when its root is there. */
+const NEWEST_OTP = '29';
+
+/** The runtimes of --otp, or the default: this machine's erl, plus OTP 29 from its root if made. */
+function runtimes(list: string | undefined): OtpRuntime[] {
+  const host = hostOtp();
+  if (list === undefined) {
+    const newest = host === NEWEST_OTP ? undefined : findRuntime(NEWEST_OTP);
+    if (typeof newest === 'string') log(`only OTP ${host}: ${newest}`);
+    return [findRuntime(host) as OtpRuntime, ...(newest && typeof newest !== 'string' ? [newest] : [])];
+  }
+  const out: OtpRuntime[] = [];
+  for (const otp of list.split(',').map((s) => s.trim())) {
+    if (!/^\d+$/.test(otp)) throw new Error(`--otp takes release numbers such as 25,29, got ${otp}`);
+    const rt = findRuntime(otp);
+    if (typeof rt === 'string') throw new Error(`--otp ${otp}: ${rt}`);
+    if (!out.some((r) => r.otp === otp)) out.push(rt);
+  }
+  return out;
 }
 
 function compileBenchModule(dir: string): string {
@@ -137,8 +167,8 @@ function rotated<T>(xs: readonly T[], rep: number): T[] {
   return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
-function machine(): Record<string, string | number> {
-  const otp = spawnSync('erl', ['-noshell', '-eval', 'io:put_chars(erlang:system_info(otp_release)), halt().'], { encoding: 'utf8' }).stdout.trim();
+function machine(opts: Options): Record<string, string | number> {
+  const otp = opts.otp.map((r) => (r.root ? `${r.otp} (${r.root})` : `${r.otp} (this machine's erl)`)).join(', ');
   return {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
@@ -160,16 +190,19 @@ async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): 
     await plain.stop();
   };
   try {
-    for (const id of opts.paths) {
-      if (id === 'stunnel' && !stunnelAvailable()) {
-        log('stunnel4 is not installed: the stunnel4 pair is left out (apt-get install stunnel4 to include it)');
-        continue;
+    for (const [k, rt] of opts.otp.entries()) {
+      for (const id of opts.paths) {
+        if (id === 'stunnel' && k > 0) continue;
+        if (id === 'stunnel' && !stunnelAvailable()) {
+          log('stunnel4 is not installed: the stunnel4 pair is left out (apt-get install stunnel4 to include it)');
+          continue;
+        }
+        log(`starting ${PATH_LABELS[id]}, nodes on OTP ${rt.otp}`);
+        if (id === 'direct') paths.push(await directPath(plain, rt));
+        else if (id === 'tls') paths.push(await tlsPath(plain, rt));
+        else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias, rt));
+        else paths.push(await beamgatePath(env, join(env.dir, `beamgate-${rt.otp}`), rt, gatewayArgs));
       }
-      log(`starting ${PATH_LABELS[id]}`);
-      if (id === 'direct') paths.push(await directPath(plain));
-      else if (id === 'tls') paths.push(await tlsPath(plain));
-      else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias));
-      else paths.push(await beamgatePath(env, join(env.dir, 'beamgate'), gatewayArgs));
     }
   } catch (err) {
     await stop();
@@ -187,7 +220,7 @@ interface Measured {
 type PartialSample = Omit<Partial<PathSample>, 'rate'> & { rate: Partial<Record<Size, RateResult>> };
 
 /** Checks that a repetition measured everything before it counts. */
-function complete(id: PathId, s: PartialSample): PathSample {
+function complete(id: string, s: PartialSample): PathSample {
   const { rttP50Us, rttP99Us, coldMs, rate } = s;
   assert.ok(rttP50Us !== undefined && rttP99Us !== undefined && coldMs !== undefined, `${id}: repetition incomplete`);
   for (const size of SIZES) assert.ok(rate[size], `${id}: no ${size} B rate`);
@@ -199,8 +232,8 @@ async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
   const samples: Record<string, PathSample[]> = {};
   const cpu: Record<string, CpuTotals> = {};
   for (const p of paths) {
-    samples[p.id] = [];
-    cpu[p.id] = { all: emptyCpu(), bulk: emptyCpu(), bulkBytes: 0 };
+    samples[p.key] = [];
+    cpu[p.key] = { all: emptyCpu(), bulk: emptyCpu(), bulkBytes: 0 };
   }
   log('warming up every path');
   for (const p of paths) {
@@ -210,29 +243,29 @@ async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
   for (let rep = 0; rep < opts.reps; rep++) {
     const order = rotated(paths, rep);
     const partial: Record<string, PartialSample> = {};
-    for (const p of order) partial[p.id] = { rate: {} };
+    for (const p of order) partial[p.key] = { rate: {} };
     log(`repetition ${rep + 1}/${opts.reps}: round trips`);
     for (const p of order) {
-      const rtt = await withCpu(p, [cpu[p.id]!.all], () => measureRtt(p, opts.pings));
-      partial[p.id]!.rttP50Us = rtt.p50Us;
-      partial[p.id]!.rttP99Us = rtt.p99Us;
+      const rtt = await withCpu(p, [cpu[p.key]!.all], () => measureRtt(p, opts.pings));
+      partial[p.key]!.rttP50Us = rtt.p50Us;
+      partial[p.key]!.rttP99Us = rtt.p99Us;
     }
     for (const size of SIZES) {
       log(`repetition ${rep + 1}/${opts.reps}: ${size} B messages`);
       for (const p of order) {
-        const c = cpu[p.id]!;
+        const c = cpu[p.key]!;
         const bulk = BULK_SIZES.includes(size);
         const rate = await withCpu(p, bulk ? [c.all, c.bulk] : [c.all], () => measureRate(p, size, millis));
         if (bulk) c.bulkBytes += rate.bytes;
-        partial[p.id]!.rate[size] = rate;
+        partial[p.key]!.rate[size] = rate;
       }
     }
     log(`repetition ${rep + 1}/${opts.reps}: cold connects`);
-    for (const p of order) partial[p.id]!.coldMs = await measureColdConnect(p, rep);
-    for (const p of order) samples[p.id]!.push(complete(p.id, partial[p.id]!));
+    for (const p of order) partial[p.key]!.coldMs = await measureColdConnect(p, rep);
+    for (const p of order) samples[p.key]!.push(complete(p.key, partial[p.key]!));
   }
   const peakMb: Record<string, number | undefined> = {};
-  for (const p of paths) peakMb[p.id] = p.relayPids.length > 0 ? Math.max(...p.relayPids.map((pid) => memory(pid).peakMb)) : undefined;
+  for (const p of paths) peakMb[p.key] = p.relayPids.length > 0 ? Math.max(...p.relayPids.map((pid) => memory(pid).peakMb)) : undefined;
   return { samples, cpu, peakMb };
 }
 
@@ -243,7 +276,7 @@ async function main(): Promise<void> {
   const cookie = randomCookie();
   const env: BenchEnv = { dir, cookie, home: writeCookieHome(join(dir, 'home'), cookie), beamDir: compileBenchModule(dir), freshNodes: opts.reps };
   const gatewayArgs = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'profiles')}`] : [];
-  const host = machine();
+  const host = machine(opts);
   log(`run directory ${dir}; ${host.cores} cores, load ${host.loadAverage}`);
 
   const results: Results = {};
@@ -254,13 +287,13 @@ async function main(): Promise<void> {
     try {
       const m = await measure(running.paths, opts);
       samples = m.samples;
-      for (const p of running.paths) results[p.id] = medianFigures(m.samples[p.id]!, m.cpu[p.id]!, m.peakMb[p.id]);
+      for (const p of running.paths) results[p.key] = medianFigures(m.samples[p.key]!, m.cpu[p.key]!, m.peakMb[p.key]);
     } finally {
       await running.stop();
     }
     if (opts.scaleLinks > 0) {
       log(`scale: ${opts.scaleLinks} idle links through one gateway pair, then ${opts.idleSeconds} s idle`);
-      scale = await runScale(env, join(dir, 'scale'), opts.scaleLinks, opts.idleSeconds, gatewayArgs);
+      scale = await runScale(env, join(dir, 'scale'), opts.otp.at(-1)!, opts.scaleLinks, opts.idleSeconds, gatewayArgs);
     }
   } catch (err) {
     log(`failed; logs and configs kept in ${dir}`);
@@ -274,6 +307,7 @@ async function main(): Promise<void> {
     '',
     `Medians over ${opts.reps} repetition(s); throughput runs of ${opts.seconds} s, ${opts.pings} round trips; CPU per GB over the 64 KiB and 1 MiB runs.`,
     `Machine: ${host.cpu}, ${host.cores} cores, Node ${host.node}, OTP ${host.otp}, ${host.stunnel}; load average at start ${host.loadAverage}.`,
+    `Nodes of the stunnel pair run OTP ${opts.otp[0]!.otp}; targets are ratios against OTP ${opts.otp.at(-1)!.otp}'s paths.`,
     ...(opts.quick ? ['', '--quick: one short repetition, a smoke check. On a shared machine its ratios swing by tens of percent; take figures from the default run.'] : []),
     '',
     figuresTable(results),
@@ -282,7 +316,7 @@ async function main(): Promise<void> {
     '',
     ratioTable(results),
     '',
-    ...(scale ? ['Scale: idle links through one gateway pair (emulated source nodes, real target node):', '', scaleTable(scale), ''] : []),
+    ...(scale ? [`Scale: idle links through one gateway pair (emulated source nodes, real target node on OTP ${scale.targetOtp}):`, '', scaleTable(scale), ''] : []),
     'Targets:',
     '',
     targetsTable(targets),
@@ -296,7 +330,8 @@ async function main(): Promise<void> {
   const stamp = started.toISOString().replaceAll(':', '-').slice(0, 19);
   const jsonPath = join(opts.out, `bench-${stamp}.json`);
   const svgPath = join(opts.out, `bench-${stamp}.svg`);
-  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: { ...opts, out: undefined }, results, samples, scale, targets }, null, 2));
+  const written = { ...opts, out: undefined, otp: opts.otp.map((r) => ({ otp: r.otp, root: r.root ?? null })) };
+  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, targets }, null, 2));
   writeFileSync(svgPath, svgChart(results, caption));
   console.log(`wrote ${jsonPath}\nwrote ${svgPath}`);
   if (opts.cpuProf) console.log(`gateway CPU profiles in ${join(dir, 'profiles')} (open in Chrome DevTools or speedscope)`);

@@ -1,7 +1,9 @@
 // The four ways two Erlang nodes on this machine can talk, each set up the way
 // a user would: plain inet_tcp_dist, OTP's inet_tls_dist with mutual TLS, a
 // stunnel4 pair with mutual TLS, and a beamgate gateway pair. Every path ends
-// with node A connected to node B, where beamgate_bench:serve/0 runs.
+// with node A connected to node B, where beamgate_bench:serve/0 runs. Both
+// nodes of a path run one OTP release: the machine's own, or a newer one from
+// a Debian root (src/erlang/roots.ts); a path is named by both, `tls@29`.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLocalMesh, type LocalMesh } from '../cli/local-mesh.js';
 import { ErlNode } from '../erlang/node.js';
+import type { OtpRuntime } from '../erlang/roots.js';
 import { createCa, createGatewayCert, type Pem, writePem } from '../pki/generate.js';
 import { freePort, randomAlias, sleep } from './proc.js';
 
@@ -22,8 +25,31 @@ export const PATH_LABELS: Record<PathId, string> = {
   beamgate: 'beamgate gateway pair',
 };
 
+/** A path with the OTP release of its nodes: `beamgate@29`. */
+export type PathKey = `${PathId}@${string}`;
+
+export function pathKey(id: PathId, otp: string): PathKey {
+  return `${id}@${otp}`;
+}
+
+export function parsePathKey(key: string): { id: PathId; otp: string } {
+  const at = key.indexOf('@');
+  const id = key.slice(0, at) as PathId;
+  if (at < 0 || !(id in PATH_LABELS)) throw new Error(`not a path key: ${key}`);
+  return { id, otp: key.slice(at + 1) };
+}
+
+/** `inet_tls_dist (OTP mutual TLS), OTP 29`. */
+export function pathLabel(key: string): string {
+  const { id, otp } = parsePathKey(key);
+  return `${PATH_LABELS[id]}, OTP ${otp}`;
+}
+
 export interface BenchPath {
   id: PathId;
+  /** The OTP release of both nodes. */
+  otp: string;
+  key: PathKey;
   a: ErlNode;
   b: ErlNode;
   /** Starts a node that has never connected anywhere, on node A's side, for a cold connect. */
@@ -77,6 +103,8 @@ interface PlainSetup {
   epmd: Epmd;
   inetrcPath: string;
   ca: Pem;
+  /** inet_tls_dist flags per host name, made once and shared by the nodes of every OTP release. */
+  tlsArgs: Map<string, string[]>;
 }
 
 /** Host names of the non-beamgate paths; all on 127.0.0.1 except stunnel's B, which A reaches via the alias. */
@@ -95,7 +123,7 @@ export async function plainSetup(env: BenchEnv, stunnelAlias: string): Promise<P
   writeFileSync(inetrcPath, plainInetrc(stunnelAlias));
   const ca = await createCa('beamgate bench CA');
   writeFileSync(join(env.dir, 'ca.pem'), ca.cert);
-  return { env, epmd, inetrcPath, ca, stop: () => epmd.stop() };
+  return { env, epmd, inetrcPath, ca, tlsArgs: new Map(), stop: () => epmd.stop() };
 }
 
 function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] {
@@ -109,15 +137,16 @@ function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] 
   ];
 }
 
-async function startNode(env: BenchEnv, name: string, args: string[]): Promise<ErlNode> {
-  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir] });
+/** A node of runtime `rt`; in a root it reads the run directory (inetrc, certificates, the bench module, its home) at its own path. */
+export async function startNode(env: BenchEnv, rt: OtpRuntime, name: string, args: string[]): Promise<ErlNode> {
+  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir], runtime: rt, binds: [env.dir] });
 }
 
 /** Starts B (serving), then A, and connects A to B. */
-async function pair(env: BenchEnv, aName: string, aArgs: string[], bName: string, bArgs: string[]): Promise<{ a: ErlNode; b: ErlNode }> {
-  const b = await startNode(env, bName, bArgs);
+async function pair(env: BenchEnv, rt: OtpRuntime, aName: string, aArgs: string[], bName: string, bArgs: string[]): Promise<{ a: ErlNode; b: ErlNode }> {
+  const b = await startNode(env, rt, bName, bArgs);
   await b.eval('beamgate_bench:serve()');
-  const a = await startNode(env, aName, aArgs);
+  const a = await startNode(env, rt, aName, aArgs);
   const pong = await a.eval(`net_adm:ping('${bName}')`);
   if (pong !== 'pong') {
     await Promise.all([a.stop(), b.stop()]);
@@ -126,21 +155,26 @@ async function pair(env: BenchEnv, aName: string, aArgs: string[], bName: string
   return { a, b };
 }
 
-export async function directPath(s: PlainSetup): Promise<BenchPath> {
-  const { a, b } = await pair(s.env, 'da@direct-a.bench', plainArgs(s, 'da@direct-a.bench'), 'db@direct-b.bench', plainArgs(s, 'db@direct-b.bench'));
+export async function directPath(s: PlainSetup, rt: OtpRuntime): Promise<BenchPath> {
+  const n = (short: string) => `${short}${rt.otp}@direct-${short[1]}.bench`;
+  const { a, b } = await pair(s.env, rt, n('da'), plainArgs(s, n('da')), n('db'), plainArgs(s, n('db')));
   return {
     id: 'direct',
+    otp: rt.otp,
+    key: pathKey('direct', rt.otp),
     a,
     b,
-    freshNode: (i) => startNode(s.env, `dc${i}@direct-a.bench`, plainArgs(s, `dc${i}@direct-a.bench`)),
+    freshNode: (i) => startNode(s.env, rt, `dc${i}x${rt.otp}@direct-a.bench`, plainArgs(s, `dc${i}x${rt.otp}@direct-a.bench`)),
     relayPids: [],
     stop: async () => void (await Promise.all([a.stop(), b.stop()])),
   };
 }
 
 /** OTP's TLS distribution, both sides verify_peer against the bench CA (host names in the SANs). */
-export async function tlsPath(s: PlainSetup): Promise<BenchPath> {
+export async function tlsPath(s: PlainSetup, rt: OtpRuntime): Promise<BenchPath> {
   const optFile = async (host: string) => {
+    const made = s.tlsArgs.get(host);
+    if (made) return made;
     const pem = await createGatewayCert(s.ca, host);
     const cert = join(s.env.dir, `${host}.pem`);
     const key = join(s.env.dir, `${host}-key.pem`);
@@ -149,16 +183,21 @@ export async function tlsPath(s: PlainSetup): Promise<BenchPath> {
     const common = `{certfile, "${cert}"}, {keyfile, "${key}"}, {cacertfile, "${ca}"}, {verify, verify_peer}`;
     const path = join(s.env.dir, `${host}.ssl_dist.conf`);
     writeFileSync(path, `[{server, [${common}, {fail_if_no_peer_cert, true}]},\n {client, [${common}]}].\n`);
-    return ['-proto_dist', 'inet_tls', '-ssl_dist_optfile', path];
+    const args = ['-proto_dist', 'inet_tls', '-ssl_dist_optfile', path];
+    s.tlsArgs.set(host, args);
+    return args;
   };
   const aTls = await optFile('tls-a.bench');
   const bTls = await optFile('tls-b.bench');
-  const { a, b } = await pair(s.env, 'ta@tls-a.bench', plainArgs(s, 'ta@tls-a.bench', aTls), 'tb@tls-b.bench', plainArgs(s, 'tb@tls-b.bench', bTls));
+  const n = (short: string) => `${short}${rt.otp}@tls-${short[1]}.bench`;
+  const { a, b } = await pair(s.env, rt, n('ta'), plainArgs(s, n('ta'), aTls), n('tb'), plainArgs(s, n('tb'), bTls));
   return {
     id: 'tls',
+    otp: rt.otp,
+    key: pathKey('tls', rt.otp),
     a,
     b,
-    freshNode: (i) => startNode(s.env, `tc${i}@tls-a.bench`, plainArgs(s, `tc${i}@tls-a.bench`, aTls)),
+    freshNode: (i) => startNode(s.env, rt, `tc${i}x${rt.otp}@tls-a.bench`, plainArgs(s, `tc${i}x${rt.otp}@tls-a.bench`, aTls)),
     relayPids: [],
     stop: async () => void (await Promise.all([a.stop(), b.stop()])),
   };
@@ -180,7 +219,7 @@ export function stunnelAvailable(): string | undefined {
  * front of B, mutual TLS between them. Node A learns B's real port from epmd
  * on the alias and so dials the stunnel client without knowing it.
  */
-export async function stunnelPath(s: PlainSetup, alias: string): Promise<BenchPath> {
+export async function stunnelPath(s: PlainSetup, alias: string, rt: OtpRuntime): Promise<BenchPath> {
   const command = stunnelAvailable()?.split(' ')[0];
   if (!command) throw new Error('stunnel4 is not installed');
   const bPort = await freePort();
@@ -220,7 +259,7 @@ export async function stunnelPath(s: PlainSetup, alias: string): Promise<BenchPa
   const bArgs = plainArgs(s, 'sb@stunnel-b.bench', ['-kernel', 'inet_dist_listen_min', String(bPort), '-kernel', 'inet_dist_listen_max', String(bPort)]);
   let nodes: { a: ErlNode; b: ErlNode };
   try {
-    nodes = await pair(s.env, 'sa@stunnel-a.bench', plainArgs(s, 'sa@stunnel-a.bench'), 'sb@stunnel-b.bench', bArgs);
+    nodes = await pair(s.env, rt, 'sa@stunnel-a.bench', plainArgs(s, 'sa@stunnel-a.bench'), 'sb@stunnel-b.bench', bArgs);
   } catch (err) {
     await Promise.all([stopChild(server), stopChild(client)]);
     throw err;
@@ -228,9 +267,11 @@ export async function stunnelPath(s: PlainSetup, alias: string): Promise<BenchPa
   const { a, b } = nodes;
   return {
     id: 'stunnel',
+    otp: rt.otp,
+    key: pathKey('stunnel', rt.otp),
     a,
     b,
-    freshNode: (i) => startNode(s.env, `sc${i}@stunnel-a.bench`, plainArgs(s, `sc${i}@stunnel-a.bench`)),
+    freshNode: (i) => startNode(s.env, rt, `sc${i}@stunnel-a.bench`, plainArgs(s, `sc${i}@stunnel-a.bench`)),
     relayPids: [server.pid!, client.pid!],
     stop: async () => {
       await Promise.all([a.stop(), b.stop()]);
@@ -283,13 +324,13 @@ export async function startGatewayPair(
   return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
 }
 
-export async function beamgatePath(env: BenchEnv, dir: string, gatewayArgs: string[] = []): Promise<BenchPath> {
+export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = []): Promise<BenchPath> {
   const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);
   const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs);
   const name = (short: string, gateway: string) => `${short}@${gw.mesh.hostOf(gateway)}`;
   let nodes: { a: ErlNode; b: ErlNode };
   try {
-    nodes = await pair(env, name('ga', 'alpha'), gw.mesh.nodeArgs(name('ga', 'alpha')), name('gb', 'beta'), gw.mesh.nodeArgs(name('gb', 'beta')));
+    nodes = await pair(env, rt, name('ga', 'alpha'), gw.mesh.nodeArgs(name('ga', 'alpha')), name('gb', 'beta'), gw.mesh.nodeArgs(name('gb', 'beta')));
   } catch (err) {
     await gw.stop();
     throw err;
@@ -297,11 +338,13 @@ export async function beamgatePath(env: BenchEnv, dir: string, gatewayArgs: stri
   const { a, b } = nodes;
   return {
     id: 'beamgate',
+    otp: rt.otp,
+    key: pathKey('beamgate', rt.otp),
     a,
     b,
     freshNode: (i) => {
       if (i >= env.freshNodes) throw new RangeError(`fresh node ${i} is not in the roster (${env.freshNodes} made)`);
-      return startNode(env, name(`gc${i}`, 'alpha'), gw.mesh.nodeArgs(name(`gc${i}`, 'alpha')));
+      return startNode(env, rt, name(`gc${i}`, 'alpha'), gw.mesh.nodeArgs(name(`gc${i}`, 'alpha')));
     },
     relayPids: gw.pids,
     stop: async () => {

@@ -5,9 +5,10 @@
 // connection from beta to the real node, exactly as for real nodes.
 
 import assert from 'node:assert/strict';
-import { ErlNode } from '../erlang/node.js';
-import { connectEmulatedNode, type EmulatedLink } from './emulated-node.js';
-import { type BenchEnv, startGatewayPair } from './paths.js';
+import type { ErlNode } from '../erlang/node.js';
+import type { OtpRuntime } from '../erlang/roots.js';
+import { connectEmulatedNode, type EmulatedLink, emulatedFlags, lookupStandIn } from './emulated-node.js';
+import { type BenchEnv, startGatewayPair, startNode } from './paths.js';
 import { cpuSeconds, memory, sleep } from './proc.js';
 
 /** Handshakes in flight at once while the links are opened (a burst, like a cluster coming up). */
@@ -21,6 +22,8 @@ const BASELINE_MAX_SECONDS = 10;
 
 export interface ScaleResult {
   links: number;
+  /** OTP release of the real target node (the emulated nodes send the flags it requires). */
+  targetOtp: string;
   /** Wall time to open every link, handshake included. */
   establishMs: number;
   /** RSS of alpha and beta before the links, after them, and their peaks, MB. */
@@ -46,17 +49,20 @@ async function cpuMsPerSec(pids: number[], seconds: number): Promise<number[]> {
   return pids.map((p, i) => ((cpuSeconds(p) - cpu0[i]!) * 1000) / seconds);
 }
 
-export async function runScale(env: BenchEnv, dir: string, links: number, idleSeconds: number, gatewayArgs: string[] = []): Promise<ScaleResult> {
+export async function runScale(env: BenchEnv, dir: string, rt: OtpRuntime, links: number, idleSeconds: number, gatewayArgs: string[] = []): Promise<ScaleResult> {
   const sources = Array.from({ length: links }, (_, i) => `s${i}`);
   const gw = await startGatewayPair(dir, sources, ['gt'], [], gatewayArgs);
   const open: EmulatedLink[] = [];
   let target: ErlNode | undefined;
   try {
     const targetName = `gt@${gw.mesh.hostOf('beta')}`;
-    target = await ErlNode.start(targetName, { args: gw.mesh.nodeArgs(targetName), home: env.home, codePaths: [env.beamDir] });
-    const node = gw.mesh.roster.nodes.get(targetName);
+    target = await startNode(env, rt, targetName, gw.mesh.nodeArgs(targetName));
+    const flags = emulatedFlags(Number(rt.otp));
     const beta = gw.mesh.roster.gateways.get('beta');
-    assert.ok(node && beta, 'scale roster lacks its target');
+    const alpha = gw.mesh.roster.gateways.get('alpha');
+    assert.ok(beta && alpha, 'scale roster lacks its gateways');
+    // Alpha learns the target from beta's registry announcement; until then its EPMD answers from the roster.
+    const standInPort = await lookupStandIn(beta.loopback, alpha.epmdPort, 'gt', HANDSHAKE_TIMEOUT_MS);
     await sleep(SETTLE_MS);
     const rssBeforeMb = gw.pids.map((p) => memory(p).rssMb);
     const baseSeconds = Math.min(idleSeconds, BASELINE_MAX_SECONDS);
@@ -70,10 +76,11 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
         open.push(
           await connectEmulatedNode({
             host: beta.loopback,
-            port: node.port,
+            port: standInPort,
             name: `${sources[i]}@${gw.mesh.hostOf('alpha')}`,
             target: targetName,
             cookie: env.cookie,
+            flags,
             timeoutMs: HANDSHAKE_TIMEOUT_MS,
           }),
         );
@@ -90,6 +97,7 @@ export async function runScale(env: BenchEnv, dir: string, links: number, idleSe
     if (down > 0) throw new Error(`${down} of ${links} idle links closed during the idle window`);
     return {
       links,
+      targetOtp: rt.otp,
       establishMs,
       rssBeforeMb,
       rssAfterMb,

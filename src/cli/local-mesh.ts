@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Limits } from '../config/limits.js';
 import { loadRoster, type LogLevel, type Roster } from '../config/roster.js';
-import { erlFlags, inetrc } from '../erlang/flags.js';
+import { erlFlags, inetrc, walledOff } from '../erlang/flags.js';
 import { issueCerts } from './certs.js';
 
 export interface LocalGateway {
@@ -34,6 +34,8 @@ export interface LocalMeshSpec {
   localOnly?: { gateway: string; pattern: string }[];
   limits?: Partial<Limits>;
   logLevel?: LogLevel;
+  /** The roster's `policy` section, as written in YAML. */
+  policy?: unknown;
 }
 
 export interface LocalMesh {
@@ -41,7 +43,7 @@ export interface LocalMesh {
   rosterPath: string;
   roster: Roster;
   inetrcPath(gateway: string): string;
-  /** `erl` flags for a roster node (static port) or an operator node (no port, hidden). */
+  /** `erl` flags for a roster node (static port) or an operator node (no port, hidden), as `node-flags` prints them. */
   nodeArgs(fullName: string): string[];
   hostOf(gateway: string): string;
 }
@@ -70,6 +72,7 @@ export async function buildLocalMesh(spec: LocalMeshSpec): Promise<LocalMesh> {
     tls: { ca: 'certs/ca.pem', cert: 'certs/{gateway}.pem', key: 'certs/{gateway}-key.pem' },
     ...(spec.limits ? { limits: spec.limits } : {}),
     log: { level: spec.logLevel ?? 'info' },
+    ...(spec.policy !== undefined ? { policy: spec.policy } : {}),
   };
   const rosterPath = join(spec.dir, 'roster.yaml');
   writeFileSync(rosterPath, stringify(doc));
@@ -93,6 +96,7 @@ export async function buildLocalMesh(spec: LocalMeshSpec): Promise<LocalMesh> {
         epmdPort: gw.epmdPort,
         inetrcPath: join(spec.dir, `${gw.name}.inetrc`),
         ...(node ? { port: node.port } : { hidden: true }),
+        connectAll: walledOff(roster, fullName).length === 0,
       });
     },
   };

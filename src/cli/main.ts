@@ -10,11 +10,12 @@ import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
 import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
 import { isValidCookie, writeCookieHome } from '../erlang/cookie.js';
-import { erlFlags, etcHosts, inetrc, shellQuote } from '../erlang/flags.js';
+import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
 import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
 import { loadTlsMaterial } from '../pki/material.js';
+import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
@@ -144,6 +145,18 @@ async function main(argv: string[]): Promise<number> {
           (roster.localOnly.length > 0 ? `, ${roster.localOnly.length} local-only patterns` : '') +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
+      const policy = roster.policy;
+      if (!policy) console.log('policy: none (every roster node may link with every other)');
+      else {
+        console.log(`policy: ${policy.groups.size} groups, ${policy.rules.length} rules; yes = may link, hidden = only as a hidden node, - = refused`);
+        console.log(policyMatrix(policy));
+        for (const node of roster.nodes.values()) console.log(`  ${node.name}: ${groupsOf(policy, node.name).join(', ')}`);
+        for (const o of roster.operators) {
+          const host = roster.gateways.get(o.gateway)!.host;
+          const may = groupsOfPattern(policy, o.pattern, host);
+          console.log(`  operators ${o.pattern}@${host}: ${may.length > 0 ? `may be in ${may.join(', ')} (each name is matched on its own)` : 'in no group: refused every link'}`);
+        }
+      }
       // On the gateway's host: what else listens where it must not. Warnings
       // never change the exit code; the roster and files are valid.
       if (gateway) for (const w of hostExposureWarnings(roster, gateway)) console.error(`warning: ${w}`);
@@ -175,8 +188,18 @@ async function main(argv: string[]): Promise<number> {
       const host = values.node.slice(values.node.indexOf('@') + 1);
       const gw = node ? roster.gateways.get(node.gateway) : [...roster.gateways.values()].find((g) => g.host === host);
       if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
-      const flags = erlFlags({ name: values.node, epmdPort: gw.epmdPort, inetrcPath: values.inetrc, ...(node ? { port: node.port } : { hidden: true }) });
+      const walled = walledOff(roster, values.node);
+      const flags = erlFlags({
+        name: values.node,
+        epmdPort: gw.epmdPort,
+        inetrcPath: values.inetrc,
+        ...(node ? { port: node.port } : { hidden: true }),
+        connectAll: walled.length === 0,
+      });
       console.log(shellQuote(['erl', ...flags]));
+      if (walled.length > 0) {
+        console.error(`# -connect_all false: the policy keeps ${values.node} from linking with ${walled.length} roster node(s) (${walled.slice(0, 5).join(', ')}${walled.length > 5 ? ', ...' : ''}); see docs/policy.md`);
+      }
       return 0;
     }
     case 'cookie-home': {

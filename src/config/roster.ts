@@ -8,6 +8,9 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits } from './limits.js';
 import { type HostPort, isLoopbackV4, isPort, LOCAL_LOOPBACK, parseHostPort } from './address.js';
+import { parsePolicy } from '../policy/parse.js';
+import type { Policy } from '../policy/policy.js';
+import { globRegExp } from '../policy/glob.js';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -87,6 +90,8 @@ export interface Roster {
   revoked: ReadonlySet<string>;
   limits: Limits;
   log: { level: LogLevel };
+  /** Which nodes may link with which (`policy`); undefined: every admitted node with every other. */
+  policy: Policy | undefined;
 }
 
 export class ConfigError extends Error {
@@ -125,7 +130,7 @@ export function parseRoster(text: string, baseDir: string): Roster {
   }
   const p = new Problems();
   const root = p.object(doc, '');
-  p.onlyKeys(root, '', ['gateways', 'nodes', 'operators', 'localOnly', 'tls', 'limits', 'log']);
+  p.onlyKeys(root, '', ['gateways', 'nodes', 'operators', 'localOnly', 'tls', 'limits', 'log', 'policy']);
 
   const gateways = parseGateways(p, root.gateways);
   const nodes = parseNodes(p, root.nodes, gateways);
@@ -139,8 +144,11 @@ export function parseRoster(text: string, baseDir: string): Roster {
   const { tls, revoked } = parseTls(p, root.tls, baseDir);
   const limits = parseLimits(p, root.limits);
   const log = parseLog(p, root.log);
+  // Checked against the rest only once that is sound: a policy naming a broken gateway would repeat its errors.
   p.throwIfAny();
-  return { baseDir, gateways, nodes, operators, localOnly, tls, revoked, limits, log };
+  const policy = parsePolicy(root.policy, { nodes: nodes.values(), operators, gateways: gateways.values() }, (path, msg) => p.add(path, msg));
+  p.throwIfAny();
+  return { baseDir, gateways, nodes, operators, localOnly, tls, revoked, limits, log, policy };
 }
 
 function parseGateways(p: Problems, value: unknown): Map<string, GatewaySpec> {
@@ -311,7 +319,7 @@ function parsePatterns(
     if (!/^[A-Za-z0-9_*-]+$/.test(pattern) || !/[A-Za-z0-9_-]/.test(pattern)) {
       return p.add(`${at}.pattern`, `"${pattern}" must be name characters with "*" wildcards and at least one literal`);
     }
-    const match = new RegExp(`^${pattern.replaceAll('*', '[A-Za-z0-9_-]*')}$`);
+    const match = globRegExp(pattern);
     for (const node of nodes.values()) {
       if (node.gateway === gateway && match.test(node.short)) {
         p.add(`${at}.pattern`, `"${pattern}" also matches roster node ${node.name}`);

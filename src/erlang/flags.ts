@@ -4,6 +4,7 @@
 
 import { erlangIpTuple, LOCAL_LOOPBACK } from '../config/address.js';
 import { gatewayOrThrow, type Roster } from '../config/roster.js';
+import { unreachable } from '../policy/policy.js';
 
 /** Host name → address, as seen by the nodes on `gateway`'s host. */
 export function hostMap(roster: Roster, gateway: string): { host: string; ip: string; gateway: string }[] {
@@ -30,6 +31,12 @@ export interface NodeFlagOptions {
   port?: number;
   inetrcPath: string;
   hidden?: boolean;
+  /**
+   * false for a node the policy keeps from some roster nodes: `global` then
+   * neither dials every node it hears of nor disconnects nodes to prevent
+   * overlapping partitions (docs/policy.md). Default true, Erlang's default.
+   */
+  connectAll?: boolean;
 }
 
 /** The `erl` arguments for a node behind a gateway (cookie not included: it is the node's own secret). */
@@ -57,7 +64,19 @@ export function erlFlags(o: NodeFlagOptions): string[] {
   // -dist_listen false it opens no listener and needs no EPMD registration.
   if (o.port === undefined) flags.push('-dist_listen', 'false');
   if (o.hidden) flags.push('-hidden');
+  if (o.connectAll === false) flags.push('-connect_all', 'false');
   return flags;
+}
+
+/**
+ * The roster nodes the policy keeps `node` from linking with as a visible
+ * node. Non-empty means the node needs `-connect_all false`: with Erlang's
+ * default, `global` dials every node it hears of (refused by the gateway)
+ * and then, to prevent overlapping partitions, has the nodes both can reach
+ * drop their links (docs/policy.md).
+ */
+export function walledOff(roster: Roster, node: string): string[] {
+  return roster.policy ? unreachable(roster.policy, node, roster.nodes.keys()) : [];
 }
 
 /** The same flags quoted for a shell command line. */

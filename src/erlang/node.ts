@@ -6,13 +6,15 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { assertCookieHome, cookieEnv } from './cookie.js';
+import type { OtpRuntime } from './roots.js';
 
 export interface ErlNodeOptions {
   args: string[];
   /**
    * The node's home, made by writeCookieHome: the node reads its cookie from
-   * HOME/.erlang.cookie, so no cookie is ever on its command line. With a
-   * prefix that changes the root (chroot), the same path must exist inside it.
+   * HOME/.erlang.cookie, so no cookie is ever on its command line. A
+   * `runtime` bind-mounts it into its root; with a `prefix` that changes the
+   * root some other way, the same path must exist inside it.
    */
   home: string;
   env?: NodeJS.ProcessEnv;
@@ -22,6 +24,14 @@ export interface ErlNodeOptions {
   startTimeoutMs?: number;
   /** Command words put before `erl`, e.g. `['ip', 'netns', 'exec', NS]` to start it in a network namespace. */
   prefix?: string[];
+  /**
+   * Run `erl` of another OTP release (a Debian root, see roots.ts), after
+   * `prefix`. The code paths, `binds` and `home` (where the `.erlang.cookie`
+   * lives) are made readable inside the root.
+   */
+  runtime?: OtpRuntime;
+  /** Directories the node reads (its inetrc's, say), for `runtime`. */
+  binds?: string[];
 }
 
 const TAG = '@@BG ';
@@ -76,7 +86,8 @@ export class ErlNode {
     const args = [...opts.args, '-noshell'];
     for (const p of opts.codePaths ?? []) args.push('-pa', p);
     args.push('-eval', EVAL_LOOP);
-    const [command, ...before] = [...(opts.prefix ?? []), 'erl'];
+    const binds = [...(opts.binds ?? []), ...(opts.codePaths ?? []), opts.home];
+    const [command, ...before] = [...(opts.prefix ?? []), ...(opts.runtime?.prefix(binds) ?? []), 'erl'];
     const proc = spawn(command!, [...before, ...args], {
       env: { ...process.env, ...opts.env, ...cookieEnv(opts.home) },
       stdio: ['pipe', 'pipe', 'pipe'],

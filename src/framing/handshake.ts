@@ -1,8 +1,20 @@
 // Decoders for distribution handshake messages (the body after the 2-byte
 // length). Versions 5 (`n`) and 6 (`N`) of send_name and the challenge are
 // understood, plus the `c` complement an OTP 23/24 node sends after a v5 name.
+// Flags are read, never judged: bits this code does not know (OTP 28's
+// DFLAG_ALTACT_SIG, OTP 29's DFLAG_NATIVE_RECORDS, whatever comes next) pass
+// as they are, and so does data after a v6 name, which the protocol says
+// "must be accepted and ignored" (OTP 25+).
 
 export const DFLAG_PUBLISHED = 0x01n;
+/** Flags the relay never interprets; named for the tests and the bench. */
+export const DFLAG_HANDSHAKE_23 = 0x0100_0000n;
+export const DFLAG_UNLINK_ID = 0x0200_0000n;
+export const DFLAG_V4_NC = 1n << 34n;
+/** OTP 28: alternate action signals (ALTACT_SIG_SEND). */
+export const DFLAG_ALTACT_SIG = 1n << 37n;
+/** OTP 29: native record terms. */
+export const DFLAG_NATIVE_RECORDS = 1n << 38n;
 
 export type HandshakeMessage =
   | { tag: 'send_name'; version: 5 | 6; flags: bigint; name: string }
@@ -39,8 +51,8 @@ export function decodeHandshakeMessage(side: Side, body: Buffer): HandshakeMessa
       case 'N': {
         if (body.length < 15) bad('send_name (v6) truncated');
         const nlen = body.readUInt16BE(13);
-        if (15 + nlen !== body.length) bad('send_name (v6) name length mismatch');
-        return { tag: 'send_name', version: 6, flags: body.readBigUInt64BE(1), name: body.toString('latin1', 15) };
+        if (15 + nlen > body.length) bad('send_name (v6) name longer than the message');
+        return { tag: 'send_name', version: 6, flags: body.readBigUInt64BE(1), name: body.toString('latin1', 15, 15 + nlen) };
       }
       case 'n':
         if (body.length < 8) bad('send_name (v5) truncated');
@@ -63,8 +75,8 @@ export function decodeHandshakeMessage(side: Side, body: Buffer): HandshakeMessa
     case 'N': {
       if (body.length < 19) bad('challenge (v6) truncated');
       const nlen = body.readUInt16BE(17);
-      if (19 + nlen !== body.length) bad('challenge (v6) name length mismatch');
-      return { tag: 'challenge', version: 6, flags: body.readBigUInt64BE(1), name: body.toString('latin1', 19) };
+      if (19 + nlen > body.length) bad('challenge (v6) name longer than the message');
+      return { tag: 'challenge', version: 6, flags: body.readBigUInt64BE(1), name: body.toString('latin1', 19, 19 + nlen) };
     }
     case 'n':
       if (body.length < 12) bad('challenge (v5) truncated');
@@ -103,15 +115,16 @@ export function encodeHandshakeMessage(body: Buffer): Buffer {
   return out;
 }
 
-/** A v6 send_name body, as OTP 23+ writes it. */
-export function sendNameV6(name: string, flags: bigint, creation = 1): Buffer {
+/** A v6 send_name body, as OTP 23+ writes it; `trailing` stands for data a later OTP may append. */
+export function sendNameV6(name: string, flags: bigint, creation = 1, trailing: Buffer = Buffer.alloc(0)): Buffer {
   const n = Buffer.from(name, 'latin1');
-  const b = Buffer.alloc(15 + n.length);
+  const b = Buffer.alloc(15 + n.length + trailing.length);
   b[0] = 0x4e; // 'N'
   b.writeBigUInt64BE(flags, 1);
   b.writeUInt32BE(creation, 9);
   b.writeUInt16BE(n.length, 13);
   n.copy(b, 15);
+  trailing.copy(b, 15 + n.length);
   return b;
 }
 
@@ -126,15 +139,16 @@ export function sendNameV5(name: string, flags: number): Buffer {
   return b;
 }
 
-/** A v6 challenge body. */
-export function challengeV6(name: string, flags: bigint, challenge = 0x12345678, creation = 1): Buffer {
+/** A v6 challenge body; `trailing` as for sendNameV6. */
+export function challengeV6(name: string, flags: bigint, challenge = 0x12345678, creation = 1, trailing: Buffer = Buffer.alloc(0)): Buffer {
   const n = Buffer.from(name, 'latin1');
-  const b = Buffer.alloc(19 + n.length);
+  const b = Buffer.alloc(19 + n.length + trailing.length);
   b[0] = 0x4e;
   b.writeBigUInt64BE(flags, 1);
   b.writeUInt32BE(challenge, 9);
   b.writeUInt32BE(creation, 13);
   b.writeUInt16BE(n.length, 17);
   n.copy(b, 19);
+  trailing.copy(b, 19 + n.length);
   return b;
 }

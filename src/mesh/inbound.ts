@@ -8,7 +8,8 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import { LOCAL_LOOPBACK } from '../config/address.js';
 import { revokedSerial } from '../config/roster.js';
-import type { HandshakeMessage } from '../framing/handshake.js';
+import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
+import { policyRefusal } from './authorize.js';
 import { DistStream } from '../framing/stream.js';
 import { identityFromSan } from '../pki/identity.js';
 import type { MeshContext } from './context.js';
@@ -68,6 +69,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   let target: { name: string; port: number; label: string; operator: boolean } | undefined;
   let source: string | undefined;
   let sourceName = '';
+  let sourceHidden = false;
   let local: net.Socket | undefined;
   let localConnected = false;
   const pending: Buffer[] = [];
@@ -77,6 +79,11 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     if (msg.tag === 'send_name') {
       source = admitSource(roster, peer, msg.name, msg.flags, 'node_not_owned');
       sourceName = msg.name;
+      sourceHidden = (msg.flags & DFLAG_PUBLISHED) === 0n;
+      // Whatever the peer gateway decided: it may be compromised. Checked before our node is dialled.
+      // Hidden if the dialling node is, or if it dials an operator (which must answer hidden: checkOperatorHidden).
+      const denied = target && policyRefusal(roster, msg.name, target.name, sourceHidden || target.operator);
+      if (denied) throw denied;
     }
   });
   const localStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
@@ -94,7 +101,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     clearTimeout(timer);
     const where = { ...fields, local_node: target?.name, remote_node: source };
     if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
-    else ctx.refuse(why.reason, why.message, where);
+    else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     sock.destroy();
     local?.destroy();
     ctx.table.release(peer);
@@ -184,7 +191,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
 
   function start(): void {
     if (!local || !target || source === undefined) return;
-    const info = { peer, direction: 'inbound', localNode: target.label, remoteNode: source, sourceName, targetName: target.name, peerSerial: peerCert.serialNumber } as const;
+    const info = { peer, direction: 'inbound', localNode: target.label, remoteNode: source, sourceName, sourceHidden, targetName: target.name, peerSerial: peerCert.serialNumber } as const;
     // A reload while this link was being set up must not let it past the new roster.
     const refusal = readmit(ctx.active().roster, self.name, info);
     if (refusal) return fail(refusal);

@@ -29,6 +29,8 @@ export interface LinkInfo {
   sourceName: string;
   /** The node that was dialled, by its own name (an operator's too, when one is dialled back). */
   targetName: string;
+  /** Whether the dialling node connected hidden (no DFLAG_PUBLISHED in its send_name): the policy may require it. */
+  sourceHidden: boolean;
   /** The serial number of the peer gateway's certificate: a reload may revoke it. */
   peerSerial: string;
 }

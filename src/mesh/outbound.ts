@@ -6,7 +6,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { GatewaySpec } from '../config/roster.js';
-import type { HandshakeMessage } from '../framing/handshake.js';
+import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
+import { policyRefusal } from './authorize.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
@@ -79,6 +80,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
   const deadline = Date.now() + limits.distHandshakeTimeoutMs;
   let source: string | undefined;
   let sourceName = '';
+  let sourceHidden = false;
   let tlsSock: tls.TLSSocket | undefined;
   let settled = false;
   let dialling = false;
@@ -89,6 +91,11 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     if (msg.tag === 'send_name') {
       source = admitSource(roster, self.name, msg.name, msg.flags, 'not_in_roster');
       sourceName = msg.name;
+      sourceHidden = (msg.flags & DFLAG_PUBLISHED) === 0n;
+      // Before the peer is dialled: a forbidden link never costs a TLS handshake.
+      // Hidden if the dialling node is, or if it dials an operator (which must answer hidden: checkOperatorHidden).
+      const denied = policyRefusal(roster, msg.name, target.name, sourceHidden || target.operator);
+      if (denied) throw denied;
     }
   });
   const remoteStream = new DistStream('acceptor', limits, (msg: HandshakeMessage) => {
@@ -105,7 +112,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     clearTimeout(timer);
     const where = { ...fields, local_node: source };
     if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
-    else ctx.refuse(why.reason, why.message, where);
+    else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     local.destroy();
     tlsSock?.destroy();
     ctx.table.release(peer.name);
@@ -172,6 +179,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       localNode: source,
       remoteNode: target.label,
       sourceName,
+      sourceHidden,
       targetName: target.name,
       peerSerial: tlsSock.getPeerCertificate().serialNumber,
     } as const;

@@ -1,9 +1,11 @@
 // A reload puts a new roster in force, and an open link stays up only if the
-// new roster would admit it now. Otherwise removing a gateway from the roster
-// or revoking its certificate would still leave it the links it already has.
+// new roster would admit it now. Otherwise removing a gateway from the roster,
+// revoking its certificate or tightening the policy would still leave it the
+// links it already has.
 
 import { admissionOn, inMesh, revokedSerial, type Roster } from '../config/roster.js';
 import type { LinkInfo } from './link.js';
+import { policyRefusal } from './authorize.js';
 import { Refusal } from './refusal.js';
 
 /** Why `roster` would refuse this open link of gateway `self`, or undefined if it admits it. */
@@ -17,8 +19,9 @@ export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal |
     return new Refusal(inbound ? 'node_not_owned' : 'not_in_roster', `node ${info.sourceName} is no longer admitted on gateway ${sourceGateway}`);
   }
   const targetGateway = inbound ? self : info.peer;
-  if (!inMesh(admissionOn(roster, targetGateway, info.targetName))) {
+  const target = admissionOn(roster, targetGateway, info.targetName);
+  if (!inMesh(target)) {
     return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
   }
-  return undefined;
+  return policyRefusal(roster, info.sourceName, info.targetName, info.sourceHidden || target.kind === 'operator');
 }

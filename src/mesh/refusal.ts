@@ -6,6 +6,8 @@ export class Refusal extends Error {
   constructor(
     readonly reason: RefusalReason,
     message: string,
+    /** Extra log fields (bounded values only: they may key metrics). */
+    readonly fields: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'Refusal';

@@ -2,8 +2,10 @@
 // from the fixed sets below, never from what a peer sent, so cardinality is
 // bounded by the size of the roster.
 
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MAX_POLICY_GROUPS } from '../policy/parse.js';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
 export const REFUSAL_REASONS = [
@@ -20,6 +22,7 @@ export const REFUSAL_REASONS = [
   'node_not_owned', // peer gateway speaks for a node it does not own
   'not_in_roster', // a local connection from a node the roster does not admit
   'operator_not_hidden', // an operator node that did not connect as hidden
+  'policy_denied', // the roster's policy does not let these two nodes link (or not as a visible node)
   'bad_handshake', // distribution handshake malformed or out of order
   'handshake_too_large', // a handshake message over the limit
   'handshake_timeout', // distribution handshake did not finish in time
@@ -55,6 +58,9 @@ const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_r
 /** Buckets for TLS handshakes: about 2 ms on loopback, up to the 10 s default handshake timeout. */
 const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Group pairs of two rosters at most (one in force, one just replaced), each MAX_POLICY_GROUPS groups and NO_GROUP. */
+const MAX_POLICY_PAIRS = 2 * (MAX_POLICY_GROUPS + 1) ** 2;
+
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export class GatewayMetrics {
@@ -79,6 +85,7 @@ export class GatewayMetrics {
   readonly registryNames: Gauge<'peer'>;
   readonly registrySynced: Gauge<'peer'>;
   readonly standIns: Gauge<'peer'>;
+  readonly policyDenied: Counter<'from_group' | 'to_group'>;
 
   /** Called before every scrape so per-link counters are exact when read. */
   private readonly beforeScrape: (() => void)[] = [];
@@ -142,6 +149,12 @@ export class GatewayMetrics {
     });
     this.standIns = new Gauge({ name: 'beamgate_stand_ins', help: 'Stand-in listeners for a peer gateway\'s nodes open now.', labelNames: ['peer'], registers });
     this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
+    this.policyDenied = new Counter({
+      name: 'beamgate_policy_denied_total',
+      help: "Dials refused by the roster's policy, by the groups of the dialling node and of the node it dialled.",
+      labelNames: ['from_group', 'to_group'],
+      registers,
+    });
     // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
     for (const result of TLS_RESULTS) this.tlsHandshakes.labels('client', result).inc(0);
@@ -178,6 +191,41 @@ export class GatewayMetrics {
   async text(): Promise<string> {
     for (const fn of this.beforeScrape) fn();
     return this.registry.metrics();
+  }
+
+  /**
+   * Makes the policy-denied series exactly the group pairs of `groups` (a
+   * reload may add or remove groups), counts kept: every pair exists from the
+   * first scrape, and no series outlives its group.
+   */
+  setPolicyGroups(groups: readonly string[]): void {
+    const wanted = new Set(groups);
+    for (const [from, to] of this.policyPairs.values()) {
+      if (!wanted.has(from) || !wanted.has(to)) this.policyDenied.remove(from, to);
+    }
+    this.policyPairs.clear();
+    for (const from of groups) {
+      for (const to of groups) {
+        this.policyDenied.labels(from, to).inc(0);
+        this.policyPairs.set(`${from}\u0000${to}`, [from, to]);
+      }
+    }
+  }
+
+  /** The group pairs beamgate_policy_denied_total has series for. */
+  private readonly policyPairs = new Map<string, [string, string]>();
+
+  /**
+   * Counts a dial the policy refused. A dial decided just before a reload
+   * may name a group the new roster dropped: it is counted, and its series
+   * goes at the next setPolicyGroups. Labels come only from rosters, so the
+   * pairs stay bounded by two rosters' groups.
+   */
+  policyDeniedDial(from: string, to: string): void {
+    const key = `${from}\u0000${to}`;
+    if (!this.policyPairs.has(key)) this.policyPairs.set(key, [from, to]);
+    assert.ok(this.policyPairs.size <= MAX_POLICY_PAIRS, `policy group pairs unbounded (${this.policyPairs.size})`);
+    this.policyDenied.labels(from, to).inc();
   }
 
   refused(reason: RefusalReason): void {

@@ -1,8 +1,8 @@
 // The registry link's wire format. Inside TLS, after the `R` preamble, each
 // message is a 4-byte big-endian length and a JSON object. The gateway that
 // dialled announces the names registered with its EPMD: a snapshot first (and
-// again whenever it wants to resynchronise), then one message per change.
-// Both sides send `alive` heartbeats. JSON keeps the protocol legible in a
+// again whenever it wants to resynchronise, or is asked to with `resync`),
+// then one message per change. Both sides send `alive` heartbeats. JSON keeps the protocol legible in a
 // capture; every field is checked here, and nothing else is accepted.
 
 import { isShortName } from '../config/roster.js';
@@ -23,7 +23,9 @@ export type RegistryMessage =
   | { t: 'snapshot'; v: number; names: RegistryEntry[] }
   | { t: 'add'; entry: RegistryEntry }
   | { t: 'remove'; name: string }
-  | { t: 'alive' };
+  | { t: 'alive' }
+  /** From the listening side: send a snapshot again (its roster changed, so names it refused may be admitted now). */
+  | { t: 'resync' };
 
 /** A registry link that must be closed: malformed (`bad_control`) or over a bound (`limit_reached`). */
 export class RegistryProtocolError extends Error {
@@ -108,8 +110,9 @@ export function decodeRegistryMessage(body: Buffer): RegistryMessage {
       onlyKeys(o, ['t', 'name']);
       return { t: 'remove', name: shortName(o.name) };
     case 'alive':
+    case 'resync':
       onlyKeys(o, ['t']);
-      return { t: 'alive' };
+      return { t: o.t };
     default:
       bad(`unknown registry message type ${JSON.stringify(o.t)?.slice(0, 40)}`);
   }

@@ -89,8 +89,9 @@ export class Publisher {
           sock,
           this.deps.roster().limits,
           (m) => {
-            // The peer only says it is alive on our link; it announces its own names on its own.
-            if (m.t !== 'alive') this.link?.close(`peer sent ${m.t} on our registry link`);
+            // The peer says it is alive, or asks for a snapshot; it announces its own names on its own link.
+            if (m.t === 'resync') this.link?.send(this.snapshot());
+            else if (m.t !== 'alive') this.link?.close(`peer sent ${m.t} on our registry link`);
           },
           (end) => {
             this.link = undefined;

@@ -23,7 +23,8 @@ export interface ViewDeps {
 }
 
 interface PeerState {
-  link: RegistryLink;
+  /** Set right after the state is made: the link's callbacks need the state. */
+  link?: RegistryLink;
   from: string;
   /** Undefined until the link's first snapshot: the peer is not yet known. */
   names: Map<string, RegistryEntry> | undefined;
@@ -42,11 +43,12 @@ export class PeerViews {
     const old = this.peers.get(peer);
     // The newer link wins (the peer restarted, or redialled after a cut). Its
     // snapshot follows at once; until then the old names stay the best we know.
-    const state: PeerState = { link: undefined as unknown as RegistryLink, from, names: old?.names, syncedAt: old?.syncedAt };
+    const state: PeerState = { from, names: old?.names, syncedAt: old?.syncedAt };
     this.peers.set(peer, state);
-    old?.link.close('replaced by a newer registry link from the same peer');
-    state.link = new RegistryLink(sock, roster().limits, (m) => this.onMessage(peer, state, m), (end) => this.onEnd(peer, state, end));
-    if (head.length > 0) state.link.receive(head);
+    old?.link?.close('replaced by a newer registry link from the same peer');
+    const link = new RegistryLink(sock, roster().limits, (m) => this.onMessage(peer, state, m), (end) => this.onEnd(peer, state, end));
+    state.link = link;
+    if (head.length > 0) link.receive(head);
   }
 
   /** Whether we hold a snapshot of `peer`'s names (its registry link is up). */
@@ -71,23 +73,29 @@ export class PeerViews {
     return out;
   }
 
-  /** After a reload: forget peers the roster no longer has, and names it no longer admits. */
+  /**
+   * After a reload: forget peers the roster no longer has and names it no
+   * longer admits, and ask every peer for a snapshot again: names refused
+   * under the old roster may be admitted under the new one.
+   */
   resync(): void {
     const roster = this.deps.roster();
     for (const [peer, s] of [...this.peers]) {
       if (!roster.gateways.has(peer)) {
-        s.link.close(`gateway ${peer} is no longer in the roster`);
+        s.link?.close(`gateway ${peer} is no longer in the roster`);
         continue;
       }
-      if (!s.names) continue;
-      const kept = new Map<string, RegistryEntry>();
-      for (const e of s.names.values()) if (this.admits(peer, e) === undefined) kept.set(e.name, e);
-      this.replace(peer, s, kept);
+      if (s.names) {
+        const kept = new Map<string, RegistryEntry>();
+        for (const e of s.names.values()) if (this.admits(peer, e) === undefined) kept.set(e.name, e);
+        this.replace(peer, s, kept);
+      }
+      s.link?.send({ t: 'resync' });
     }
   }
 
   close(): void {
-    for (const s of this.peers.values()) s.link.close('gateway stopping');
+    for (const s of this.peers.values()) s.link?.close('gateway stopping');
   }
 
   private onMessage(peer: string, s: PeerState, m: RegistryMessage): void {
@@ -95,6 +103,8 @@ export class PeerViews {
     switch (m.t) {
       case 'alive':
         return;
+      case 'resync':
+        return this.protocolViolation(peer, s, 'resync from the announcing side');
       case 'snapshot': {
         const next = new Map<string, RegistryEntry>();
         for (const e of m.names) if (this.take(peer, s, next, e)) next.set(e.name, e);
@@ -162,7 +172,7 @@ export class PeerViews {
 
   private protocolViolation(peer: string, s: PeerState, what: string): void {
     this.deps.refuse('bad_control', `registry link from ${peer}: ${what}`, { peer, from: s.from });
-    s.link.close(what);
+    s.link?.close(what);
   }
 
   private onEnd(peer: string, s: PeerState, end: LinkEnd): void {

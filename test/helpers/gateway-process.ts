@@ -144,6 +144,7 @@ export class GatewayProcess {
 export interface ProcessMeshSpec {
   /** Gateway name → short node names it owns. */
   gateways: Record<string, string[]>;
+  operators?: { gateway: string; pattern: string }[];
   limits?: Partial<Limits>;
   /** Which gateways to start now (default: all). */
   start?: string[];
@@ -175,7 +176,7 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
     for (const s of shorts) nodes[s] = await freePort();
     layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias() });
   }
-  const mesh = await buildLocalMesh({ dir, gateways: layout, limits: spec.limits, logLevel: 'info' });
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, limits: spec.limits, logLevel: 'info' });
   const gateways = new Map<string, GatewayProcess>();
   const nodes: ErlNode[] = [];
   const cookie = randomCookie();

@@ -30,6 +30,8 @@ export interface LabClusterOptions {
   nodeArgs?: string[];
   /** Operator patterns (hidden nodes such as a release's `rpc-*` and `rem-*` commands). */
   operators?: { gateway: string; pattern: string }[];
+  /** The roster's `policy` section. */
+  policy?: unknown;
 }
 
 export class LabCluster {
@@ -63,7 +65,7 @@ export class LabCluster {
         metricsPort: LAB_PORTS.metrics,
         nodes: Object.fromEntries([...h.erlang, ...(h.elixir ?? [])].map((short, i) => [short, LAB_PORTS.firstNode + i])),
       }));
-      const mesh = await buildLocalMesh({ dir, gateways: layout, hostSuffix: LAB_HOST_SUFFIX, operators: opts.operators, logLevel: 'info' });
+      const mesh = await buildLocalMesh({ dir, gateways: layout, hostSuffix: LAB_HOST_SUFFIX, operators: opts.operators, policy: opts.policy, logLevel: 'info' });
       const cluster = new LabCluster(lab, dir, mesh, spec, opts);
       const started = await Promise.all(Object.keys(spec).map((gw) => NetGateway.startIn(lab, gw, mesh.rosterPath, gw, LAB_PORTS.metrics)));
       for (const gw of started) cluster.gateways.set(gw.name, gw);

@@ -5,9 +5,12 @@
 // host, the fallback while a peer's registry is not known, and a peer that
 // announces what it does not own, or floods, is refused and stays bounded.
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { loadGatewayConfig } from '../../src/config/load.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
@@ -144,6 +147,25 @@ describe('live mesh registry', () => {
     // b1 registers again with the new gateway by itself (OTP retries): the view follows.
     await waitFor('b1 back in alpha\'s view, b2 not', async () => JSON.stringify(Object.keys(await names(betaAlias(), alphaEpmd()))) === '["b1"]', 20_000);
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+  });
+
+  it('after a reload that admits more, asks each peer for its names again: what the old roster refused is taken', async () => {
+    const doc = parseYaml(readFileSync(t.mesh.rosterPath, 'utf8')) as { operators: { gateway: string; pattern: string }[] };
+    doc.operators.push({ gateway: 'beta', pattern: 'tool_*' });
+    writeFileSync(t.mesh.rosterPath, stringifyYaml(doc));
+    // Beta reloads first: its tool_1 registers and is announced, and alpha, on the old roster, refuses it.
+    const refusedBefore = await metric('alpha', 'beamgate_refusals_total', { reason: 'announce_not_owned' });
+    expect(await t.gateways.get('beta')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'beta'))).toBe(true);
+    const tool = await fakeNode(t.mesh.roster.gateways.get('beta')!.epmdPort, 'tool_1', 40_998);
+    try {
+      await waitFor('alpha to refuse tool_1', async () => (await metric('alpha', 'beamgate_refusals_total', { reason: 'announce_not_owned' })) === refusedBefore + 1);
+      expect(await portPlease(betaAlias(), alphaEpmd(), 'tool_1')).toBeNull();
+      // Alpha reloads: it asks beta for a snapshot, and tool_1 is in.
+      expect(await t.gateways.get('alpha')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
+      await waitFor('tool_1 known on alpha', () => portPlease(betaAlias(), alphaEpmd(), 'tool_1'));
+    } finally {
+      tool.close();
+    }
   });
 
   describe('a peer gateway that announces what it does not own, or floods', () => {

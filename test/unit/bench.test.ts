@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, svgChart } from '../../src/bench/report.js';
+import { emulatedFlags } from '../../src/bench/emulated-node.js';
+import { parsePathKey, pathKey, pathLabel } from '../../src/bench/paths.js';
+import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, svgChart } from '../../src/bench/report.js';
+import { DFLAG_UNLINK_ID, DFLAG_V4_NC } from '../../src/framing/handshake.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median, percentile } from '../../src/bench/stats.js';
 import { parseIntegerList } from '../../src/bench/workloads.js';
 
@@ -82,43 +85,94 @@ describe('bench report', () => {
     expect(direct.relayCpuPerGb).toBeUndefined();
   });
 
-  it('checks every target as a ratio against the right path', () => {
+  const SCALE = { links: 500, targetOtp: '29', establishMs: 1, rssBeforeMb: [60, 60], rssAfterMb: [70, 120], peakMb: [70, 120], perLinkKb: [50, 300], idleSeconds: 1, idleCpuMsPerSec: [1, 1], baseCpuMsPerSec: [1, 1], ticks: 0, targetSaw: 500 };
+
+  it('checks every target as a ratio against the newest OTP release in the run', () => {
+    const cpu = (nodes: number) => ({ all: { relay: 1, nodes }, bulk: { relay: 0.5, nodes }, bulkBytes: 1e9 });
     const results = {
-      direct: figures({}, 1),
-      tls: figures({ rttP50Us: 100, coldMs: 200 }, 0.1),
-      stunnel: figures({}, 0.5),
-      beamgate: figures({ rttP50Us: 140, coldMs: 60 }, 0.95),
+      'direct@25': medianFigures([sample({}, 1)], cpu(0.6), undefined),
+      'tls@25': medianFigures([sample({ rttP50Us: 100 }, 0.02)], cpu(12), undefined),
+      'beamgate@25': medianFigures([sample({ rttP50Us: 300 }, 0.2)], cpu(0.6), 50),
+      'stunnel@25': medianFigures([sample({}, 0.2)], cpu(0.9), 10),
+      'direct@29': medianFigures([sample({}, 1)], cpu(0.5), undefined),
+      'tls@29': medianFigures([sample({ rttP50Us: 100, rttP99Us: 200 }, 0.25)], cpu(2), undefined),
+      'beamgate@29': medianFigures([sample({ rttP50Us: 125, rttP99Us: 320 }, 0.3)], cpu(0.6), 50),
     };
-    const scale = { links: 200, establishMs: 1, rssBeforeMb: [60, 60], rssAfterMb: [70, 120], peakMb: [70, 120], perLinkKb: [50, 300], idleSeconds: 1, idleCpuMsPerSec: [1, 1], baseCpuMsPerSec: [1, 1], ticks: 0, targetSaw: 200 };
-    const checks = checkTargets(results, scale);
-    const byName = Object.fromEntries(checks.map((c) => [c.target, c]));
-    expect(byName['64 KiB bulk vs stunnel4 pair']!.value).toBeCloseTo(1.9);
-    expect(byName['64 KiB bulk vs stunnel4 pair']!.met).toBe(true);
-    expect(byName['1 MiB bulk vs inet_tls_dist']!.value).toBeCloseTo(9.5);
-    expect(byName['RTT p50 vs inet_tls_dist']!.value).toBeCloseTo(1.4);
-    expect(byName['RTT p50 vs inet_tls_dist']!.met).toBe(true);
-    expect(byName['64 B msg/s vs inet_tcp_dist']!.value).toBeCloseTo(0.95);
-    expect(byName['cold connect vs inet_tls_dist']!.value).toBeCloseTo(0.3);
+    expect(releasesIn(results)).toEqual(['25', '29']);
+    const byName = Object.fromEntries(checkTargets(results, SCALE).map((c) => [c.target, c]));
+    expect(Object.keys(byName)).toEqual([
+      '64 KiB bulk vs OTP 29 inet_tls_dist',
+      '1 MiB bulk vs OTP 29 inet_tls_dist',
+      'RTT p50 vs OTP 29 inet_tls_dist',
+      'RTT p99 vs OTP 29 inet_tls_dist',
+      'BEAM CPU per GB vs OTP 29 inet_tcp_dist',
+      'gateway RSS with 500 open links',
+    ]);
+    // beamgate@29 moves 0.3 of direct, OTP 29 TLS 0.25: 1.2×, exactly the bound.
+    expect(byName['64 KiB bulk vs OTP 29 inet_tls_dist']!.value).toBeCloseTo(1.2);
+    expect(byName['64 KiB bulk vs OTP 29 inet_tls_dist']!.met).toBe(true);
+    expect(byName['RTT p50 vs OTP 29 inet_tls_dist']!.value).toBeCloseTo(1.25);
+    expect(byName['RTT p50 vs OTP 29 inet_tls_dist']!.met).toBe(true);
+    expect(byName['RTT p99 vs OTP 29 inet_tls_dist']!.value).toBeCloseTo(1.6);
+    expect(byName['RTT p99 vs OTP 29 inet_tls_dist']!.met).toBe(false);
+    // BEAM CPU per GB: 0.6 against plain TCP's 0.5 on OTP 29 (OTP 25's 0.6 would have met it).
+    expect(byName['BEAM CPU per GB vs OTP 29 inet_tcp_dist']!.value).toBeCloseTo(1.2);
+    expect(byName['BEAM CPU per GB vs OTP 29 inet_tcp_dist']!.met).toBe(false);
     // The larger of the two gateways counts.
-    expect(byName['gateway RSS with 200 idle links']!.value).toBe(120);
-    expect(byName['gateway RSS with 200 idle links']!.met).toBe(false);
+    expect(byName['gateway RSS with 500 open links']!.value).toBe(120);
+    expect(byName['gateway RSS with 500 open links']!.met).toBe(false);
+    // Asked for OTP 25 explicitly, the same checks use the OTP 25 paths.
+    const old = Object.fromEntries(checkTargets(results, SCALE, '25').map((c) => [c.target, c]));
+    expect(old['64 KiB bulk vs OTP 25 inet_tls_dist']!.value).toBeCloseTo(10);
   });
 
   it('marks targets whose paths did not run as not run, never as met', () => {
-    const checks = checkTargets({ beamgate: figures() }, undefined);
+    const checks = checkTargets({ 'beamgate@29': figures() }, undefined);
     for (const c of checks) {
       expect(c.value).toBeUndefined();
       expect(c.met).toBeUndefined();
     }
+    expect(checkTargets({}, undefined).every((c) => c.met === undefined)).toBe(true);
+  });
+
+  it('compares beamgate on each release with the paths of that release and with stunnel', () => {
+    const results = { 'direct@25': figures(), 'stunnel@25': figures({}, 0.5), 'beamgate@25': figures({}, 0.9), 'tls@29': figures({}, 0.3), 'beamgate@29': figures({}, 0.6) };
+    const rows = ratioTable(results).split('\n').slice(2).map((r) => r.split(' | ')[0]!.replace('| ', ''));
+    expect(rows).toEqual([
+      'beamgate, OTP 25 ÷ inet_tcp_dist (direct, no security), OTP 25',
+      'beamgate, OTP 25 ÷ stunnel4 pair (mutual TLS), OTP 25',
+      'beamgate, OTP 29 ÷ stunnel4 pair (mutual TLS), OTP 25',
+      'beamgate, OTP 29 ÷ inet_tls_dist (OTP mutual TLS), OTP 29',
+    ]);
+    expect(ratioTable(results)).toContain('| 2.0× |');
+    expect(ratioTable({ 'direct@25': figures() })).toBe('(beamgate did not run)');
+  });
+
+  it('names paths by id and OTP release', () => {
+    expect(pathKey('tls', '29')).toBe('tls@29');
+    expect(parsePathKey('beamgate@27')).toEqual({ id: 'beamgate', otp: '27' });
+    expect(pathLabel('direct@25')).toBe('inet_tcp_dist (direct, no security), OTP 25');
+    expect(() => parsePathKey('quic@29')).toThrow(/not a path key/);
+    expect(() => parsePathKey('tls')).toThrow(/not a path key/);
+  });
+
+  it('sends the flags each target release requires from the emulated nodes', () => {
+    expect(emulatedFlags(25) & DFLAG_V4_NC).toBe(0n);
+    expect(emulatedFlags(25) & DFLAG_UNLINK_ID).toBe(DFLAG_UNLINK_ID);
+    for (const otp of [26, 27, 29]) expect(emulatedFlags(otp) & (DFLAG_V4_NC | DFLAG_UNLINK_ID)).toBe(DFLAG_V4_NC | DFLAG_UNLINK_ID);
+    // Never DFLAG_PUBLISHED: the emulated nodes are hidden.
+    expect(emulatedFlags(29) & 1n).toBe(0n);
   });
 
   it('renders the tables and an SVG with one bar per path and panel', () => {
-    const results = { direct: figures(), beamgate: figures({}, 0.9) };
+    const results = { 'direct@25': figures(), 'beamgate@25': figures({}, 0.9) };
     expect(figuresTable(results).split('\n')).toHaveLength(4);
+    expect(figuresTable(results)).toContain('| beamgate gateway pair, OTP 25 |');
     expect(ratioTable(results)).toContain('0.90×');
     const svg = svgChart(results, 'caption <x>');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('caption &lt;x&gt;');
     expect(svg.match(/<rect x=/g)).toHaveLength(2 * 6);
+    expect(svg).toContain('>beamgate 25</text>');
   });
 });

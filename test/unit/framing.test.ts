@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   challengeV6,
+  DFLAG_ALTACT_SIG,
+  DFLAG_NATIVE_RECORDS,
   decodeHandshakeMessage,
   encodeHandshakeMessage,
   ProtocolError,
@@ -54,10 +56,54 @@ describe('handshake messages', () => {
   it('rejects truncated and inconsistent messages with a ProtocolError', () => {
     const full = sendNameV6('a1@alpha.demo', 1n);
     expect(() => decodeHandshakeMessage('initiator', full.subarray(0, 10))).toThrow(ProtocolError);
-    expect(() => decodeHandshakeMessage('initiator', full.subarray(0, full.length - 1))).toThrow(/length mismatch/);
+    expect(() => decodeHandshakeMessage('initiator', full.subarray(0, full.length - 1))).toThrow(/name longer than the message/);
+    const challenge = challengeV6('b1@beta.demo', 1n);
+    expect(() => decodeHandshakeMessage('acceptor', challenge.subarray(0, challenge.length - 1))).toThrow(/name longer than the message/);
+    expect(() => decodeHandshakeMessage('acceptor', challenge.subarray(0, 18))).toThrow(/truncated/);
     expect(() => decodeHandshakeMessage('initiator', Buffer.from('r123'))).toThrow(/challenge_reply/);
     expect(() => decodeHandshakeMessage('acceptor', Buffer.from('x'))).toThrow(/unexpected handshake tag/);
     expect(() => decodeHandshakeMessage('initiator', Buffer.alloc(0))).toThrow(/empty/);
+  });
+});
+
+describe('handshake messages from newer OTP', () => {
+  // OTP 29 sends these bits (and OTP 28 the first); nothing in the relay
+  // interprets them, so they must come out as they went in.
+  const NEWER = DFLAG_ALTACT_SIG | DFLAG_NATIVE_RECORDS | (1n << 63n) | 0x1ffffffn;
+  const TRAILING = Buffer.from([0, 1, 2, 0xff, 0x4e, 0x00, 0x05]);
+
+  it('knows where OTP puts the new flags (kernel/include/dist.hrl)', () => {
+    expect(DFLAG_ALTACT_SIG).toBe(0x20n << 32n);
+    expect(DFLAG_NATIVE_RECORDS).toBe(0x40n << 32n);
+  });
+
+  it('keeps unknown high flag bits of a v6 send_name and challenge as they are', () => {
+    expect(decodeHandshakeMessage('initiator', sendNameV6('a1@alpha.demo', NEWER))).toEqual({ tag: 'send_name', version: 6, flags: NEWER, name: 'a1@alpha.demo' });
+    expect(decodeHandshakeMessage('acceptor', challengeV6('b1@beta.demo', NEWER))).toEqual({ tag: 'challenge', version: 6, flags: NEWER, name: 'b1@beta.demo' });
+  });
+
+  it('accepts and ignores data after the name (OTP 25+: "must be accepted and ignored")', () => {
+    const s = decodeHandshakeMessage('initiator', sendNameV6('a1@alpha.demo', NEWER, 7, TRAILING));
+    expect(s).toEqual({ tag: 'send_name', version: 6, flags: NEWER, name: 'a1@alpha.demo' });
+    const c = decodeHandshakeMessage('acceptor', challengeV6('b1@beta.demo', NEWER, 1, 1, TRAILING));
+    expect(c).toEqual({ tag: 'challenge', version: 6, flags: NEWER, name: 'b1@beta.demo' });
+    // A name of zero bytes followed by data is still a message whose name is empty, not the data.
+    expect(decodeHandshakeMessage('initiator', sendNameV6('', 1n, 1, Buffer.from('x@y')))).toMatchObject({ name: '' });
+  });
+
+  it('relays such a handshake through DistStream byte for byte, then frames', () => {
+    const data = Buffer.concat([
+      encodeHandshakeMessage(Buffer.from('sok')),
+      encodeHandshakeMessage(challengeV6('b1@beta.demo', NEWER, 9, 9, TRAILING)),
+      encodeHandshakeMessage(Buffer.concat([Buffer.from('a'), Buffer.alloc(16, 9)])),
+      frame(12),
+      frame(0),
+    ]);
+    const seen: unknown[] = [];
+    const s = new DistStream('acceptor', LIMITS, (m) => seen.push(m));
+    for (let i = 0; i < data.length; i += 3) s.push(data.subarray(i, i + 3));
+    expect(seen[1]).toEqual({ tag: 'challenge', version: 6, flags: NEWER, name: 'b1@beta.demo' });
+    expect([s.framed, s.frames, s.ticks, s.bufferedBytes]).toEqual([true, 1, 1, 0]);
   });
 });
 

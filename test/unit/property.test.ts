@@ -245,6 +245,16 @@ describe('distribution stream parser under random input', () => {
     );
   });
 
+  it('reads any 64-bit flags and ignores any data after the name of a v6 send_name or challenge', () => {
+    fc.assert(
+      fc.property(side, nodeName, fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), bytes(200), (s, name, flags, trailing) => {
+        const body = s === 'initiator' ? sendNameV6(name, flags, 3, trailing) : challengeV6(name, flags, 5, 3, trailing);
+        expect(decodeHandshakeMessage(s, body)).toEqual({ tag: s === 'initiator' ? 'send_name' : 'challenge', version: 6, flags, name });
+      }),
+      RUNS,
+    );
+  });
+
   it('handshake decoder throws nothing but ProtocolError on random bodies', () => {
     const tagged = fc.tuple(fc.constantFrom(...'NncsraXz\x00'.split('')), bytes(64)).map(([t, rest]) => Buffer.concat([Buffer.from(t, 'latin1'), rest]));
     fc.assert(

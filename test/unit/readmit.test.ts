@@ -28,6 +28,7 @@ const outbound: LinkInfo = {
   localNode: 'a1@alpha.example',
   remoteNode: 'b1@beta.example',
   sourceName: 'a1@alpha.example',
+  sourceHidden: false,
   targetName: 'b1@beta.example',
   peerSerial: '0ABC',
 };
@@ -37,10 +38,11 @@ const inbound: LinkInfo = {
   localNode: 'a1@alpha.example',
   remoteNode: 'b1@beta.example',
   sourceName: 'b1@beta.example',
+  sourceHidden: false,
   targetName: 'a1@alpha.example',
   peerSerial: '0ABC',
 };
-const operator: LinkInfo = { ...inbound, remoteNode: 'ops_*', sourceName: 'ops_jane@beta.example' };
+const operator: LinkInfo = { ...inbound, remoteNode: 'ops_*', sourceName: 'ops_jane@beta.example', sourceHidden: true };
 // a1 dialled back a listening operator on beta (RabbitMQ's CLI answering a broker).
 const dialBack: LinkInfo = { ...outbound, remoteNode: 'ops_*', targetName: 'ops_jane@beta.example' };
 

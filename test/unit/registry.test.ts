@@ -13,6 +13,7 @@ const MESSAGES: RegistryMessage[] = [
   { t: 'add', entry },
   { t: 'remove', name: 'rabbit' },
   { t: 'alive' },
+  { t: 'resync' },
 ];
 
 const body = (json: unknown) => Buffer.from(JSON.stringify(json));
@@ -44,7 +45,7 @@ describe('registry link codec', () => {
     expect(() => r.push(head)).toThrow(expect.objectContaining({ reason: 'limit_reached' }));
   });
 
-  it('accepts nothing but the four message types, with exactly their fields', () => {
+  it('accepts nothing but the five message types, with exactly their fields', () => {
     const wire = { name: 'a1', port: 5001, hi: 6, lo: 5 };
     expect(refusal({ t: 'add', ...wire })).toBe('accepted');
     for (const bad of [
@@ -65,6 +66,7 @@ describe('registry link codec', () => {
       { t: 'add', ...wire, hi: 5, lo: 6 },
       { t: 'remove' },
       { t: 'alive', x: 1 },
+      { t: 'resync', names: [] },
     ]) {
       expect(refusal(bad), JSON.stringify(bad)).toBe('bad_control');
     }
