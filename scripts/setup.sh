@@ -2,11 +2,12 @@
 # Installs what beamgate needs on a fresh Debian machine with Node.js 20:
 # Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
-# then the npm packages, then builds, then the Debian roots with OTP 27 and 29
-# for the compatibility suite and the benchmark (scripts/otp-roots.sh, cached;
-# BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again. On a machine run by
-# systemd it keeps Debian's epmd.socket (a real EPMD on every address) from
-# starting and disables it (scripts/no-real-epmd.sh); it never starts an epmd.
+# RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
+# in the tests), then the npm packages, then builds, then the Debian roots with
+# OTP 27 and 29 for the compatibility suite and the benchmark
+# (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
+# On a machine run by systemd it disables Debian's epmd.socket (a real EPMD on
+# every address, scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,21 +19,42 @@ command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
 if [ "${BEAMGATE_OTP_ROOTS:-1}" != "0" ]; then
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 fi
+
+# Several installs may run at once on a shared machine: apt holds one lock.
+APT_LOCK=/tmp/beamgate-apt.lock
+POLICY=/usr/sbin/policy-rc.d
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q
-  # On a machine run by systemd, erlang-base would enable and start epmd.socket.
-  bash scripts/no-real-epmd.sh guard-install
-  trap 'bash scripts/no-real-epmd.sh end-install' EXIT
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
-  bash scripts/no-real-epmd.sh end-install
+  # rabbitmq-server's postinst starts a broker (and with it a real epmd on
+  # 4369): a policy-rc.d that answers 101 ("action forbidden") stops that. One
+  # already there (Docker images ship one) is left as it was.
+  own_policy=""
+  if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# beamgate setup: start no service during the install\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 755 "$POLICY"
+    own_policy=1
+  fi
+  trap '[ -n "$own_policy" ] && $SUDO rm -f "$POLICY"' EXIT
+  $SUDO flock "$APT_LOCK" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO flock "$APT_LOCK" apt-get install -y -q --no-install-recommends "${need[@]}"
+  [ -n "$own_policy" ] && $SUDO rm -f "$POLICY"
+  own_policy=""
   trap - EXIT
+  # Nothing the install brought may be left serving: no broker, no real epmd
+  # (beamgate's gateways are the EPMD on every host).
+  left=$(ss -ltnpH 2>/dev/null | grep -E ':(4369|5672|15672|25672)[[:space:]]|"epmd"' || true)
+  if [ -n "$left" ]; then
+    echo "setup: the install left a broker or epmd listening; stop it before running the tests:" >&2
+    echo "$left" >&2
+    exit 1
+  fi
 fi
 # Never leave a real EPMD on the network (nothing to do without systemd).
 bash scripts/no-real-epmd.sh disable

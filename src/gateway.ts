@@ -14,16 +14,16 @@ import type { GatewayConfig } from './config/load.js';
 import { gatewayOrThrow, type GatewaySpec, inMesh, nodesOf, type Roster } from './config/roster.js';
 import { EpmdServer, listen, type Registration } from './epmd/server.js';
 import { Logger } from './log/logger.js';
+import { LinkLog } from './log/link-log.js';
 import { RefusalLog } from './log/refusal-log.js';
-import { startHttp } from './metrics/http.js';
+import { applyHttpLimits, startHttp } from './metrics/http.js';
 import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
 import type { ActiveConfig, MeshContext } from './mesh/context.js';
 import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { encodePreamble } from './mesh/preamble.js';
-import { LINK_CLOSE_GRACE_MS } from './mesh/link.js';
-import { readmit } from './mesh/readmit.js';
+import { chainsToBundle, readmit } from './mesh/readmit.js';
 import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import { MeshRegistry } from './registry/mesh-registry.js';
@@ -31,12 +31,6 @@ import type { RegistryEntry } from './registry/protocol.js';
 import type { TlsMaterial } from './pki/material.js';
 import { NO_GROUP } from './policy/policy.js';
 import { secondsUntilExpiry } from './pki/identity.js';
-
-/** How often each peer gateway's TLS port is probed for /readyz and beamgate_peer_reachable. */
-export const PEER_PROBE_INTERVAL_MS = 10_000;
-
-/** While draining, how often the link count is checked. */
-export const DRAIN_POLL_MS = 100;
 
 /** How a drain ended: clean when every link closed on its own before the deadline. */
 export interface DrainResult {
@@ -71,10 +65,13 @@ export class Gateway {
   /** TCP sockets shed by maxTlsHandshakesPerSource, so their TLS error is not counted a second time. */
   private readonly shedSources = new WeakSet<net.Socket>();
   private readonly refusals: RefusalLog;
+  private readonly linkLog: LinkLog;
   private readonly reachable = new Set<string>();
   /** Per peer: the number of the last dial started, and of the newest dial whose outcome is in force. */
   private readonly dialSeq = new Map<string, { sent: number; applied: number }>();
   private probeTimer: NodeJS.Timeout | undefined;
+  /** The interval probeTimer runs at. */
+  private probeInterval = 0;
   private listening = false;
   readonly ctx: MeshContext;
 
@@ -82,9 +79,11 @@ export class Gateway {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
     this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
-    this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material) };
+    this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
+    this.linkLog = new LinkLog(this.logger, () => this.current.roster.limits);
+    this.metrics.addPeers(this.peerNames());
     this.registry = new MeshRegistry({
       roster: () => this.current.roster,
       self: () => this.current.self,
@@ -124,6 +123,12 @@ export class Gateway {
       metrics: this.metrics,
       logger: this.logger,
       table: this.table,
+      linkLog: this.linkLog,
+      refusalLog: this.refusals,
+      abandoned: (peer, direction, fields) => {
+        this.metrics.linksAbandoned.labels(peer, direction).inc();
+        this.linkLog.info('link abandoned', peer, { direction, ...fields });
+      },
       registeredPort: (short) => this.epmd.registeredPort(short),
       dialStarted: (peer) => this.dialStarted(peer),
       registryLink: (peer, sock, head) => this.registry.attach(peer, sock, head),
@@ -202,14 +207,14 @@ export class Gateway {
     });
     await listen(server, self.listen.port, self.listen.host);
     this.tlsServer = server;
+    this.warnTls(this.material);
     if (self.metrics) {
-      this.http = await startHttp(self.metrics, this.metrics, () => this.readiness(), this.ctx.refuse);
+      this.http = await startHttp(self.metrics, this.metrics, () => this.readiness(), () => this.current.roster.limits, this.ctx.refuse);
     }
     this.listening = true;
     this.updateCertExpiry();
     this.probePeers();
-    this.probeTimer = setInterval(() => this.probePeers(), PEER_PROBE_INTERVAL_MS);
-    this.probeTimer.unref();
+    this.scheduleProbes();
     this.logger.info('gateway listening', {
       tls: formatHostPort(self.listen),
       epmd_port: self.epmdPort,
@@ -235,6 +240,14 @@ export class Gateway {
   /** A connection the kernel accepted but a listener's maxConnections turned away. */
   private shed(listener: string, d: net.DropArgument | undefined): void {
     this.ctx.refuse('limit_reached', `too many connections on the ${listener}`, { from: `${d?.remoteAddress}:${d?.remotePort}` });
+  }
+
+  /** Probes every peer each peerProbeIntervalMs; called again when a reload changes the interval. */
+  private scheduleProbes(): void {
+    clearInterval(this.probeTimer);
+    this.probeInterval = this.current.roster.limits.peerProbeIntervalMs;
+    this.probeTimer = setInterval(() => this.probePeers(), this.probeInterval);
+    this.probeTimer.unref();
   }
 
   private probePeers(): void {
@@ -300,9 +313,44 @@ export class Gateway {
     };
   }
 
+  /** One series for the gateway's certificate and one per CA of the bundle, by serial: a reload may change the set. */
   private updateCertExpiry(): void {
-    this.metrics.certExpirySeconds.labels('gateway').set(secondsUntilExpiry(this.material.cert));
-    this.metrics.certExpirySeconds.labels('ca').set(secondsUntilExpiry(this.material.ca));
+    const now = Date.now();
+    this.metrics.certExpirySeconds.reset();
+    this.metrics.certExpirySeconds.labels({ cert: 'gateway' }).set(secondsUntilExpiry(this.material.cert, now));
+    for (const ca of this.material.cas) this.metrics.certExpirySeconds.labels({ cert: 'ca', ca: ca.serial }).set(Math.floor((ca.notAfter - now) / 1000));
+  }
+
+  /** Logs what loadTlsMaterial let through with a warning (a CA of the bundle out of its validity period). */
+  private warnTls(material: TlsMaterial): void {
+    for (const detail of material.warnings) this.logger.warn('TLS warning', { detail });
+  }
+
+  /**
+   * Dials each of `peers` with the configuration now in force and returns
+   * those whose certificate its CAs accepted (identity and revocation
+   * checked as for any dial): after a CA was removed, they are the peers that
+   * have moved to a remaining CA. Dials run at once, each bounded by the TLS
+   * handshake timeout.
+   */
+  private async provenPeers(peers: Iterable<string>): Promise<Set<string>> {
+    const proven = new Set<string>();
+    const { roster } = this.current;
+    await Promise.all(
+      [...peers].map(async (name) => {
+        const peer = roster.gateways.get(name);
+        if (!peer) return;
+        try {
+          const sock = await dialPeer(this.ctx, peer);
+          sock.on('error', () => undefined);
+          sock.end(encodePreamble({ kind: 'probe' }));
+          proven.add(name);
+        } catch (err) {
+          this.logger.warn('peer not proven under the CAs in force', { peer: name, detail: (err as Error).message });
+        }
+      }),
+    );
+    return proven;
   }
 
   /**
@@ -329,7 +377,7 @@ export class Gateway {
     let accepting: tls.TlsOptions | undefined;
     if (problems.length === 0) {
       try {
-        next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material) };
+        next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material), cas: cfg.material.cas };
         accepting = serverOptions(cfg.material, cfg.roster.limits.tlsHandshakeTimeoutMs);
       } catch (err) {
         problems.push(`TLS material unusable: ${(err as Error).message}`);
@@ -349,16 +397,23 @@ export class Gateway {
       return this.refuseReload([(err as Error).message]);
     }
     this.material = cfg.material;
+    this.metrics.addPeers(this.peerNames());
     this.tlsServer?.setSecureContext(accepting);
     const limits = cfg.roster.limits;
     if (this.tlsServer) this.tlsServer.maxConnections = limits.maxTlsConnections;
     this.registry.standIns.setMaxConnections(limits.maxLinks);
+    if (this.http) applyHttpLimits(this.http, limits);
+    if (limits.peerProbeIntervalMs !== this.probeInterval) this.scheduleProbes();
     this.logger.setLevel(cfg.roster.log.level);
     this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();
+    this.warnTls(cfg.material);
+    // Links whose peer certificate no CA in force issued any more: their peers must prove they moved.
+    const unchained = new Set([...this.table.established].filter((l) => !chainsToBundle(next, l.info)).map((l) => l.info.peer));
+    const proven = unchained.size > 0 ? await this.provenPeers(unchained) : new Set<string>();
     let cut = 0;
     for (const link of [...this.table.established]) {
-      const refusal = readmit(cfg.roster, next.self.name, link.info);
+      const refusal = readmit(next, next.self.name, link.info, proven);
       if (!refusal) continue;
       link.refuse(refusal);
       cut++;
@@ -369,6 +424,7 @@ export class Gateway {
       nodes: cfg.roster.nodes.size,
       stand_ins: this.registry.standIns.size,
       cert_serial: new X509Certificate(cfg.material.cert).serialNumber,
+      ca_serials: cfg.material.cas.map((c) => c.serial).join(','),
       revoked_serials: cfg.roster.revoked.size,
       links_kept: this.table.established.size - cut,
       links_cut: cut,
@@ -422,17 +478,11 @@ export class Gateway {
     this.registry.stop();
     closing.push(this.registry.standIns.close());
     this.logger.info('draining', { links: this.table.count, deadline_ms: deadlineMs });
-    const deadline = started + deadlineMs;
-    while (this.table.count > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-    }
+    await this.table.whenEmpty(deadlineMs);
     const cut = this.table.count;
     for (const link of this.table.established) link.end('gateway shutting down: drain deadline reached');
-    if (cut > 0) {
-      // Give the ended links the same grace a link gets after one side closed.
-      const graceEnd = Date.now() + LINK_CLOSE_GRACE_MS;
-      while (this.table.established.size > 0 && Date.now() < graceEnd) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-    }
+    // Give the ended links the same grace a link gets after one side closed.
+    if (cut > 0) await this.table.whenEmpty(this.current.roster.limits.linkCloseGraceMs);
     await Promise.all(closing);
     await this.stop();
     const result = { clean: cut === 0, cut, durationMs: Date.now() - started };
@@ -460,6 +510,7 @@ export class Gateway {
     closing.push(this.epmd.close());
     await Promise.all(closing);
     this.refusals.flush();
+    this.linkLog.flush();
     this.logger.info('gateway stopped');
   }
 }

@@ -4,7 +4,10 @@
 // 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
 // stopped, but links still open at the drain deadline had to be closed.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+// First: bounds V8's young generation before any other module allocates (see runtime/heap.ts).
+import '../runtime/heap.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
@@ -14,6 +17,7 @@ import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/fla
 import { Gateway } from '../gateway.js';
 import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
+import { type CaCertificate, describeCa, issuersOf, parseCaBundle } from '../pki/ca-bundle.js';
 import { loadTlsMaterial } from '../pki/material.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 
@@ -24,11 +28,16 @@ usage:
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given
-  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files; on NAME's
-                                                       host, warn about a real EPMD on its EPMD port and
-                                                       node ports bound beyond loopback)
+  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs;
+                                                       on NAME's host, warn about a real EPMD on its EPMD
+                                                       port and node ports bound beyond loopback
   beamgate certs      --config ROSTER [--gateway NAME]... [--force]
                                                        create the cluster CA (once) and gateway certificates
+  beamgate certs      --config ROSTER --new-ca DIR [--force | --retire-old-ca]
+                                                       CA rollover (docs/ca-rollover.md): 1. create a new CA
+                                                       in DIR and add it to the bundle; 2. with --force,
+                                                       reissue the gateway certificates from it; 3. with
+                                                       --retire-old-ca, leave only it in the bundle
   beamgate hosts      --config ROSTER --gateway NAME [--format inetrc|hosts] [--out FILE]
                                                        host name mapping for the nodes on NAME's host
   beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
@@ -38,6 +47,16 @@ usage:
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
+
+/** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
+function commandUsage(command: string): string | undefined {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  beamgate ${command} `));
+  if (start < 0) return undefined;
+  let end = start + 1;
+  while (end < lines.length && lines[end]!.startsWith('    ')) end++;
+  return ['usage:', ...lines.slice(start, end), '', lines[lines.length - 1]].join('\n');
+}
 
 /** `run` stopped, but links still open at the drain deadline had to be closed. */
 const EXIT_LINKS_CUT = 3;
@@ -60,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       gateway: { type: 'string', short: 'g', multiple: true },
       force: { type: 'boolean' },
+      'new-ca': { type: 'string' },
+      'retire-old-ca': { type: 'boolean' },
       format: { type: 'string' },
       out: { type: 'string' },
       node: { type: 'string' },
@@ -72,6 +93,14 @@ async function main(argv: string[]): Promise<number> {
     },
     strict: true,
   });
+  // --help before anything it would otherwise require (--config, a gateway name).
+  if (values.help && command !== undefined) {
+    const usage = commandUsage(command);
+    if (usage !== undefined) {
+      console.log(usage);
+      return 0;
+    }
+  }
   const one = (v: string[] | undefined) => (v && v.length > 0 ? v[v.length - 1] : undefined);
   const config = () => {
     if (!values.config) throw new ConfigError(['--config ROSTER is required']);
@@ -135,16 +164,38 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       const roster = loadRoster(config());
       const gateway = one(values.gateway) ?? process.env.BEAMGATE_GATEWAY;
+      // The CAs: from the gateway's checked material, else from the bundle alone when it is on this machine.
+      let cas: CaCertificate[] | undefined;
+      let warnings: string[] = [];
+      let own: X509Certificate | undefined;
+      const caPath = tlsPathsFor(roster, gateway ?? '_').ca;
       if (gateway) {
         gatewayOrThrow(roster, gateway);
         const m = loadTlsMaterial(tlsPathsFor(roster, gateway), gateway, roster);
         if (Array.isArray(m)) throw new ConfigError(m);
+        ({ cas, warnings } = m);
+        own = new X509Certificate(m.cert);
+      } else if (!caPath.includes('{gateway}') && existsSync(caPath)) {
+        const parsed = parseCaBundle(readFileSync(caPath, 'utf8'), caPath);
+        if (Array.isArray(parsed)) throw new ConfigError(parsed);
+        ({ cas, warnings } = parsed);
       }
       console.log(
         `ok: ${roster.gateways.size} gateways, ${roster.nodes.size} nodes, ${roster.operators.length} operator patterns` +
           (roster.localOnly.length > 0 ? `, ${roster.localOnly.length} local-only patterns` : '') +
           (gateway ? `; TLS files of ${gateway} are valid` : ''),
       );
+      if (cas) {
+        console.log(`tls.ca ${caPath}: ${cas.length} CA${cas.length > 1 ? 's' : ''}`);
+        cas.forEach((ca, i) => {
+          const issued = own && issuersOf(own, [ca]).length > 0 ? `; issued the certificate of ${gateway}` : '';
+          console.log(`  ${i + 1}. ${describeCa(ca)}${issued}`);
+        });
+      } else {
+        const why = caPath.includes('{gateway}') ? 'depends on {gateway}' : 'not on this machine';
+        console.log(`tls.ca ${caPath}: ${why}, not checked (pass --gateway NAME where the TLS files are)`);
+      }
+      for (const w of warnings) console.error(`warning: ${w}`);
       const policy = roster.policy;
       if (!policy) console.log('policy: none (every roster node may link with every other)');
       else {
@@ -168,7 +219,7 @@ async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the certificate library would otherwise sit in every
       // running gateway's heap, and every major GC during bulk relaying marks it.
       const { issueCerts } = await import('./certs.js');
-      await issueCerts(roster, names, values.force ?? false, (l) => console.log(l));
+      await issueCerts(roster, names, values.force ?? false, (l) => console.log(l), { newCa: values['new-ca'], retireOldCa: values['retire-old-ca'] ?? false });
       return 0;
     }
     case 'hosts': {

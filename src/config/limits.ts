@@ -34,6 +34,24 @@ export interface Limits {
   refusalLogBurst: number;
   /** The window of refusalLogBurst. */
   refusalLogWindowMs: number;
+  /** `link open`/`link closed`/`link abandoned` lines per peer gateway in one window; the rest are counted in one summary line. */
+  linkLogBurst: number;
+  /** The window of linkLogBurst. */
+  linkLogWindowMs: number;
+  /** After one side of a link has closed, how long the other may take to flush before it is destroyed. */
+  linkCloseGraceMs: number;
+  /** How often each peer gateway's TLS port is probed (for /readyz and beamgate_peer_reachable). */
+  peerProbeIntervalMs: number;
+  /** Connections open at once on the metrics listener. */
+  metricsMaxConnections: number;
+  /** Headers (and lines of them) one metrics request may send. */
+  metricsMaxHeaders: number;
+  /** A metrics request's headers must arrive within this time. */
+  metricsHeadersTimeoutMs: number;
+  /** A whole metrics request must arrive within this time. */
+  metricsRequestTimeoutMs: number;
+  /** A metrics connection that sends nothing for this long is closed (Node's request timeouts only start with a request). */
+  metricsIdleTimeoutMs: number;
   /** Names one peer gateway may have registered in our view of it (roster nodes and listening operators). */
   maxRegistryNamesPerPeer: number;
   /** Largest message on a registry link (a snapshot of every name is one message). */
@@ -72,6 +90,18 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   drainTimeoutMs: 30_000,
   refusalLogBurst: 20,
   refusalLogWindowMs: 10_000,
+  // A node pair opens one link per direction and redials after a cut: 20 lines
+  // of a window cover every ordinary start-up and reconnect in full.
+  linkLogBurst: 20,
+  linkLogWindowMs: 10_000,
+  linkCloseGraceMs: 2_000,
+  peerProbeIntervalMs: 10_000,
+  // The listener is for a few scrapers and probes, never for many clients.
+  metricsMaxConnections: 64,
+  metricsMaxHeaders: 50,
+  metricsHeadersTimeoutMs: 5_000,
+  metricsRequestTimeoutMs: 10_000,
+  metricsIdleTimeoutMs: 5_000,
   maxRegistryNamesPerPeer: 1024,
   // 1024 entries of at most ~300 bytes of JSON each, with room to spare.
   maxControlMessageBytes: 512 * 1024,
@@ -84,5 +114,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   registryRedialMinMs: 250,
   registryRedialMaxMs: 5_000,
 });
+
+/** The shortest peerProbeIntervalMs a roster may set. */
+export const MIN_PEER_PROBE_INTERVAL_MS = 1_000;
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];

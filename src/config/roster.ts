@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits } from './limits.js';
+import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits, MIN_PEER_PROBE_INTERVAL_MS } from './limits.js';
 import { type HostPort, isLoopbackV4, isPort, LOCAL_LOOPBACK, parseHostPort } from './address.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { Policy } from '../policy/policy.js';
@@ -379,6 +379,9 @@ function parseLimits(p: Problems, value: unknown): Limits {
   if (limits.maxControlMessageBytes > 0xffffffff) p.add('limits.maxControlMessageBytes', 'must fit the 4-byte length');
   if (limits.maxHandshakeMessageBytes > 65535) p.add('limits.maxHandshakeMessageBytes', 'must fit the 2-byte length (65535)');
   if (limits.maxFrameBytes > 0xffffffff) p.add('limits.maxFrameBytes', 'must fit the 4-byte length');
+  if (limits.metricsHeadersTimeoutMs > limits.metricsRequestTimeoutMs) p.add('limits.metricsHeadersTimeoutMs', 'must not exceed limits.metricsRequestTimeoutMs');
+  // Each probe is a TLS handshake with every peer: a tiny interval would be a flood of our own making.
+  if (limits.peerProbeIntervalMs < MIN_PEER_PROBE_INTERVAL_MS) p.add('limits.peerProbeIntervalMs', `must be at least ${MIN_PEER_PROBE_INTERVAL_MS}`);
   return limits;
 }
 

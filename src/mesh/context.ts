@@ -1,7 +1,10 @@
 import type tls from 'node:tls';
 import type { GatewaySpec, Roster } from '../config/roster.js';
+import type { LinkLog } from '../log/link-log.js';
+import type { CaCertificate } from '../pki/ca-bundle.js';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
+import type { RefusalLog } from '../log/refusal-log.js';
+import type { GatewayMetrics, LinkDirection, RefusalReason } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
 
 /** What is in force now; a reload swaps it whole, links already open keep theirs. */
@@ -9,6 +12,8 @@ export interface ActiveConfig {
   roster: Roster;
   self: GatewaySpec;
   secureContext: tls.SecureContext;
+  /** The CAs of the bundle in force: what an open link's peer certificate must still chain to. */
+  cas: readonly CaCertificate[];
 }
 
 /** What the mesh side of a gateway needs; one object shared by inbound and outbound. */
@@ -17,6 +22,10 @@ export interface MeshContext {
   metrics: GatewayMetrics;
   logger: Logger;
   table: LinkTable;
+  /** `link open` and `link closed` lines, under the per-peer link log budget. */
+  linkLog: LinkLog;
+  /** Refusal lines of established links, under the refusal log budget. */
+  refusalLog: RefusalLog;
   /** The port a local node registered with EPMD, or undefined when it is not up. */
   registeredPort(shortName: string): number | undefined;
   /**
@@ -26,6 +35,8 @@ export interface MeshContext {
    * and not only the periodic probe.
    */
   dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void;
+  /** Counts and logs (within the link log budget) a link attempt its dialling side gave up before it was up. */
+  abandoned(peer: string, direction: LinkDirection, fields: Record<string, string | number | undefined>): void;
   /** A peer dialled a registry link (preamble `R`); `head` is what followed the preamble. */
   registryLink(peer: string, sock: tls.TLSSocket, head: Buffer): void;
   /** Counts and logs a refusal that happened before a Link existed. */

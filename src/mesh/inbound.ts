@@ -100,7 +100,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     clearTimeout(firstByteTimer);
     clearTimeout(timer);
     const where = { ...fields, local_node: target?.name, remote_node: source };
-    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    if (typeof why === 'string') ctx.abandoned(peer, 'inbound', { ...where, detail: why });
     else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     sock.destroy();
     local?.destroy();
@@ -163,12 +163,12 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   // between handshake messages is that, not a refusal. The FIN ('end') is the
   // hang-up: waiting for 'close' could start the link and hand a dead dial's
   // send_name to our node (see Link.start).
-  const onEarlyClose = () =>
-    fail(
-      (head ? head.length === 0 : remoteStream.bufferedBytes === 0)
-        ? 'peer closed before the link was up (the dialling node gave up)'
-        : new Refusal('bad_handshake', 'peer closed in the middle of the preamble or a handshake message'),
-    );
+  const onEarlyClose = () => {
+    if (head ? head.length === 0 : remoteStream.bufferedBytes === 0) return fail('peer closed before the link was up (the dialling node gave up)');
+    // A gateway writes its preamble whole: a part of one is never a dial given up.
+    if (head) return fail(new Refusal('bad_preamble', `peer closed after ${head.length} bytes of the preamble`));
+    fail(new Refusal('bad_handshake', 'peer closed in the middle of a handshake message'));
+  };
   sock.on('data', onData);
   sock.on('end', onEarlyClose);
   sock.on('error', onEarlyClose);
@@ -191,9 +191,19 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
 
   function start(): void {
     if (!local || !target || source === undefined) return;
-    const info = { peer, direction: 'inbound', localNode: target.label, remoteNode: source, sourceName, sourceHidden, targetName: target.name, peerSerial: peerCert.serialNumber } as const;
-    // A reload while this link was being set up must not let it past the new roster.
-    const refusal = readmit(ctx.active().roster, self.name, info);
+    const info = {
+      peer,
+      direction: 'inbound',
+      localNode: target.label,
+      remoteNode: source,
+      sourceName,
+      sourceHidden,
+      targetName: target.name,
+      peerSerial: peerCert.serialNumber,
+      peerCert: sock.getPeerX509Certificate()!,
+    } as const;
+    // A reload while this link was being set up must not let it past the new roster and CAs.
+    const refusal = readmit(ctx.active(), self.name, info);
     if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);
@@ -208,10 +218,10 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
       deadline,
     );
     link.start([], pending);
-    ctx.logger.info('link open', link.logFields());
+    ctx.linkLog.info('link open', link.info.peer, link.logFields());
   }
 }

@@ -10,6 +10,8 @@ export class LinkTable {
   private total = 0;
   private readonly perPeer = new Map<string, number>();
   readonly established = new Set<Link>();
+  /** Waiters of whenEmpty, called when the last slot is released. */
+  private emptied: (() => void)[] = [];
 
   constructor(private limits: () => Limits) {}
 
@@ -29,6 +31,25 @@ export class LinkTable {
     this.total--;
     if (n === 1) this.perPeer.delete(peer);
     else this.perPeer.set(peer, n - 1);
+    if (this.total === 0) {
+      const waiters = this.emptied;
+      this.emptied = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves when no slot is held, or after `timeoutMs`, whichever comes first. */
+  whenEmpty(timeoutMs: number): Promise<void> {
+    if (this.total === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.emptied = this.emptied.filter((w) => w !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.emptied.push(done);
+    });
   }
 
   get count(): number {

@@ -5,16 +5,15 @@
 // scrape and at close.
 
 import assert from 'node:assert/strict';
+import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import type { Limits } from '../config/limits.js';
 import type { DistStream } from '../framing/stream.js';
-import type { Logger } from '../log/logger.js';
+import type { LinkLog } from '../log/link-log.js';
+import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
 import { type Refusal, toRefusal } from './refusal.js';
-
-/** After one side has closed, how long the other may take to flush before it is destroyed. */
-export const LINK_CLOSE_GRACE_MS = 2_000;
 
 /** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
 export const COALESCE_MIN_BYTES = 8 * 1024;
@@ -33,11 +32,14 @@ export interface LinkInfo {
   sourceHidden: boolean;
   /** The serial number of the peer gateway's certificate: a reload may revoke it. */
   peerSerial: string;
+  /** The peer gateway's certificate: a reload may remove the CA that issued it. */
+  peerCert: X509Certificate;
 }
 
 export interface LinkDeps {
   metrics: GatewayMetrics;
-  logger: Logger;
+  linkLog: LinkLog;
+  refusalLog: RefusalLog;
   limits: Limits;
   table: LinkTable;
 }
@@ -162,7 +164,7 @@ export class Link {
     assert.ok(this.socketsOpen >= 0, 'link socket closed more than twice');
     if (this.socketsOpen === 1) {
       // One side is gone: give the other a moment to flush, then cut it.
-      this.graceTimer = setTimeout(() => this.destroyBoth(), LINK_CLOSE_GRACE_MS);
+      this.graceTimer = setTimeout(() => this.destroyBoth(), this.deps.limits.linkCloseGraceMs);
       this.graceTimer.unref();
       return;
     }
@@ -174,7 +176,7 @@ export class Link {
     if (this.finished) return;
     this.deps.metrics.refused(refusal.reason);
     this.closeReason = `refused: ${refusal.reason}: ${refusal.message}`;
-    this.deps.logger.warn('link refused', { ...this.logFields(), reason: refusal.reason, detail: refusal.message });
+    this.deps.refusalLog.warn('link refused', refusal.reason, this.info.peer, { ...this.logFields(), detail: refusal.message });
     this.destroyBoth();
   }
 
@@ -224,12 +226,12 @@ export class Link {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
     this.flush();
-    const { metrics, table, logger } = this.deps;
+    const { metrics, table, linkLog } = this.deps;
     metrics.linksOpen.labels(this.info.peer, this.info.direction).dec();
     metrics.linksClosed.labels(this.info.peer, this.info.direction).inc();
     table.established.delete(this);
     table.release(this.info.peer);
-    logger.info('link closed', {
+    linkLog.info('link closed', this.info.peer, {
       ...this.logFields(),
       bytes_out: this.bytes.out,
       bytes_in: this.bytes.in,

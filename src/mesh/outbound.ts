@@ -111,7 +111,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     settled = true;
     clearTimeout(timer);
     const where = { ...fields, local_node: source };
-    if (typeof why === 'string') ctx.logger.info('link abandoned', { ...where, detail: why });
+    if (typeof why === 'string') ctx.abandoned(peer.name, 'outbound', { ...where, detail: why });
     else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     local.destroy();
     tlsSock?.destroy();
@@ -173,6 +173,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
+    const peerCert = tlsSock.getPeerX509Certificate()!;
     const info = {
       peer: peer.name,
       direction: 'outbound',
@@ -181,10 +182,11 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       sourceName,
       sourceHidden,
       targetName: target.name,
-      peerSerial: tlsSock.getPeerCertificate().serialNumber,
+      peerSerial: peerCert.serialNumber,
+      peerCert,
     } as const;
-    // A reload while this link was being set up must not let it past the new roster.
-    const refusal = readmit(ctx.active().roster, self.name, info);
+    // A reload while this link was being set up must not let it past the new roster and CAs.
+    const refusal = readmit(ctx.active(), self.name, info);
     if (refusal) return fail(refusal);
     settled = true;
     clearTimeout(timer);
@@ -202,10 +204,10 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, logger: ctx.logger, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
       deadline,
     );
     link.start(pending, []);
-    ctx.logger.info('link open', link.logFields());
+    ctx.linkLog.info('link open', link.info.peer, link.logFields());
   }
 }

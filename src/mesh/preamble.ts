@@ -8,7 +8,11 @@ export const PREAMBLE_MAGIC = Buffer.from('BGW1', 'latin1');
 const KIND_LINK = 0x4c; // 'L'
 const KIND_PROBE = 0x50; // 'P'
 const KIND_REGISTRY = 0x52; // 'R'
-/** Magic, kind, name length, name (at most 255 bytes). */
+/**
+ * Magic, kind, name length, name (at most 255 bytes). A protocol constant,
+ * not a limit: the name's length is one byte, so no preamble can be longer,
+ * and a smaller bound would refuse node names the format allows.
+ */
 export const MAX_PREAMBLE_BYTES = PREAMBLE_MAGIC.length + 2 + 255;
 
 export type Preamble = { kind: 'link'; target: string } | { kind: 'probe' } | { kind: 'registry' };

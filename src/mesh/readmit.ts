@@ -1,15 +1,30 @@
-// A reload puts a new roster in force, and an open link stays up only if the
-// new roster would admit it now. Otherwise removing a gateway from the roster,
-// revoking its certificate or tightening the policy would still leave it the
-// links it already has.
+// A reload puts a new roster and CA bundle in force, and an open link stays up
+// only if they would admit it now. Otherwise removing a gateway from the
+// roster, revoking its certificate, tightening the policy or removing its CA
+// would still leave it the links it already has.
 
-import { admissionOn, inMesh, revokedSerial, type Roster } from '../config/roster.js';
+import { admissionOn, inMesh, revokedSerial } from '../config/roster.js';
+import { issuersOf, oneLine } from '../pki/ca-bundle.js';
+import type { ActiveConfig } from './context.js';
 import type { LinkInfo } from './link.js';
 import { policyRefusal } from './authorize.js';
 import { Refusal } from './refusal.js';
 
-/** Why `roster` would refuse this open link of gateway `self`, or undefined if it admits it. */
-export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal | undefined {
+/**
+ * Why the configuration `active` would refuse this open link of gateway
+ * `self`, or undefined if it admits it.
+ *
+ * `provenPeers` are peer gateways that, since this configuration came in
+ * force, completed a TLS handshake in which they presented a certificate
+ * its CAs accept (Gateway.applyReload dials them to find out). A link whose
+ * peer certificate chains to no CA in force any more is kept for those: the
+ * peer moved to a remaining CA (step 2 of a rollover, docs/ca-rollover.md),
+ * and a link of a distribution connection cannot be re-authenticated without
+ * being cut. Every other such link is cut as `unknown_ca`, the reason its
+ * certificate would get in a new handshake.
+ */
+export function readmit(active: Pick<ActiveConfig, 'roster' | 'cas'>, self: string, info: LinkInfo, provenPeers: ReadonlySet<string> = new Set()): Refusal | undefined {
+  const { roster } = active;
   if (!roster.gateways.has(info.peer)) return new Refusal('wrong_identity', `gateway ${info.peer} is no longer in the roster`);
   const serial = revokedSerial(roster, info.peerSerial);
   if (serial) return new Refusal('cert_revoked', `certificate of ${info.peer} (serial ${serial}) is now revoked`);
@@ -23,5 +38,16 @@ export function readmit(roster: Roster, self: string, info: LinkInfo): Refusal |
   if (!inMesh(target)) {
     return new Refusal('unknown_target', `${info.targetName} is no longer a node or operator of gateway ${targetGateway}`);
   }
+  if (!chainsToBundle(active, info) && !provenPeers.has(info.peer)) {
+    return new Refusal(
+      'unknown_ca',
+      `certificate of ${info.peer} (serial ${info.peerSerial}) was issued by ${oneLine(info.peerCert.issuer)}, no longer a CA in tls.ca, and ${info.peer} did not present a certificate of a remaining CA`,
+    );
+  }
   return policyRefusal(roster, info.sourceName, info.targetName, info.sourceHidden || target.kind === 'operator');
+}
+
+/** Whether the link's peer certificate was issued by a CA of the bundle in force. */
+export function chainsToBundle(active: Pick<ActiveConfig, 'cas'>, info: Pick<LinkInfo, 'peerCert'>): boolean {
+  return issuersOf(info.peerCert, active.cas).length > 0;
 }

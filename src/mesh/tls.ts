@@ -1,4 +1,4 @@
-// TLS between gateways: TLS 1.3 only, the cluster CA as the only root, a
+// TLS between gateways: TLS 1.3 only, the CAs of the bundle as the only roots, a
 // certificate required on both sides, and on both sides the peer's identity
 // and serial number checked against the roster.
 
@@ -12,9 +12,13 @@ export function makeSecureContext(material: TlsMaterial): tls.SecureContext {
   return tls.createSecureContext(contextOptions(material));
 }
 
-/** The context options both roles share: TLS 1.3 only, the cluster CA as the only root. */
+/**
+ * The context options both roles share: TLS 1.3 only, every CA of the bundle
+ * (and nothing else) as a root. Each CA is handed over on its own, as checked
+ * by parseCaBundle, so text between the PEM blocks never reaches OpenSSL.
+ */
 export function contextOptions(material: TlsMaterial): tls.SecureContextOptions {
-  return { ca: material.ca, cert: material.cert, key: material.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' };
+  return { ca: material.cas.map((c) => c.pem), cert: material.cert, key: material.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' };
 }
 
 /**

@@ -3,18 +3,18 @@
 
 import http from 'node:http';
 import type { HostPort } from '../config/address.js';
+import type { Limits } from '../config/limits.js';
 import type net from 'node:net';
 import type { GatewayMetrics, RefusalReason } from './metrics.js';
 
-/** How long a scraper may take to send its request headers, and the whole request. */
-export const HTTP_HEADERS_TIMEOUT_MS = 5_000;
-export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
-/** A connection that sends nothing for this long is closed (Node's request timeouts only start with a request). */
-export const HTTP_IDLE_TIMEOUT_MS = 5_000;
-/** How often those timeouts are checked (Node's default, 30 s, would let a slow client linger). */
+/**
+ * How often Node checks the request timeouts: not a bound itself, but Node's
+ * default (30 s) would let a slow client linger far past the limits.
+ */
 const HTTP_TIMEOUT_CHECK_MS = 1_000;
-/** Connections open at once on the metrics listener. */
-export const HTTP_MAX_CONNECTIONS = 64;
+
+/** The limits this listener enforces (limits.ts). */
+export type HttpLimits = Pick<Limits, 'metricsMaxConnections' | 'metricsMaxHeaders' | 'metricsHeadersTimeoutMs' | 'metricsRequestTimeoutMs' | 'metricsIdleTimeoutMs'>;
 
 export type HttpRefuse = (reason: RefusalReason, message: string, fields: Record<string, string>) => void;
 
@@ -23,7 +23,18 @@ export interface Readiness {
   [key: string]: unknown;
 }
 
-export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () => Readiness, refuse?: HttpRefuse): Promise<http.Server> {
+/** Puts the listener's limits in force: at start, and again on a reload (they apply to connections accepted after it). */
+export function applyHttpLimits(server: http.Server, limits: HttpLimits): void {
+  server.headersTimeout = limits.metricsHeadersTimeoutMs;
+  server.requestTimeout = limits.metricsRequestTimeoutMs;
+  server.maxHeadersCount = limits.metricsMaxHeaders;
+  server.maxConnections = limits.metricsMaxConnections;
+  // Idle before the first request, and idle between kept-alive requests.
+  server.timeout = limits.metricsIdleTimeoutMs;
+  server.keepAliveTimeout = limits.metricsIdleTimeoutMs;
+}
+
+export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () => Readiness, limits: () => HttpLimits, refuse?: HttpRefuse): Promise<http.Server> {
   const server = http.createServer({ connectionsCheckingInterval: HTTP_TIMEOUT_CHECK_MS }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -49,10 +60,7 @@ export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () =
     json(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });
   });
   // Small, bounded requests only: this listener is for scrapers and probes.
-  server.headersTimeout = HTTP_HEADERS_TIMEOUT_MS;
-  server.requestTimeout = HTTP_REQUEST_TIMEOUT_MS;
-  server.maxHeadersCount = 50;
-  server.maxConnections = HTTP_MAX_CONNECTIONS;
+  applyHttpLimits(server, limits());
   server.on('clientError', (err: Error & { code?: string }, sock: net.Socket) => {
     const from = `${sock.remoteAddress}:${sock.remotePort}`;
     // A reset is the client leaving, not a bad request.
@@ -69,8 +77,8 @@ export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () =
   // A kept-alive connection that goes quiet after its requests is normal; one that never asked anything is not.
   const served = new WeakSet<net.Socket>();
   server.on('request', (req: http.IncomingMessage) => served.add(req.socket));
-  server.setTimeout(HTTP_IDLE_TIMEOUT_MS, (sock: net.Socket) => {
-    if (!served.has(sock)) refuse?.('http_timeout', `metrics listener: no request in ${HTTP_IDLE_TIMEOUT_MS} ms`, { from: `${sock.remoteAddress}:${sock.remotePort}` });
+  server.on('timeout', (sock: net.Socket) => {
+    if (!served.has(sock)) refuse?.('http_timeout', `metrics listener: no request in ${sock.timeout ?? server.timeout} ms`, { from: `${sock.remoteAddress}:${sock.remotePort}` });
     sock.destroy();
   });
   server.on('drop', (d?: net.DropArgument) => refuse?.('limit_reached', 'too many connections on the metrics listener', { from: `${d?.remoteAddress}:${d?.remotePort}` }));

@@ -9,7 +9,7 @@ import { MAX_POLICY_GROUPS } from '../policy/parse.js';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
 export const REFUSAL_REASONS = [
-  'unknown_ca', // peer certificate not issued by the cluster CA
+  'unknown_ca', // peer certificate not issued by a CA of the bundle (tls.ca), also an open link whose CA a reload removed
   'bad_certificate', // no client certificate, expired, not yet valid, or otherwise unusable
   'wrong_identity', // valid certificate, but not for the gateway the roster expects
   'cert_revoked', // valid certificate, but its serial is in the roster's tls.revoked
@@ -42,7 +42,8 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-export type LinkDirection = 'outbound' | 'inbound';
+export const LINK_DIRECTIONS = ['outbound', 'inbound'] as const;
+export type LinkDirection = (typeof LINK_DIRECTIONS)[number];
 
 /** Outcomes of a TLS handshake with a peer gateway; `unreachable` = no TCP connection to handshake on. */
 export const TLS_RESULTS = ['ok', 'failed', 'unreachable'] as const;
@@ -69,6 +70,7 @@ export class GatewayMetrics {
   readonly linksOpen: Gauge<'peer' | 'direction'>;
   readonly linksOpened: Counter<'peer' | 'direction'>;
   readonly linksClosed: Counter<'peer' | 'direction'>;
+  readonly linksAbandoned: Counter<'peer' | 'direction'>;
   readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
   readonly tlsHandshakeSeconds: Histogram<'role'>;
@@ -79,7 +81,7 @@ export class GatewayMetrics {
   readonly epmdRegistrations: Counter<'result'>;
   readonly epmdLookups: Counter<'scope' | 'result'>;
   readonly epmdNodesRegistered: Gauge;
-  readonly certExpirySeconds: Gauge<'cert'>;
+  readonly certExpirySeconds: Gauge<'cert' | 'ca'>;
   readonly peerReachable: Gauge<'peer'>;
   readonly reloads: Counter<'result'>;
   readonly registryNames: Gauge<'peer'>;
@@ -103,6 +105,12 @@ export class GatewayMetrics {
     this.linksOpen = new Gauge({ name: 'beamgate_links_open', help: 'Relayed distribution links open now.', labelNames: ['peer', 'direction'], registers });
     this.linksOpened = new Counter({ name: 'beamgate_links_opened_total', help: 'Relayed distribution links established.', labelNames: ['peer', 'direction'], registers });
     this.linksClosed = new Counter({ name: 'beamgate_links_closed_total', help: 'Relayed distribution links closed.', labelNames: ['peer', 'direction'], registers });
+    this.linksAbandoned = new Counter({
+      name: 'beamgate_links_abandoned_total',
+      help: 'Link attempts the dialling side gave up (closed) before the link was up; not refusals.',
+      labelNames: ['peer', 'direction'],
+      registers,
+    });
     this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
     this.tlsHandshakeSeconds = new Histogram({
       name: 'beamgate_tls_handshake_seconds',
@@ -128,7 +136,13 @@ export class GatewayMetrics {
     this.epmdRegistrations = new Counter({ name: 'beamgate_epmd_registrations_total', help: 'EPMD ALIVE2 registrations, by result.', labelNames: ['result'], registers });
     this.epmdLookups = new Counter({ name: 'beamgate_epmd_lookups_total', help: 'EPMD PORT_PLEASE2 and NAMES requests, by scope and result.', labelNames: ['scope', 'result'], registers });
     this.epmdNodesRegistered = new Gauge({ name: 'beamgate_epmd_nodes_registered', help: 'Local nodes registered with this gateway now.', registers });
-    this.certExpirySeconds = new Gauge({ name: 'beamgate_cert_expiry_seconds', help: 'Seconds until a certificate in use expires.', labelNames: ['cert'], registers });
+    // cert="gateway" is this gateway's certificate; cert="ca" one series per CA of the bundle, `ca` its serial (at most MAX_CA_CERTIFICATES).
+    this.certExpirySeconds = new Gauge({
+      name: 'beamgate_cert_expiry_seconds',
+      help: 'Seconds until a certificate in use expires: cert="gateway", or cert="ca" with ca="SERIAL" for each CA of the bundle.',
+      labelNames: ['cert', 'ca'],
+      registers,
+    });
     this.peerReachable = new Gauge({
       name: 'beamgate_peer_reachable',
       help: 'Per roster peer gateway: 1 if the last dial to it (a link or the periodic probe) completed a TLS handshake, else 0.',
@@ -161,8 +175,26 @@ export class GatewayMetrics {
     // A server only sees peers that reached it.
     for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
+    for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
+    for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /**
+   * Creates every per-peer link series at 0 for these roster peers, so that a
+   * missing series means a renamed metric and rate() sees the first event.
+   * A reload calls it again for peers it adds; series of removed peers stay.
+   */
+  addPeers(peers: Iterable<string>): void {
+    for (const peer of peers) {
+      for (const direction of LINK_DIRECTIONS) {
+        this.linksOpen.labels(peer, direction).inc(0);
+        this.linksOpened.labels(peer, direction).inc(0);
+        this.linksClosed.labels(peer, direction).inc(0);
+        this.linksAbandoned.labels(peer, direction).inc(0);
+      }
+    }
   }
 
   /** Publishes the last dial's outcome for exactly the roster's peers (a reload may remove some). */

@@ -2,7 +2,7 @@
 // the only trust root of the mesh; a gateway's identity is its roster name,
 // carried as a DNS subject alternative name (see identity.ts).
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isIP } from 'node:net';
 import { generate } from 'selfsigned';
@@ -66,13 +66,26 @@ export async function createGatewayCert(ca: Pem, gateway: string, addressHost?: 
   return { cert: r.cert, key: r.private };
 }
 
-/** Writes a PEM pair; the key is created with mode 0600 and never overwritten silently. */
+/** Mode of every private key file written. */
+export const KEY_FILE_MODE = 0o600;
+
+/**
+ * Writes a PEM pair; the key ends with mode 0600 whether it is created or
+ * overwritten, and nothing is overwritten unless asked. writeFileSync's mode
+ * applies only to a file it creates, so an existing key is chmod-ed before
+ * the new key goes in (never readable by others with the new key inside) and
+ * after. It is rewritten in place, not replaced by a rename, so it keeps its
+ * owner (a gateway that runs as another user reads it) and its inode (a
+ * container that bind-mounts the file sees the new key).
+ */
 export function writePem(certPath: string, keyPath: string, pem: Pem, overwrite: boolean): void {
   for (const path of [certPath, keyPath]) {
     if (!overwrite && existsSync(path)) throw new Error(`${path} exists; refusing to overwrite it (use --force)`);
     mkdirSync(dirname(path), { recursive: true });
   }
-  writeFileSync(keyPath, pem.key, { mode: 0o600, flag: overwrite ? 'w' : 'wx' });
+  if (overwrite && existsSync(keyPath)) chmodSync(keyPath, KEY_FILE_MODE);
+  writeFileSync(keyPath, pem.key, { mode: KEY_FILE_MODE, flag: overwrite ? 'w' : 'wx' });
+  chmodSync(keyPath, KEY_FILE_MODE);
   writeFileSync(certPath, pem.cert, { mode: 0o644, flag: overwrite ? 'w' : 'wx' });
 }
 

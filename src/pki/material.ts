@@ -1,18 +1,25 @@
 // Loads and checks one gateway's TLS material before any socket opens: files
-// readable, the key private to its owner (no group or other access), the
-// certificate signed by the CA, matching the key, naming this gateway,
-// currently valid, and not revoked by the roster.
+// readable, the key private to its owner (no group or other access), every CA
+// of the bundle checked (ca-bundle.ts), the certificate signed by one of them
+// that is valid now, matching the key, naming this gateway, currently valid,
+// and not revoked by the roster.
 
 import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { revokedSerial, type Roster, type TlsPaths } from '../config/roster.js';
+import { type CaCertificate, issuersOf, parseCaBundle, validAt } from './ca-bundle.js';
 import { identityFromSan } from './identity.js';
 
 /** Permission bits that make a private key unusable: anything for group or others. */
 export const KEY_FORBIDDEN_MODE_BITS = 0o077;
 
 export interface TlsMaterial {
+  /** The bundle file as read. */
   ca: string;
+  /** Its CA certificates: the trust roots, in file order. */
+  cas: CaCertificate[];
+  /** Problems that do not stop the gateway (a CA of the bundle out of its validity period); logged at start and reload. */
+  warnings: string[];
   cert: string;
   key: string;
   paths: TlsPaths;
@@ -42,13 +49,9 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, roster: Pick<R
   }
   if (ca === undefined || cert === undefined || key === undefined) return problems;
 
-  let caX: X509Certificate;
+  const bundle = parseCaBundle(ca, paths.ca, now);
+  if (Array.isArray(bundle)) return [...problems, ...bundle];
   let certX: X509Certificate;
-  try {
-    caX = new X509Certificate(ca);
-  } catch (err) {
-    return [...problems, `tls.ca: ${paths.ca} is not a PEM certificate: ${(err as Error).message}`];
-  }
   try {
     certX = new X509Certificate(cert);
   } catch (err) {
@@ -59,8 +62,13 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, roster: Pick<R
   } catch (err) {
     problems.push(`tls.key: ${paths.key} is not a usable private key: ${(err as Error).message}`);
   }
-  if (!caX.ca) problems.push(`tls.ca: ${paths.ca} is not a CA certificate`);
-  if (!certX.verify(caX.publicKey)) problems.push(`tls.cert: ${paths.cert} is not signed by the CA in ${paths.ca}`);
+  const issuers = issuersOf(certX, bundle.cas);
+  if (issuers.length === 0) {
+    const serials = bundle.cas.map((c) => c.serial).join(', ');
+    problems.push(`tls.cert: ${paths.cert} is not signed by ${bundle.cas.length > 1 ? `any of the ${bundle.cas.length} CAs` : 'the CA'} in ${paths.ca} (serial ${serials})`);
+  } else if (!issuers.some((c) => validAt(c, now))) {
+    problems.push(`tls.cert: ${paths.cert} is signed only by CA serial ${issuers.map((c) => c.serial).join(', ')}, which is not valid now`);
+  }
   const identity = identityFromSan(certX.subjectAltName, roster.gateways.keys());
   if (!identity.ok) problems.push(`tls.cert: ${paths.cert}: ${identity.reason}`);
   else if (identity.gateway !== gateway) {
@@ -72,6 +80,5 @@ export function loadTlsMaterial(paths: TlsPaths, gateway: string, roster: Pick<R
   if (serial !== undefined) {
     problems.push(`tls.cert: ${paths.cert} (serial ${serial}) is listed in tls.revoked; issue this gateway a new certificate (beamgate certs --gateway ${gateway} --force)`);
   }
-  if (Date.parse(caX.validTo) <= now) problems.push(`tls.ca: ${paths.ca} expired on ${caX.validTo}`);
-  return problems.length > 0 ? problems : { ca, cert, key, paths };
+  return problems.length > 0 ? problems : { ca, cas: bundle.cas, warnings: bundle.warnings, cert, key, paths };
 }

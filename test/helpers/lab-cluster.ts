@@ -30,6 +30,8 @@ export interface LabClusterOptions {
   nodeArgs?: string[];
   /** Operator patterns (hidden nodes such as a release's `rpc-*` and `rem-*` commands). */
   operators?: { gateway: string; pattern: string }[];
+  /** erl flags for one node only, after nodeArgs (e.g. its own `-mnesia dir`). */
+  nodeArgsFor?: (fullName: string) => string[];
   /** The roster's `policy` section. */
   policy?: unknown;
 }
@@ -105,7 +107,7 @@ export class LabCluster {
   /** Starts (or, after a kill, starts again) an Erlang node inside its gateway's host. */
   async startErlang(fullName: string): Promise<ErlNode> {
     const node = await ErlNode.start(fullName, {
-      args: [...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? [])],
+      args: [...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? []), ...(this.opts.nodeArgsFor?.(fullName) ?? [])],
       home: this.home,
       prefix: this.lab.host(this.gatewayOf(fullName)).prefix,
       startTimeoutMs: 40_000,

@@ -105,18 +105,43 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
   return t;
 }
 
-/** The value of one sample in Prometheus text, or 0 when absent. */
-export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  let found = false;
+/** The samples of `name` whose labels include `labels`, in Prometheus text. */
+function samplesOf(text: string, name: string, labels: Record<string, string>): number[] {
+  const values: number[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
     const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
-    if (!ok) continue;
-    found = true;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (ok) values.push(Number(line.slice(line.lastIndexOf(' ') + 1)));
   }
-  return found ? total : 0;
+  return values;
+}
+
+function seriesName(name: string, labels: Record<string, string>): string {
+  const l = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  return l.length ? `${name}{${l.join(',')}}` : name;
+}
+
+/**
+ * The value of a series in Prometheus text, summed over the series that match
+ * `labels`. A missing series throws (naming it): a renamed metric or label
+ * must fail a test, never read as 0. Where a series may legitimately be
+ * absent, check `hasSeries` first, or assert `expectNoSeries`.
+ */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const values = samplesOf(text, name, labels);
+  if (values.length === 0) throw new Error(`no series ${seriesName(name, labels)} in the metrics`);
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Whether any series of `name` matches `labels`. */
+export function hasSeries(text: string, name: string, labels: Record<string, string> = {}): boolean {
+  return samplesOf(text, name, labels).length > 0;
+}
+
+/** Throws unless `name` has no series matching `labels`, while the metric itself is exported (its TYPE line). */
+export function expectNoSeries(text: string, name: string, labels: Record<string, string> = {}): void {
+  if (!text.includes(`# TYPE ${name} `)) throw new Error(`metric ${name} is not exported at all`);
+  if (hasSeries(text, name, labels)) throw new Error(`series ${seriesName(name, labels)} exists, expected none`);
 }
 
 export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {

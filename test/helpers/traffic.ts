@@ -12,7 +12,7 @@ import type { ErlNode } from '../../src/erlang/node.js';
 
 const MODULE = String.raw`
 -module(bg_traffic).
--export([start_sink/1, sink_report/1, start_sender/3, stop_sender/1, progress/1, start_monitor/0, node_events/0]).
+-export([start_sink/1, sink_report/1, start_sender/3, stop_sender/1, progress/1, start_monitor/0, start_monitor/1, node_events/0]).
 
 %% Public ETS tables owned by a process that lives as long as the node.
 tables() ->
@@ -136,11 +136,15 @@ progress(Key) ->
     [{_, Seq, State, Acked}] = ets:lookup(bg_progress, Key),
     {Seq, State, Acked}.
 
-start_monitor() ->
+start_monitor() -> start_monitor(visible).
+
+%% visible: links to visible nodes only; all: hidden ones too (an operator's,
+%% and every link of a hidden node).
+start_monitor(NodeType) ->
     tables(),
     Parent = self(),
     Pid = spawn(fun() ->
-        ok = net_kernel:monitor_nodes(true),
+        ok = net_kernel:monitor_nodes(true, [{node_type, NodeType}]),
         Parent ! {monitoring, self()},
         monitor_loop()
     end),
@@ -148,7 +152,7 @@ start_monitor() ->
 
 monitor_loop() ->
     receive
-        {Event, Node} ->
+        {Event, Node, _Info} ->
             ets:insert(bg_events, {erlang:unique_integer([monotonic, positive]), Event, Node, erlang:system_time(millisecond)}),
             monitor_loop()
     end.

@@ -276,7 +276,7 @@ describe('beamgate check --gateway NAME on the gateway\'s host', () => {
   });
 });
 
-describe('scripts/no-real-epmd.sh (what scripts/setup.sh runs around its apt-get install)', () => {
+describe('scripts/no-real-epmd.sh (what scripts/setup.sh runs after its apt-get install)', () => {
   const SCRIPT = join(ROOT, 'scripts', 'no-real-epmd.sh');
   let dir: string;
   /** A systemctl on PATH that records its arguments and lists epmd's units as Debian installs them. */
@@ -292,52 +292,39 @@ describe('scripts/no-real-epmd.sh (what scripts/setup.sh runs around its apt-get
       `#!/bin/sh\necho "$*" >> '${calls}'\n[ "$1" = list-unit-files ] && printf 'epmd.service disabled enabled\\nepmd.socket enabled enabled\\n'\nexit 0\n`,
       { mode: 0o755 },
     );
-    env = { PATH: `${join(dir, 'bin')}:${process.env.PATH}`, BEAMGATE_POLICY_RC_D: join(dir, 'policy-rc.d') };
+    env = { PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const script = (action: string, systemdDir: string) => run('bash', [SCRIPT, action], { ...env, BEAMGATE_SYSTEMD_DIR: systemdDir });
+  const script = (args: string[], systemdDir: string) => run('bash', [SCRIPT, ...args], { ...env, BEAMGATE_SYSTEMD_DIR: systemdDir });
   const recorded = () => (existsSync(calls) ? readFileSync(calls, 'utf8').trim().split('\n') : []);
 
   it('does nothing at all on a machine without systemd, as here', () => {
-    for (const action of ['guard-install', 'end-install', 'disable']) {
-      const r = script(action, join(dir, 'no-systemd-here'));
-      expect(r.code, r.err).toBe(0);
-      expect(r.out + r.err).toBe('');
-    }
+    const r = script(['disable'], join(dir, 'no-systemd-here'));
+    expect(r.code, r.err).toBe(0);
+    expect(r.out + r.err).toBe('');
     expect(recorded()).toEqual([]);
-    expect(existsSync(join(dir, 'policy-rc.d'))).toBe(false);
+    expect(script(['bogus'], join(dir, 'no-systemd-here')).code).toBe(2);
   });
 
-  it('with systemd: the install cannot start epmd (policy-rc.d says 101 for epmd only), and afterwards epmd.socket and epmd.service are disabled and stopped', () => {
+  it('with systemd: disables and stops epmd.socket and epmd.service', () => {
     const systemd = join(dir, 'run-systemd-system');
     mkdirSync(systemd);
-    expect(script('guard-install', systemd).code).toBe(0);
-    const policy = join(dir, 'policy-rc.d');
-    for (const unit of ['epmd.socket', 'epmd.service', 'epmd']) expect(run(policy, [unit, 'start']).code, unit).toBe(101);
-    expect(run(policy, ['prometheus.service', 'start']).code).toBe(0);
-    expect(script('end-install', systemd).code).toBe(0);
-    expect(existsSync(policy)).toBe(false);
-    const r = script('disable', systemd);
+    const r = script(['disable'], systemd);
     expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("disabling Debian's epmd.socket");
     expect(recorded()).toContain('disable --now epmd.socket epmd.service');
-    // A policy-rc.d the machine already had is left as it was.
-    writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
-    script('guard-install', systemd);
-    script('end-install', systemd);
-    expect(readFileSync(policy, 'utf8')).toBe('#!/bin/sh\nexit 101\n');
   });
 
-  it('setup.sh guards its apt-get install with it and always runs the disable step, and starts no epmd itself', () => {
+  it('setup.sh forbids every service start during its install and runs the disable step whether or not it installed anything', () => {
     const setup = readFileSync(join(ROOT, 'scripts', 'setup.sh'), 'utf8');
     const at = (s: string) => setup.indexOf(s);
-    expect(at('no-real-epmd.sh guard-install')).toBeGreaterThan(0);
-    expect(at('no-real-epmd.sh guard-install')).toBeLessThan(at('apt-get install'));
-    // (and removes it afterwards; the trap set before the install does it if the install fails)
-    expect(at('apt-get install')).toBeLessThan(setup.lastIndexOf('no-real-epmd.sh end-install'));
-    expect(at("trap 'bash scripts/no-real-epmd.sh end-install' EXIT")).toBeLessThan(at('apt-get install'));
-    // The disable step runs whether or not anything was installed (after the install block's `fi`).
-    expect(setup.slice(at('apt-get install')).indexOf('\nfi\n')).toBeLessThan(setup.slice(at('apt-get install')).indexOf('no-real-epmd.sh disable'));
+    expect(at('exit 101')).toBeGreaterThan(0);
+    expect(at('exit 101')).toBeLessThan(at('apt-get install'));
+    // After the install block's `fi`: it runs on every setup, packages already there or not.
+    const afterInstall = setup.slice(at('apt-get install'));
+    expect(afterInstall.indexOf('\nfi\n')).toBeGreaterThan(0);
+    expect(afterInstall.indexOf('\nfi\n')).toBeLessThan(afterInstall.indexOf('bash scripts/no-real-epmd.sh disable'));
     expect(setup).not.toMatch(/^\s*(epmd|erl)\b/m);
   });
 });

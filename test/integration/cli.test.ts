@@ -1,7 +1,7 @@
 // The command line as an operator uses it: the compiled CLI in a child process.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -82,6 +82,28 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(r.out).toMatch(/TLS files of beta are valid/);
   });
 
+  it('check: lists every CA of the bundle with subject, serial and expiry; an expired one is a warning, a non-CA an error', async () => {
+    const ca = readFileSync(join(dir, 'certs', 'ca.pem'), 'utf8');
+    const one = cli(['check', '--config', roster]);
+    expect(one.code, one.err).toBe(0);
+    expect(one.out).toMatch(/tls\.ca .*ca\.pem: 1 CA\n  1\. CN=beamgate cluster CA, serial [0-9A-F]+, expires \d{4}-\d\d-\d\dT[\d:.]+Z \((3649|3650) days left\)\n/);
+    const { createCa, createGatewayCert } = await import('../../src/pki/generate.js');
+    const expired = await createCa('old CA', { notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    try {
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca + expired.cert);
+      const two = cli(['check', '--config', roster, '--gateway', 'alpha']);
+      expect(two.code, two.err).toBe(0);
+      expect(two.out).toMatch(/: 2 CAs\n  1\. CN=beamgate cluster CA, .*; issued the certificate of alpha\n  2\. CN=old CA, serial [0-9A-F]+, expires .* \(EXPIRED\)\n/);
+      expect(two.err).toMatch(/^warning: tls\.ca: CA CN=old CA \(serial [0-9A-F]+\) in .*ca\.pem expired on .*; it verifies nothing, remove it from the bundle$/m);
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca + (await createGatewayCert(expired, 'alpha')).cert);
+      const bad = cli(['check', '--config', roster]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/tls\.ca: .*ca\.pem \(certificate 2 of 2\) \(serial [0-9A-F]+\) is not a CA certificate/);
+    } finally {
+      writeFileSync(join(dir, 'certs', 'ca.pem'), ca);
+    }
+  });
+
   it('check: exits 2 and names every problem by key path', () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, readFileSync(roster, 'utf8').replace('gateway: beta, port: 5001', 'gateway: gamma, port: 5001').replace('pattern: "ops_*"', 'pattern: "a*"'));
@@ -154,6 +176,23 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(empty.err).toContain('stdin must hold the cookie');
     expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('second-cookie');
     expect(cli(['cookie-home'], 30_000, 'x').code).toBe(2);
+  });
+
+  it('COMMAND --help: prints that command\'s usage and exits 0, needing no roster or gateway name', () => {
+    const d = mkdtempSync(join(tmpdir(), 'beamgate-help-'));
+    for (const command of ['run', 'check', 'certs', 'hosts', 'node-flags', 'cookie-home', 'demo']) {
+      for (const flag of ['--help', '-h']) {
+        // Run where nothing exists: a command that went past --help would fail or write files here.
+        const r = spawnSync(process.execPath, [CLI, command, flag], { encoding: 'utf8', timeout: 30_000, cwd: d, env: { ...process.env, BEAMGATE_GATEWAY: '' } });
+        expect(r.status, `${command} ${flag}: ${r.stderr}`).toBe(0);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toMatch(new RegExp(`^usage:\\n  beamgate ${command} `));
+        // Only that command's lines, not the whole list.
+        expect(r.stdout.match(/^ {2}beamgate /gm)).toHaveLength(1);
+      }
+    }
+    expect(readdirSync(d)).toEqual([]);
+    rmSync(d, { recursive: true, force: true });
   });
 
   it('demo --once: two gateway processes and three real nodes see each other, and no node shows the cookie in /proc', async () => {

@@ -5,12 +5,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Limits } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../../src/config/limits.js';
 import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
-import { HTTP_HEADERS_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS } from '../../src/metrics/http.js';
 import { dribble, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
@@ -29,6 +28,10 @@ const LIMITS: Partial<Limits> = {
   maxPendingBytes: 16 * 1024,
   // Each flood connection is checked for its own refusal line: no log budget here (the faults test covers it).
   refusalLogBurst: 10_000,
+  // Below the defaults, so these tests show the roster's values are the ones in force.
+  metricsMaxConnections: 10,
+  metricsHeadersTimeoutMs: 2_500,
+  metricsIdleTimeoutMs: 2_500,
 };
 const FLOOD = 12;
 const SLOW_MS = 1_000;
@@ -139,7 +142,8 @@ describe('limits shed what exceeds them and nothing else', () => {
     it('metrics HTTP: request headers that never finish, http_timeout', async () => {
       const get = Buffer.from('GET /metrics HTTP/1.1\r\nHost: alpha\r\nX-Slow: ' + 'a'.repeat(64));
       const { ex } = await expectRefused(t, 'alpha', 'http_timeout', () => rawExchange(ports.alphaMetrics, '127.0.0.1', dribble(get, SLOW_MS), 20_000));
-      expect(ex.durationMs).toBeGreaterThanOrEqual(HTTP_HEADERS_TIMEOUT_MS - 100);
+      expect(ex.durationMs).toBeGreaterThanOrEqual(LIMITS.metricsHeadersTimeoutMs! - 100);
+      expect(ex.durationMs).toBeLessThan(DEFAULT_LIMITS.metricsHeadersTimeoutMs);
       expect(ex.received.toString('latin1')).toMatch(/^HTTP\/1\.1 408/);
     }, 30_000);
   });
@@ -207,8 +211,8 @@ describe('limits shed what exceeds them and nothing else', () => {
       expect(answer.received[1]).toBe(0);
     });
 
-    it('metrics HTTP: silent connections above its 64, limit_reached then http_timeout', async () => {
-      const n = HTTP_MAX_CONNECTIONS + 6;
+    it('metrics HTTP: silent connections above metricsMaxConnections, limit_reached then http_timeout', async () => {
+      const n = LIMITS.metricsMaxConnections! + 6;
       const f = await flood(n, ports.alphaMetrics, '127.0.0.1');
       expect(await expectShed('alpha', f, 'http_timeout', n)).toBe(6);
     }, 40_000);
@@ -227,7 +231,8 @@ describe('limits shed what exceeds them and nothing else', () => {
           .on('error', reject);
       });
       agent.destroy();
-      expect(closed).toBeGreaterThanOrEqual(HTTP_IDLE_TIMEOUT_MS - 100);
+      expect(closed).toBeGreaterThanOrEqual(LIMITS.metricsIdleTimeoutMs! - 100);
+      expect(closed).toBeLessThan(DEFAULT_LIMITS.metricsIdleTimeoutMs);
       expect(await refusals(t, 'alpha', 'http_timeout')).toBe(before);
     });
 

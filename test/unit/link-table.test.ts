@@ -31,4 +31,24 @@ describe('link slots', () => {
     t.release('beta');
     expect(() => t.release('beta')).toThrow(/released twice/);
   });
+
+  it('whenEmpty resolves when the last slot is released, or at its timeout while slots are held', async () => {
+    const t = table();
+    await t.whenEmpty(60_000); // nothing held: at once
+    t.reserve('beta');
+    t.reserve('gamma');
+    let emptied = false;
+    const waiting = t.whenEmpty(60_000).then(() => (emptied = true));
+    t.release('beta');
+    await Promise.resolve();
+    expect(emptied).toBe(false);
+    t.release('gamma');
+    await waiting;
+    expect(emptied).toBe(true);
+    t.reserve('beta');
+    const started = Date.now();
+    await t.whenEmpty(50);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+    expect(t.count).toBe(1);
+  });
 });

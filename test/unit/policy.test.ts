@@ -8,8 +8,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseRoster } from '../../src/config/roster.js';
 import { erlFlags } from '../../src/erlang/flags.js';
+import { X509Certificate } from 'node:crypto';
+import type { Roster } from '../../src/config/roster.js';
 import type { LinkInfo } from '../../src/mesh/link.js';
-import { readmit } from '../../src/mesh/readmit.js';
+import { readmit as readmitWith } from '../../src/mesh/readmit.js';
+import { parseCaBundle } from '../../src/pki/ca-bundle.js';
+import { createCa, createGatewayCert } from '../../src/pki/generate.js';
 import { GatewayMetrics } from '../../src/metrics/metrics.js';
 import { globsOverlap, globRegExp } from '../../src/policy/glob.js';
 import { allowed, cell, groupsOf, member, NO_GROUP, type Policy, policyMatrix, unreachable } from '../../src/policy/policy.js';
@@ -361,6 +365,12 @@ describe('policy: the documentation', () => {
   });
 });
 
+// Open links carry their peer's certificate: one CA, in the bundle, issued it.
+const linkCa = await createCa('CA');
+const peerCert = new X509Certificate((await createGatewayCert(linkCa, 'peer')).cert);
+const linkBundle = parseCaBundle(linkCa.cert, 'ca.pem');
+const readmit = (roster: Roster, self: string, info: LinkInfo) => readmitWith({ roster, cas: Array.isArray(linkBundle) ? [] : linkBundle.cas }, self, info);
+
 describe('policy: what a reload does to an open link', () => {
   const r = parse(BASE + TENANTS);
   const link = (sourceName: string, localNode: string, remoteNode: string, sourceHidden: boolean, direction: 'inbound' | 'outbound', peer: string): LinkInfo => ({
@@ -372,6 +382,7 @@ describe('policy: what a reload does to an open link', () => {
     sourceHidden,
     targetName: direction === 'inbound' ? localNode : remoteNode,
     peerSerial: '0A',
+    peerCert,
   });
 
   it('keeps what the policy allows, cuts what it forbids, with the group pair', () => {

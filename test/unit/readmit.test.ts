@@ -1,10 +1,27 @@
-// What a reload does to an open link: it stays only if the new roster would
-// admit it now, and otherwise the refusal names the reason a new link would get.
+// What a reload does to an open link: it stays only if the new roster and CA
+// bundle would admit it now, and otherwise the refusal names the reason a new
+// link would get.
 
+import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseRoster } from '../../src/config/roster.js';
+import { parseRoster, type Roster } from '../../src/config/roster.js';
 import type { LinkInfo } from '../../src/mesh/link.js';
-import { readmit } from '../../src/mesh/readmit.js';
+import { readmit as readmitWith } from '../../src/mesh/readmit.js';
+import { type CaCertificate, parseCaBundle } from '../../src/pki/ca-bundle.js';
+import { createCa, createGatewayCert } from '../../src/pki/generate.js';
+
+// Two CAs; beta's certificate is issued by the first.
+const [oldCa, newCa] = await Promise.all([createCa('old CA'), createCa('new CA')]);
+const betaOld = new X509Certificate((await createGatewayCert(oldCa, 'beta')).cert);
+const betaNew = new X509Certificate((await createGatewayCert(newCa, 'beta')).cert);
+const bundle = (...pems: string[]): CaCertificate[] => {
+  const b = parseCaBundle(pems.join(''), 'ca.pem');
+  if (Array.isArray(b)) throw new Error(b.join('; '));
+  return b.cas;
+};
+const both = bundle(oldCa.cert, newCa.cert);
+/** readmit under `roster` with the old CA still in the bundle, as every test before the CA ones needs. */
+const readmit = (r: Roster, self: string, info: LinkInfo) => readmitWith({ roster: r, cas: both }, self, info);
 
 const roster = (extra = '', nodes = ['a1@alpha.example, gateway: alpha, port: 5001', 'b1@beta.example, gateway: beta, port: 5001']) =>
   parseRoster(
@@ -31,6 +48,7 @@ const outbound: LinkInfo = {
   sourceHidden: false,
   targetName: 'b1@beta.example',
   peerSerial: '0ABC',
+  peerCert: betaOld,
 };
 const inbound: LinkInfo = {
   peer: 'beta',
@@ -41,6 +59,7 @@ const inbound: LinkInfo = {
   sourceHidden: false,
   targetName: 'a1@alpha.example',
   peerSerial: '0ABC',
+  peerCert: betaOld,
 };
 const operator: LinkInfo = { ...inbound, remoteNode: 'ops_*', sourceName: 'ops_jane@beta.example', sourceHidden: true };
 // a1 dialled back a listening operator on beta (RabbitMQ's CLI answering a broker).
@@ -113,5 +132,27 @@ tls: { ca: ca.pem, cert: c.pem, key: k.pem }
     );
     expect(why(readmit(noOperators, 'alpha', operator))?.reason).toBe('node_not_owned');
     expect(why(readmit(noOperators, 'alpha', dialBack))?.reason).toBe('unknown_target');
+  });
+
+  it('keeps a link whose peer certificate one CA of the bundle issued, whichever it is', () => {
+    for (const cas of [both, bundle(newCa.cert, oldCa.cert), bundle(oldCa.cert)]) expect(readmitWith({ roster: roster(), cas }, 'alpha', outbound)).toBeUndefined();
+    expect(readmitWith({ roster: roster(), cas: bundle(newCa.cert) }, 'alpha', { ...inbound, peerCert: betaNew })).toBeUndefined();
+  });
+
+  it('cuts a link whose peer certificate only a removed CA issued (unknown_ca), unless that peer has since proven a certificate of a remaining CA', () => {
+    const onlyNew = { roster: roster(), cas: bundle(newCa.cert) };
+    for (const info of [outbound, inbound]) {
+      const r = readmitWith(onlyNew, 'alpha', info);
+      expect(r?.reason).toBe('unknown_ca');
+      expect(r?.message).toMatch(/^certificate of beta \(serial 0ABC\) was issued by CN=old CA, no longer a CA in tls\.ca/);
+      expect(readmitWith(onlyNew, 'alpha', info, new Set(['beta']))).toBeUndefined();
+      // Proof from another peer does not count for beta.
+      expect(readmitWith(onlyNew, 'alpha', info, new Set(['gamma']))?.reason).toBe('unknown_ca');
+    }
+  });
+
+  it('a proven peer does not escape the roster: revocation and removal still cut', () => {
+    const onlyNew = { roster: roster(', revoked: ["0ABC"]'), cas: bundle(newCa.cert) };
+    expect(readmitWith(onlyNew, 'alpha', outbound, new Set(['beta']))?.reason).toBe('cert_revoked');
   });
 });

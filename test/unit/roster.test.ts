@@ -75,6 +75,32 @@ limits: { maxLinks: 0, bogus: 1 }
     for (const re of expected) expect(p.some((line) => re.test(line)), `${re} in\n${p.join('\n')}`).toBe(true);
   });
 
+  it('reads the link log, close grace, probe and metrics listener limits, and checks how they relate', () => {
+    const base = GOOD.replace(/^limits: .*$/m, '');
+    const limits = (l: string) => parseRoster(`${base}limits: { ${l} }\n`, '/etc/beamgate').limits;
+    expect(
+      limits(
+        'linkLogBurst: 5, linkLogWindowMs: 2000, linkCloseGraceMs: 500, peerProbeIntervalMs: 3000, metricsMaxConnections: 8, metricsMaxHeaders: 20, metricsHeadersTimeoutMs: 1000, metricsRequestTimeoutMs: 2000, metricsIdleTimeoutMs: 1500',
+      ),
+    ).toEqual({
+      ...DEFAULT_LIMITS,
+      linkLogBurst: 5,
+      linkLogWindowMs: 2000,
+      linkCloseGraceMs: 500,
+      peerProbeIntervalMs: 3000,
+      metricsMaxConnections: 8,
+      metricsMaxHeaders: 20,
+      metricsHeadersTimeoutMs: 1000,
+      metricsRequestTimeoutMs: 2000,
+      metricsIdleTimeoutMs: 1500,
+    });
+    expect(problems(`${base}limits: { metricsHeadersTimeoutMs: 20000, peerProbeIntervalMs: 10, metricsMaxConnections: 0 }\n`)).toEqual([
+      'limits.metricsMaxConnections: must be a positive integer',
+      'limits.metricsHeadersTimeoutMs: must not exceed limits.metricsRequestTimeoutMs',
+      'limits.peerProbeIntervalMs: must be at least 1000',
+    ]);
+  });
+
   it('refuses mixing -name and -sname hosts, and missing sections', () => {
     expect(problems(`gateways: { a: { host: a.x, address: "1.1.1.1:1" }, b: { host: b, address: "1.1.1.2:1" } }\ntls: { ca: a, cert: b, key: c }`)).toEqual([
       expect.stringMatching(/gateways\.b\.host: mixes -sname hosts/),
