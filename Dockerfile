@@ -19,7 +19,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Mount points: the roster, the TLS files, and the run directory where
-# deploy/node-setup.sh writes the nodes' inetrc and flags (a named volume
+# deploy/node-setup.sh writes the nodes' inetrc, flags and cookie file (a named volume
 # copies this directory's owner on first use, so `node` may write there).
 RUN mkdir -p /app/config /app/certs /run/beamgate && chown node:node /run/beamgate
 # The image's unprivileged user (uid 1000); the key file must belong to it, mode 0600.

@@ -6,6 +6,8 @@
 # in the tests), then the npm packages, then builds, then the Debian roots with
 # OTP 27 and 29 for the compatibility suite and the benchmark
 # (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
+# On a machine run by systemd it disables Debian's epmd.socket (a real EPMD on
+# every address, scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +56,8 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# Never leave a real EPMD on the network (nothing to do without systemd).
+bash scripts/no-real-epmd.sh disable
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build

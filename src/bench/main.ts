@@ -9,7 +9,6 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,6 +26,7 @@ import {
   stunnelPath,
   tlsPath,
 } from './paths.js';
+import { randomCookie, writeCookieHome } from '../erlang/cookie.js';
 import { findRuntime, hostOtp, type OtpRuntime, ROOTS_DIR } from '../erlang/roots.js';
 import { memory, randomAlias } from './proc.js';
 import {
@@ -273,7 +273,8 @@ async function main(): Promise<void> {
   const opts = options(process.argv.slice(2));
   const started = new Date();
   const dir = mkdtempSync(join(os.tmpdir(), 'beamgate-bench-'));
-  const env: BenchEnv = { dir, cookie: randomBytes(12).toString('hex'), beamDir: compileBenchModule(dir), freshNodes: opts.reps };
+  const cookie = randomCookie();
+  const env: BenchEnv = { dir, cookie, home: writeCookieHome(join(dir, 'home'), cookie), beamDir: compileBenchModule(dir), freshNodes: opts.reps };
   const gatewayArgs = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'profiles')}`] : [];
   const host = machine(opts);
   log(`run directory ${dir}; ${host.cores} cores, load ${host.loadAverage}`);

@@ -61,7 +61,10 @@ export interface BenchPath {
 
 export interface BenchEnv {
   dir: string;
+  /** The cookie itself: the emulated nodes of the scale run compute their digests with it. */
   cookie: string;
+  /** The real nodes' home, holding the same cookie in .erlang.cookie (see erlang/cookie.ts). */
+  home: string;
   /** Directory holding beamgate_bench.beam. */
   beamDir: string;
   /** How many fresh nodes each path may start (one per repetition). */
@@ -134,9 +137,9 @@ function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] 
   ];
 }
 
-/** A node of runtime `rt`; in a root it reads the run directory (inetrc, certificates, the bench module) at its own path. */
+/** A node of runtime `rt`; in a root it reads the run directory (inetrc, certificates, the bench module, its home) at its own path. */
 export async function startNode(env: BenchEnv, rt: OtpRuntime, name: string, args: string[]): Promise<ErlNode> {
-  return ErlNode.start(name, { args, cookie: env.cookie, codePaths: [env.beamDir], runtime: rt, binds: [env.dir] });
+  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir], runtime: rt, binds: [env.dir] });
 }
 
 /** Starts B (serving), then A, and connects A to B. */

@@ -4,10 +4,10 @@
 // up, printing live counters, until Ctrl-C.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomCookie, readCookieHome, writeCookieHome } from '../erlang/cookie.js';
 import { shellQuote } from '../erlang/flags.js';
 import { ErlNode } from '../erlang/node.js';
 import { buildLocalMesh, type LocalGateway } from './local-mesh.js';
@@ -33,9 +33,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const say = (s: string) => console.log(s);
   say(`beamgate demo in ${dir}`);
   const mesh = await buildLocalMesh({ dir, gateways: DEMO_LAYOUT });
-  const cookiePath = join(dir, 'cookie');
-  if (!existsSync(cookiePath)) writeFileSync(cookiePath, randomBytes(18).toString('base64url'), { mode: 0o600 });
-  const cookie = readFileSync(cookiePath, 'utf8').trim();
+  // The nodes' home: a random cookie (kept across runs) in home/.erlang.cookie, mode 0400.
+  const home = join(dir, 'home');
+  if (readCookieHome(home) === undefined) writeCookieHome(home, randomCookie());
 
   const gateways: ChildProcess[] = [];
   const nodes: ErlNode[] = [];
@@ -54,7 +54,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       say(`  gateway ${g.name}: TLS 127.0.0.1:${g.tlsPort}, EPMD ${g.epmdPort}, metrics http://127.0.0.1:${g.metricsPort}/metrics, log ${logPath}`);
     }
     for (const name of mesh.roster.nodes.keys()) {
-      nodes.push(await ErlNode.start(name, { args: mesh.nodeArgs(name), cookie }));
+      nodes.push(await ErlNode.start(name, { args: mesh.nodeArgs(name), home }));
       say(`  node ${name} up`);
     }
     const [a1, a2, b1] = nodes as [ErlNode, ErlNode, ErlNode];
@@ -85,7 +85,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       return failed === 0 ? 0 : 1;
     }
     say(`\nattach a remote shell to b1, through both gateways (ops_* is the demo's operator pattern on alpha):`);
-    say(`  erl ${shellQuote(mesh.nodeArgs('ops_1@alpha.demo'))} -setcookie "$(cat ${cookiePath})" -remsh ${b1.name}`);
+    say(`  HOME=${shellQuote([home])} erl ${shellQuote(mesh.nodeArgs('ops_1@alpha.demo'))} -remsh ${b1.name}`);
     say('(a name outside the roster and the operator pattern is refused; the gateway logs why.)');
     say('\nrunning; Ctrl-C stops the mesh.');
     const ticker = setInterval(() => {

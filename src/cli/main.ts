@@ -12,8 +12,10 @@ import { parseArgs } from 'node:util';
 import { loadGatewayConfig, resolveGatewayName } from '../config/load.js';
 import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/roster.js';
 import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
+import { isValidCookie, writeCookieHome } from '../erlang/cookie.js';
 import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/flags.js';
 import { Gateway } from '../gateway.js';
+import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
 import { type CaCertificate, describeCa, issuersOf, parseCaBundle } from '../pki/ca-bundle.js';
 import { loadTlsMaterial } from '../pki/material.js';
@@ -26,7 +28,9 @@ usage:
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given
-  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs
+  beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs;
+                                                       on NAME's host, warn about a real EPMD on its EPMD
+                                                       port and node ports bound beyond loopback
   beamgate certs      --config ROSTER [--gateway NAME]... [--force]
                                                        create the cluster CA (once) and gateway certificates
   beamgate certs      --config ROSTER --new-ca DIR [--force | --retire-old-ca]
@@ -38,6 +42,8 @@ usage:
                                                        host name mapping for the nodes on NAME's host
   beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
                                                        the erl flags a node needs behind its gateway
+  beamgate cookie-home --out DIR                       write the cookie read from stdin to DIR/.erlang.cookie
+                                                       (mode 0400, DIR 0700): start nodes with HOME=DIR
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
@@ -202,6 +208,9 @@ async function main(argv: string[]): Promise<number> {
           console.log(`  operators ${o.pattern}@${host}: ${may.length > 0 ? `may be in ${may.join(', ')} (each name is matched on its own)` : 'in no group: refused every link'}`);
         }
       }
+      // On the gateway's host: what else listens where it must not. Warnings
+      // never change the exit code; the roster and files are valid.
+      if (gateway) for (const w of hostExposureWarnings(roster, gateway)) console.error(`warning: ${w}`);
       return 0;
     }
     case 'certs': {
@@ -242,6 +251,15 @@ async function main(argv: string[]): Promise<number> {
       if (walled.length > 0) {
         console.error(`# -connect_all false: the policy keeps ${values.node} from linking with ${walled.length} roster node(s) (${walled.slice(0, 5).join(', ')}${walled.length > 5 ? ', ...' : ''}); see docs/policy.md`);
       }
+      return 0;
+    }
+    case 'cookie-home': {
+      // From stdin, never from argv or the environment: both are visible to others.
+      if (!values.out) throw new ConfigError(['--out DIR is required (the cookie is read from stdin)']);
+      const cookie = readFileSync(0, 'utf8').split('\n')[0]!.trim();
+      if (!isValidCookie(cookie)) throw new ConfigError(['cookie-home: stdin must hold the cookie, 1 to 255 printable characters without blanks']);
+      writeCookieHome(values.out, cookie);
+      console.log(`cookie written to ${values.out}/.erlang.cookie (mode 0400); start the nodes with HOME=${values.out}`);
       return 0;
     }
     case 'demo': {

@@ -2,13 +2,21 @@
 // each request is an Erlang expression sequence, each answer one tagged line.
 // Used by the demo, the integration tests and the benchmark.
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { assertCookieHome, cookieEnv } from './cookie.js';
 import type { OtpRuntime } from './roots.js';
 
 export interface ErlNodeOptions {
   args: string[];
-  cookie: string;
+  /**
+   * The node's home, made by writeCookieHome: the node reads its cookie from
+   * HOME/.erlang.cookie, so no cookie is ever on its command line. A
+   * `runtime` bind-mounts it into its root; with a `prefix` that changes the
+   * root some other way, the same path must exist inside it.
+   */
+  home: string;
   env?: NodeJS.ProcessEnv;
   /** Extra code paths (-pa) holding helper modules. */
   codePaths?: string[];
@@ -18,8 +26,8 @@ export interface ErlNodeOptions {
   prefix?: string[];
   /**
    * Run `erl` of another OTP release (a Debian root, see roots.ts), after
-   * `prefix`. The code paths, `binds` and the directory of `env.HOME` (where a
-   * `.erlang.cookie` lives) are made readable inside the root.
+   * `prefix`. The code paths, `binds` and `home` (where the `.erlang.cookie`
+   * lives) are made readable inside the root.
    */
   runtime?: OtpRuntime;
   /** Directories the node reads (its inetrc's, say), for `runtime`. */
@@ -73,14 +81,15 @@ export class ErlNode {
   }
 
   static async start(name: string, opts: ErlNodeOptions): Promise<ErlNode> {
-    const args = [...opts.args, '-setcookie', opts.cookie, '-noshell'];
+    assert.ok(!opts.args.includes('-setcookie'), 'the cookie goes in HOME/.erlang.cookie, never on the command line');
+    assertCookieHome(opts.home);
+    const args = [...opts.args, '-noshell'];
     for (const p of opts.codePaths ?? []) args.push('-pa', p);
     args.push('-eval', EVAL_LOOP);
-    const home = opts.env?.HOME;
-    const binds = [...(opts.binds ?? []), ...(opts.codePaths ?? []), ...(home ? [home] : [])];
+    const binds = [...(opts.binds ?? []), ...(opts.codePaths ?? []), opts.home];
     const [command, ...before] = [...(opts.prefix ?? []), ...(opts.runtime?.prefix(binds) ?? []), 'erl'];
     const proc = spawn(command!, [...before, ...args], {
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, ...opts.env, ...cookieEnv(opts.home) },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const node = new ErlNode(name, proc);

@@ -17,18 +17,20 @@ const ELIXIR_STOP_GRACE_MS = 3_000;
 
 /**
  * The `elixir` command line for a node behind a gateway, from the flags
- * `erlFlags` makes for erl: the node name goes to `--name`/`--sname`, the
- * cookie to `--cookie`, every other flag into one `--erl` string. The elixir
+ * `erlFlags` makes for erl: the node name goes to `--name`/`--sname`, every
+ * other flag into one `--erl` string. No `--cookie`: elixir would pass it to
+ * erl as `-setcookie`, on the command line; the node reads it from
+ * HOME/.erlang.cookie instead (start it with cookieEnv(home)). The elixir
  * script splits that string on blanks and passes the words on unquoted, so
  * `-kernel inetrc "PATH"` reaches erl with its double quotes (an Erlang
  * string), and no word may contain a blank.
  */
-export function elixirArgs(erlFlags: string[], cookie: string): string[] {
+export function elixirArgs(erlFlags: string[]): string[] {
   const at = erlFlags.findIndex((f) => f === '-name' || f === '-sname');
   assert.ok(at >= 0 && at + 1 < erlFlags.length, 'erl flags without -name/-sname');
   const rest = [...erlFlags.slice(0, at), ...erlFlags.slice(at + 2)];
   for (const word of rest) assert.ok(!/\s/.test(word), `erl flag "${word}" has a blank: --erl cannot carry it`);
-  return [`-${erlFlags[at]}`, erlFlags[at + 1]!, '--cookie', cookie, '--erl', rest.join(' ')];
+  return [`-${erlFlags[at]}`, erlFlags[at + 1]!, '--erl', rest.join(' ')];
 }
 
 export class ElixirNode {

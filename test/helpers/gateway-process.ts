@@ -3,7 +3,6 @@
 // Build first (`npx tsc -p .`): the CLI runs from dist/.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Limits } from '../../src/config/limits.js';
 import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
 import { sleep, statusKb } from '../../src/bench/proc.js';
+import { randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { freePort, randomAlias } from './ports.js';
 import { compileTraffic } from './traffic.js';
@@ -157,6 +157,8 @@ export interface ProcessMesh {
   mesh: LocalMesh;
   layout: LocalGateway[];
   cookie: string;
+  /** The nodes' home, holding `cookie` in .erlang.cookie. */
+  home: string;
   gateways: Map<string, GatewayProcess>;
   nodes: ErlNode[];
   /** Starts (or restarts, after a kill) a gateway process. */
@@ -177,11 +179,13 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
   const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, limits: spec.limits, logLevel: 'info' });
   const gateways = new Map<string, GatewayProcess>();
   const nodes: ErlNode[] = [];
+  const cookie = randomCookie();
   const pm: ProcessMesh = {
     dir,
     mesh,
     layout,
-    cookie: randomBytes(12).toString('hex'),
+    cookie,
+    home: writeCookieHome(join(dir, 'home'), cookie),
     gateways,
     nodes,
     async startGateway(name) {
@@ -197,7 +201,7 @@ export async function startProcessMesh(spec: ProcessMeshSpec): Promise<ProcessMe
       return gp;
     },
     async startNode(fullName, extraArgs = []) {
-      const node = await ErlNode.start(fullName, { args: [...mesh.nodeArgs(fullName), ...extraArgs], cookie: pm.cookie });
+      const node = await ErlNode.start(fullName, { args: [...mesh.nodeArgs(fullName), ...extraArgs], home: pm.home });
       nodes.push(node);
       return node;
     },

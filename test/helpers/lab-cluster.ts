@@ -6,11 +6,11 @@
 // Each host has a network stack of its own, so every host uses the same,
 // standard ports: EPMD 4369, TLS 4370, metrics 9464, nodes from 5001.
 
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
+import { cookieEnv, randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { ElixirNode, elixirArgs } from './elixir-node.js';
 import { NetGateway, NetnsLab } from './netns.js';
@@ -40,7 +40,9 @@ export class LabCluster {
   readonly gateways = new Map<string, NetGateway>();
   readonly erlang = new Map<string, ErlNode>();
   readonly elixir = new Map<string, ElixirNode>();
-  readonly cookie = randomBytes(12).toString('hex');
+  readonly cookie = randomCookie();
+  /** Every node's home, holding the cookie in .erlang.cookie (the hosts share this machine's file system). */
+  readonly home: string;
 
   private constructor(
     readonly lab: NetnsLab,
@@ -48,7 +50,9 @@ export class LabCluster {
     readonly mesh: LocalMesh,
     readonly spec: Record<string, LabHostSpec>,
     private readonly opts: LabClusterOptions,
-  ) {}
+  ) {
+    this.home = writeCookieHome(join(dir, 'home'), this.cookie);
+  }
 
   /** Creates the hosts, writes roster, certificates and inetrc files, starts every gateway (no nodes yet). */
   static async start(spec: Record<string, LabHostSpec>, opts: LabClusterOptions = {}): Promise<LabCluster> {
@@ -104,7 +108,7 @@ export class LabCluster {
   async startErlang(fullName: string): Promise<ErlNode> {
     const node = await ErlNode.start(fullName, {
       args: [...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? []), ...(this.opts.nodeArgsFor?.(fullName) ?? [])],
-      cookie: this.cookie,
+      home: this.home,
       prefix: this.lab.host(this.gatewayOf(fullName)).prefix,
       startTimeoutMs: 40_000,
     });
@@ -112,11 +116,11 @@ export class LabCluster {
     return node;
   }
 
-  /** Starts an Elixir node with `elixir --name N --cookie C --erl "FLAGS" bg_node.exs` inside its gateway's host. */
+  /** Starts an Elixir node with `elixir --name N --erl "FLAGS" bg_node.exs` (HOME = the cookie home) inside its gateway's host. */
   async startElixir(fullName: string): Promise<ElixirNode> {
     const host = this.gatewayOf(fullName);
-    const args = elixirArgs([...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? [])], this.cookie);
-    const node = await ElixirNode.start(fullName, args, (argv) => this.lab.spawn(host, argv));
+    const args = elixirArgs([...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? [])]);
+    const node = await ElixirNode.start(fullName, args, (argv) => this.lab.spawn(host, argv, cookieEnv(this.home)));
     this.elixir.set(fullName, node);
     return node;
   }

@@ -5,10 +5,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Limits } from '../../src/config/limits.js';
 import { loadGatewayConfig } from '../../src/config/load.js';
 import { buildLocalMesh, type LocalMesh } from '../../src/cli/local-mesh.js';
+import { randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { Gateway } from '../../src/gateway.js';
 import { Logger } from '../../src/log/logger.js';
@@ -30,6 +31,8 @@ export interface TestMesh {
   dir: string;
   mesh: LocalMesh;
   cookie: string;
+  /** The nodes' home, holding `cookie` in .erlang.cookie. */
+  home: string;
   gateways: Map<string, Gateway>;
   logs: Map<string, string[]>;
   nodes: ErlNode[];
@@ -52,7 +55,10 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
     layout.push({ name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes, loopback: randomAlias(), ...(standInPorts ? { standInPorts } : {}) });
   }
   const mesh = await buildLocalMesh({ dir, gateways: layout, operators: spec.operators, localOnly: spec.localOnly, limits: spec.limits, logLevel: 'debug' });
-  const cookie = randomBytes(12).toString('hex');
+  const cookie = randomCookie();
+  const home = writeCookieHome(join(dir, 'home'), cookie);
+  // A node given another cookie gets a home of its own for it.
+  const homeFor = (c: string) => (c === cookie ? home : writeCookieHome(join(dir, `home-${createHash('sha256').update(c).digest('hex').slice(0, 12)}`), c));
   const gateways = new Map<string, Gateway>();
   const logs = new Map<string, string[]>();
   const nodes: ErlNode[] = [];
@@ -61,6 +67,7 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
     dir,
     mesh,
     cookie,
+    home,
     gateways,
     logs,
     nodes,
@@ -74,7 +81,7 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
       return gw;
     },
     async startNode(fullName, opts = {}) {
-      const node = await ErlNode.start(fullName, { args: [...(opts.args ?? mesh.nodeArgs(fullName)), ...(opts.extraArgs ?? [])], cookie: opts.cookie ?? cookie });
+      const node = await ErlNode.start(fullName, { args: [...(opts.args ?? mesh.nodeArgs(fullName)), ...(opts.extraArgs ?? [])], home: homeFor(opts.cookie ?? cookie) });
       nodes.push(node);
       return node;
     },

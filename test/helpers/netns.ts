@@ -140,9 +140,15 @@ export class NetnsLab {
   }
 
   /** Runs a short command inside a host and returns its stdout (rejects on a non-zero exit or after RUN_TIMEOUT_MS). */
-  async run(host: string, argv: string[]): Promise<string> {
+  async run(host: string, argv: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
     const [command, ...args] = [...this.host(host).prefix, ...argv];
-    const { stdout } = await execFileAsync(command!, args, { encoding: 'utf8', timeout: RUN_TIMEOUT_MS, maxBuffer: RUN_MAX_BUFFER, killSignal: 'SIGKILL' });
+    const { stdout } = await execFileAsync(command!, args, {
+      encoding: 'utf8',
+      timeout: RUN_TIMEOUT_MS,
+      maxBuffer: RUN_MAX_BUFFER,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, ...env },
+    });
     return stdout;
   }
 

@@ -13,13 +13,14 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { issueCerts } from '../../src/cli/certs.js';
 import { loadRoster, type Roster } from '../../src/config/roster.js';
+import { writeCookieHome } from '../../src/erlang/cookie.js';
 import { inetrc } from '../../src/erlang/flags.js';
 import { NetGateway, NetnsLab } from './netns.js';
 
@@ -161,9 +162,7 @@ export class RabbitLab {
     const base = join(this.dir, h.name);
     const home = join(base, 'home');
     for (const d of [home, join(base, 'mnesia'), join(base, 'log')]) mkdirSync(d, { recursive: true });
-    const cookie = join(home, '.erlang.cookie');
-    writeFileSync(cookie, this.cookie);
-    chmodSync(cookie, 0o400);
+    writeCookieHome(home, this.cookie);
     const inetrcPath = join(base, 'inetrc');
     writeFileSync(inetrcPath, inetrc(this.roster, h.name));
     writeFileSync(

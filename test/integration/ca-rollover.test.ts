@@ -76,7 +76,7 @@ describe('CA rollover in three steps, with real gateways and nodes', () => {
     const flags = [...pa, '-connect_all', 'false', '-kernel', 'prevent_overlapping_partitions', 'false'];
     [a1, b1] = await Promise.all([pm.startNode(A1, flags), pm.startNode(B1, flags)]);
     const c1Args = erlFlags({ name: C1, epmdPort: gammaRoster.gateways.get('gamma')!.epmdPort, inetrcPath: join(host, 'gamma.inetrc'), hidden: true });
-    c1 = await ErlNode.start(C1, { args: [...c1Args, ...flags], cookie: pm.cookie });
+    c1 = await ErlNode.start(C1, { args: [...c1Args, ...flags], home: pm.home });
     pm.nodes.push(c1);
     for (const n of [a1, b1]) await n.eval('bg_traffic:start_monitor()');
     // c1 is hidden: all of its links are hidden connections.

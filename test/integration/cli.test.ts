@@ -1,17 +1,20 @@
 // The command line as an operator uses it: the compiled CLI in a child process.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
+import { descendantsOf, erlangNodes, type ProcView, secretExposures } from '../helpers/proc-view.js';
 
 const CLI = join(__dirname, '../../dist/cli/main.js');
+/** The demo with --once on a busy 2-core machine: two gateways, three nodes, five checks. */
+const DEMO_TIMEOUT_MS = 120_000;
 
-function cli(args: string[], timeoutMs = 30_000) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs });
+function cli(args: string[], timeoutMs = 30_000, input?: string) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs, input });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -159,9 +162,25 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(cli(['check', '--bogus']).code).toBe(2);
   });
 
+  it('cookie-home: writes the cookie from stdin to DIR/.erlang.cookie (0400, DIR 0700), replaces it, and refuses an empty one', () => {
+    const home = join(dir, 'node-home');
+    const r = cli(['cookie-home', '--out', home], 30_000, 'first-cookie\n');
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('first-cookie');
+    expect(statSync(join(home, '.erlang.cookie')).mode & 0o777).toBe(0o400);
+    expect(statSync(home).mode & 0o777).toBe(0o700);
+    expect(cli(['cookie-home', '--out', home], 30_000, 'second-cookie').code).toBe(0);
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('second-cookie');
+    const empty = cli(['cookie-home', '--out', home], 30_000, '\n');
+    expect(empty.code).toBe(2);
+    expect(empty.err).toContain('stdin must hold the cookie');
+    expect(readFileSync(join(home, '.erlang.cookie'), 'utf8')).toBe('second-cookie');
+    expect(cli(['cookie-home'], 30_000, 'x').code).toBe(2);
+  });
+
   it('COMMAND --help: prints that command\'s usage and exits 0, needing no roster or gateway name', () => {
     const d = mkdtempSync(join(tmpdir(), 'beamgate-help-'));
-    for (const command of ['run', 'check', 'certs', 'hosts', 'node-flags', 'demo']) {
+    for (const command of ['run', 'check', 'certs', 'hosts', 'node-flags', 'cookie-home', 'demo']) {
       for (const flag of ['--help', '-h']) {
         // Run where nothing exists: a command that went past --help would fail or write files here.
         const r = spawnSync(process.execPath, [CLI, command, flag], { encoding: 'utf8', timeout: 30_000, cwd: d, env: { ...process.env, BEAMGATE_GATEWAY: '' } });
@@ -176,12 +195,35 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     rmSync(d, { recursive: true, force: true });
   });
 
-  it('demo --once: two gateway processes and three real nodes see each other', () => {
+  it('demo --once: two gateway processes and three real nodes see each other, and no node shows the cookie in /proc', async () => {
     const d = mkdtempSync(join(tmpdir(), 'beamgate-demo-'));
-    const r = cli(['demo', '--dir', d, '--once'], 120_000);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(r.out).toMatch(/ok {3}a1 pings b1 \(alpha -> TLS -> beta\): pong/);
-    expect(r.out).toMatch(/the nodes see each other through the gateways/);
-    rmSync(d, { recursive: true, force: true });
-  }, 150_000);
+    try {
+      // Asynchronous, so /proc can be read while the demo's nodes run: every
+      // process under the demo, as often as the loop turns, until it exits.
+      const demo = spawn(process.execPath, [CLI, 'demo', '--dir', d, '--once'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      demo.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      demo.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const exited = new Promise<number | null>((r) => demo.once('exit', (code) => r(code)));
+      let code: number | null | undefined;
+      void exited.then((c) => (code = c));
+      const seen: ProcView[] = [];
+      const deadline = Date.now() + DEMO_TIMEOUT_MS;
+      while (code === undefined && Date.now() < deadline) {
+        seen.push(...descendantsOf(demo.pid!));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (code === undefined) demo.kill('SIGKILL');
+      expect(await exited, out).toBe(0);
+      expect(out).toMatch(/ok {3}a1 pings b1 \(alpha -> TLS -> beta\): pong/);
+      expect(out).toMatch(/the nodes see each other through the gateways/);
+      // Every node was seen running, and none of the demo's processes had the cookie in argv or environment.
+      expect([...erlangNodes(seen).keys()].sort()).toEqual(['a1@alpha.demo', 'a2@alpha.demo', 'b1@beta.demo']);
+      const cookie = readFileSync(join(d, 'home', '.erlang.cookie'), 'utf8').trim();
+      expect(statSync(join(d, 'home', '.erlang.cookie')).mode & 0o777).toBe(0o400);
+      expect(secretExposures(seen, cookie)).toEqual([]);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, DEMO_TIMEOUT_MS + 30_000);
 });

@@ -14,6 +14,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cookieEnv } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { findRuntime, type OtpRuntime } from '../../src/erlang/roots.js';
 import { ELIXIR_SCRIPT, ElixirNode, elixirArgs } from '../helpers/elixir-node.js';
@@ -60,7 +61,7 @@ describe.runIf(missing.length === 0)('OTP 25, 27, 29 and Elixir 1.18, 1.20 throu
   async function startErl(name: string, release: Release): Promise<ErlNode> {
     const n = await ErlNode.start(name, {
       args: [...pm.mesh.nodeArgs(name), ...(release === '25' ? [] : ['-kernel', 'start_pg', 'true'])],
-      cookie: pm.cookie,
+      home: pm.home,
       runtime: runtime(release),
       binds: [pm.dir],
       startTimeoutMs: NODE_START_TIMEOUT_MS,
@@ -258,9 +259,9 @@ describe.runIf(missing.length === 0)('OTP 25, 27, 29 and Elixir 1.18, 1.20 throu
     mkdirSync(join(pm.dir, 'elixir'), { recursive: true });
     copyFileSync(ELIXIR_SCRIPT, scriptCopy);
     const startElixir = (name: string, release: Release) =>
-      ElixirNode.start(name, elixirArgs([...pm.mesh.nodeArgs(name), '-kernel', 'start_pg', 'true'], pm.cookie), (argv) => {
+      ElixirNode.start(name, elixirArgs([...pm.mesh.nodeArgs(name), '-kernel', 'start_pg', 'true']), (argv) => {
         const words = [...runtime(release).prefix([pm.dir]), ...argv.map((w) => (w === ELIXIR_SCRIPT ? scriptCopy : w))];
-        return spawn(words[0]!, words.slice(1), { env: { ...process.env, ...LOCALE }, stdio: ['pipe', 'pipe', 'pipe'] });
+        return spawn(words[0]!, words.slice(1), { env: { ...process.env, ...LOCALE, ...cookieEnv(pm.home) }, stdio: ['pipe', 'pipe', 'pipe'] });
       });
     const [x18, x20] = await Promise.all([startElixir('x18@alpha.demo', '27'), startElixir('x20@beta.demo', '29')]);
     try {
@@ -301,7 +302,7 @@ describe.runIf(missing.length === 0)('OTP 25, 27, 29 and Elixir 1.18, 1.20 throu
     const beta = pm.layout.find((g) => g.name === 'beta')!;
     const relName = 'bgrel@beta.demo';
     const project = join(pm.dir, 'bgrel');
-    const env = { ...process.env, ...LOCALE, HOME: join(pm.dir, 'home'), MIX_ENV: 'prod', RELEASE_COOKIE: pm.cookie };
+    const env = { ...process.env, ...LOCALE, HOME: join(pm.dir, 'mix-home'), MIX_ENV: 'prod', RELEASE_COOKIE: pm.cookie };
     mkdirSync(env.HOME, { recursive: true });
     const inRoot = (argv: string[], timeout: number) => {
       const words = [...sid.prefix([pm.dir]), ...argv];

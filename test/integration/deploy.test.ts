@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import { CLI } from '../helpers/gateway-process.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { NetGateway, NetnsLab, netnsUnavailableReason } from '../helpers/netns.js';
 import { freePort, randomAlias } from '../helpers/ports.js';
+import { descendantsOf, erlangNodes, secretExposures } from '../helpers/proc-view.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const at = (...p: string[]) => join(ROOT, ...p);
@@ -186,6 +187,17 @@ describe('docker-compose.yml', () => {
     const pairs = (resolved.services['node-setup']!.command as string[]).map((p) => p.split('='));
     for (const [gw, node] of pairs) expect(admissionOn(roster, gw!, node!).kind, `${gw}=${node}`).not.toBe('none');
     for (const node of roster.nodes.values()) expect(pairs).toContainEqual([node.gateway, node.name]);
+  });
+
+  it('gives the cookie to node-setup alone: no node container has it in its environment, and they run as the user that owns the cookie file', () => {
+    const withCookie = Object.entries(resolved.services)
+      .filter(([, svc]) => JSON.stringify(svc.environment ?? {}).includes(COMPOSE_ENV.ERLANG_COOKIE))
+      .map(([name]) => name);
+    expect(withCookie).toEqual(['node-setup']);
+    const nodeServices = Object.values(resolved.services).filter((s) => s.image === 'erlang:25');
+    expect(nodeServices.length).toBeGreaterThan(0);
+    // node-setup runs as the beamgate image's user (uid 1000, see the Dockerfile), which then owns home/.erlang.cookie.
+    for (const svc of nodeServices) expect(svc.user).toBe('1000:1000');
   });
 
   it('publishes Prometheus and Grafana on the Docker host\'s loopback only', () => {
@@ -435,9 +447,23 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
 
   const env = () => ({ BEAMGATE_CONFIG: t.mesh.rosterPath, BEAMGATE_RUN_DIR: runDir, BEAMGATE_CLI: `${process.execPath} ${CLI}`, ERLANG_COOKIE: t.cookie });
 
-  it('node-setup writes each host\'s inetrc and each node\'s erl command line, and refuses a bad argument', () => {
+  it('node-setup writes each host\'s inetrc, each node\'s erl command line and the nodes\' cookie file, and refuses a bad argument', () => {
+    // Without the cookie it refuses instead of letting the nodes make up one each.
+    const noCookie = run('sh', [at('deploy', 'node-setup.sh'), 'beta=b1@beta.demo'], { ...env(), ERLANG_COOKIE: '' });
+    expect(noCookie.code).not.toBe(0);
+    expect(noCookie.err).toContain('ERLANG_COOKIE');
+    // And erl-node.sh will not start a node before node-setup has written the cookie file.
+    writeFileSync(join(runDir, 'b1@beta.demo.cmd'), 'erl');
+    const early = run('sh', [at('deploy', 'erl-node.sh'), 'b1@beta.demo'], env());
+    expect(early.code).toBe(2);
+    expect(early.err).toContain('home/.erlang.cookie is missing');
     const r = run('sh', [at('deploy', 'node-setup.sh'), 'alpha=ops_check@alpha.demo', 'beta=b1@beta.demo'], env());
     expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(runDir, 'home', '.erlang.cookie'), 'utf8').trim()).toBe(t.cookie);
+    expect(statSync(join(runDir, 'home', '.erlang.cookie')).mode & 0o777).toBe(0o400);
+    expect(statSync(join(runDir, 'home')).mode & 0o777).toBe(0o700);
+    // Run again (a restarted deployment), it replaces its own read-only file.
+    expect(run('sh', [at('deploy', 'node-setup.sh'), 'beta=b1@beta.demo'], env()).code).toBe(0);
     expect(readFileSync(join(runDir, 'beta.inetrc'), 'utf8')).toMatch(/\{host, \{127,0,0,1\}, \["beta\.demo"\]\}/);
     expect(readFileSync(join(runDir, 'b1@beta.demo.cmd'), 'utf8')).toMatch(/^erl -name b1@beta\.demo .*inet_dist_listen_min \d+/);
     expect(readFileSync(join(runDir, 'ops_check@alpha.demo.cmd'), 'utf8')).toContain('-hidden');
@@ -459,10 +485,10 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
     const check = await runAsync('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', `io:format("ping:~p~n", [net_adm:ping('b1@beta.demo')]), halt().`], env(), NODE_START_TIMEOUT_MS);
     expect(check.code, check.err).toBe(0);
     expect(check.out).toContain('ping:pong');
-    // Without the cookie it refuses to start instead of using a random one.
-    const noCookie = run('sh', [at('deploy', 'erl-node.sh'), 'ops_check@alpha.demo', '-noshell', '-eval', 'halt().'], { ...env(), ERLANG_COOKIE: '' });
-    expect(noCookie.code).not.toBe(0);
-    expect(noCookie.err).toContain('ERLANG_COOKIE');
+    // The node has its cookie from the file: neither its command line nor its environment shows it.
+    const b1vm = erlangNodes(descendantsOf(process.pid)).get('b1@beta.demo');
+    expect(b1vm, 'the VM of b1 under this test').toBeDefined();
+    expect(secretExposures([b1vm!], t.cookie)).toEqual([]);
   });
 });
 
@@ -483,8 +509,8 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
   const gateways = new Map<string, NetGateway>();
   const cookie = randomBytes(16).toString('hex');
   const runDir = () => join(dir, 'run');
-  /** The node containers' environment. */
-  const nodeEnv = () => ({ ERLANG_COOKIE: cookie, BEAMGATE_RUN_DIR: runDir() });
+  /** The node containers' environment: the run directory only (node-setup has put the cookie file there). */
+  const nodeEnv = () => ({ BEAMGATE_RUN_DIR: runDir() });
   /** Prometheus runs in a host of its own, as its container does, and is asked from inside it. */
   const query = async (expr: string) => {
     const body = JSON.parse(await lab.httpGet('monitor', `http://127.0.0.1:9090/api/v1/query?query=${encodeURIComponent(expr)}`)) as { data: { result: { value: [number, string] }[] } };
@@ -504,14 +530,19 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
     const certs = run(process.execPath, [CLI, 'certs', '--config', roster]);
     expect(certs.code, certs.err).toBe(0);
     mkdirSync(runDir());
-    const setup = run('sh', [at('deploy', 'node-setup.sh'), ...NODE_SETUP_PAIRS], { BEAMGATE_CONFIG: roster, BEAMGATE_RUN_DIR: runDir(), BEAMGATE_CLI: `${process.execPath} ${CLI}` });
+    const setup = run('sh', [at('deploy', 'node-setup.sh'), ...NODE_SETUP_PAIRS], { BEAMGATE_CONFIG: roster, BEAMGATE_RUN_DIR: runDir(), BEAMGATE_CLI: `${process.execPath} ${CLI}`, ERLANG_COOKIE: cookie });
     expect(setup.code, setup.err).toBe(0);
     // Step 5: each host's gateway, then its nodes.
     for (const name of ['alpha', 'beta', 'gamma']) gateways.set(name, await NetGateway.startIn(lab, name, roster, name, 9464));
     for (const node of ['app@alpha.example', 'jobs@alpha.example', 'app@beta.example', 'app@gamma.example']) {
       const host = node.split('@')[1]!.split('.')[0]!;
-      lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
-      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { name: node.split('@')[0]! }).length === 1, NODE_START_TIMEOUT_MS);
+      const vm = lab.spawn(host, ['sh', at('deploy', 'erl-node.sh'), node, '-noinput'], nodeEnv());
+      let output = '';
+      vm.stdout!.on('data', (b: Buffer) => (output += b.toString()));
+      vm.stderr!.on('data', (b: Buffer) => (output += b.toString()));
+      await waitFor(`${node} to register with its gateway`, () => gateways.get(host)!.logged('node registered', { name: node.split('@')[0]! }).length === 1, NODE_START_TIMEOUT_MS).catch((err: Error) => {
+        throw new Error(`${err.message}; the node wrote: ${output.slice(-2000)}; gateway ${host}: ${gateways.get(host)!.stderrText().slice(-2000)}`);
+      });
     }
   }, 120_000);
 
@@ -525,6 +556,14 @@ describe.runIf(netnsUnavailable === null)('config/cluster.yaml deployed on three
     const env = Object.entries(nodeEnv()).map(([k, v]) => `${k}=${v}`);
     const out = await lab.run('alpha', ['env', ...env, 'sh', at('deploy', 'erl-node.sh'), 'ops_admin@alpha.example', '-noshell', '-eval', `io:format("pings:~p~n", [[net_adm:ping(N) || N <- ['${targets.join("','")}']]]), halt().`]);
     expect(out).toContain('pings:[pong,pong,pong]');
+  });
+
+  it('no node shows the cookie: every VM of the deployment has it from its home\'s .erlang.cookie, not argv or environment', () => {
+    const procs = descendantsOf(process.pid);
+    const vms = erlangNodes(procs);
+    expect([...vms.keys()].sort()).toEqual(['app@alpha.example', 'app@beta.example', 'app@gamma.example', 'jobs@alpha.example']);
+    for (const vm of vms.values()) expect(vm.environ).toContain(`HOME=${join(runDir(), 'home')}`);
+    expect(secretExposures(procs, cookie)).toEqual([]);
   });
 
   it('from another host only the TLS port and the metrics port answer; EPMD and node ports stay on loopback', async () => {

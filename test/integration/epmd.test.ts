@@ -18,7 +18,7 @@ describe('EPMD on loopback', () => {
 
   it('a node that is not in the roster cannot register, and the gateway says why', async () => {
     const args = t.mesh.nodeArgs('a1@alpha.demo').map((a) => (a === 'a1@alpha.demo' ? 'intruder@alpha.demo' : a));
-    await expect(ErlNode.start('intruder@alpha.demo', { args, cookie: t.cookie, startTimeoutMs: 15_000 })).rejects.toThrow();
+    await expect(ErlNode.start('intruder@alpha.demo', { args, home: t.home, startTimeoutMs: 15_000 })).rejects.toThrow();
     const line = t.logOf('alpha').find((l) => l.reason === 'epmd_not_in_roster');
     // ALIVE2 carries the short name only: that is what is logged, not a full name the gateway would have to invent.
     expect(line).toMatchObject({ name: 'intruder', msg: 'epmd request refused', gateway: 'alpha' });

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cookieEnv } from '../../src/erlang/cookie.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { elixirArgs } from '../helpers/elixir-node.js';
 import { LAB_HOST_SUFFIX, LAB_PORTS, LabCluster } from '../helpers/lab-cluster.js';
@@ -201,7 +202,7 @@ describe.runIf(unavailable === null)('multi-host: three hosts in network namespa
     // remote.vm.args flags (no static port, -dist_listen false), admitted by the operator pattern rpc-*.
     const operator = `rpc-${randomBytes(2).toString('hex')}-${EX1}`;
     const expr = 'IO.puts("rpc on #{Node.self()}, #{length(Node.list())} peers")';
-    const out = await c.lab.run('gamma', ['elixir', '--hidden', ...elixirArgs(c.mesh.nodeArgs(operator), c.cookie), '--rpc-eval', EX1, expr]);
+    const out = await c.lab.run('gamma', ['elixir', '--hidden', ...elixirArgs(c.mesh.nodeArgs(operator)), '--rpc-eval', EX1, expr], cookieEnv(c.home));
     expect(out.trim()).toBe(`rpc on ${EX1}, ${c.allNodes.length - 1} peers`);
   });
 

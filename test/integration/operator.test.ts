@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cookieEnv } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 
@@ -31,8 +32,8 @@ describe('operator nodes through the gateways', () => {
   });
 
   it('erl -remsh attaches a shell on a node behind the other gateway, and its IO comes back', async () => {
-    const cmd = ['erl', ...t.mesh.nodeArgs('ops_jane@alpha.demo'), '-setcookie', t.cookie, '-remsh', 'b1@beta.demo'];
-    const shell = new PtyProcess(cmd);
+    const cmd = ['erl', ...t.mesh.nodeArgs('ops_jane@alpha.demo'), '-remsh', 'b1@beta.demo'];
+    const shell = new PtyProcess(cmd, cookieEnv(t.home));
     try {
       // The prompt names the node the shell runs on: the remote one.
       await shell.waitFor(/\(b1@beta\.demo\)\d+>/, REMSH_TIMEOUT_MS);
@@ -78,7 +79,7 @@ describe('operator nodes through the gateways', () => {
     const args = t.mesh.nodeArgs('ops_loud@alpha.demo').filter((a) => a !== '-hidden');
     const i = args.indexOf('-dist_listen');
     args.splice(i, 2);
-    const loud = await ErlNode.start('ops_loud@alpha.demo', { args, cookie: t.cookie });
+    const loud = await ErlNode.start('ops_loud@alpha.demo', { args, home: t.home });
     t.nodes.push(loud);
     expect(await loud.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pang');
     await waitFor('the refusal metric', async () => sample(await t.metricsText('alpha'), 'beamgate_refusals_total', { reason: 'operator_not_hidden' }) > before);
@@ -113,10 +114,10 @@ class PtyProcess {
   /** Where the answer to the last input starts: earlier output never satisfies a wait. */
   private mark = 0;
 
-  constructor(argv: string[]) {
+  constructor(argv: string[], env: NodeJS.ProcessEnv = {}) {
     const command = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
     // Its own process group, so kill() ends script, the shell it runs and erl together.
-    this.proc = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, TERM: 'xterm' } });
+    this.proc = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...env, TERM: 'xterm' } });
     this.proc.stdout!.setEncoding('utf8');
     this.proc.stdout!.on('data', (s: string) => (this.text += s));
     this.proc.stderr!.setEncoding('utf8');

@@ -82,7 +82,7 @@ describe.runIf(unavailable === null)('policy: what global does in a policy-parti
           const i = args.indexOf('-connect_all');
           if (i >= 0) args.splice(i, 2);
         }
-        const node = await ErlNode.start(name, { args, cookie: c.cookie, prefix: c.lab.host(c.gatewayOf(name)).prefix, startTimeoutMs: 40_000 });
+        const node = await ErlNode.start(name, { args, home: c.home, prefix: c.lab.host(c.gatewayOf(name)).prefix, startTimeoutMs: 40_000 });
         c.erlang.set(name, node);
         await node.eval('bg_traffic:start_monitor()');
         // A global name and a pg group member on every node, held by a process that lives as long as the node.

@@ -67,7 +67,7 @@ describe.runIf(unavailable === null)('policy: three hosts, tenants reach admin b
 
   /** Starts a node in a host with the lab's flags plus `more` (an operator, or a roster node made hidden). */
   async function startOn(host: string, name: string, more: string[] = []): Promise<ErlNode> {
-    const node = await ErlNode.start(name, { args: [...c.mesh.nodeArgs(name), ...extraArgs, ...more], cookie: c.cookie, prefix: c.lab.host(host).prefix, startTimeoutMs: 40_000 });
+    const node = await ErlNode.start(name, { args: [...c.mesh.nodeArgs(name), ...extraArgs, ...more], home: c.home, prefix: c.lab.host(host).prefix, startTimeoutMs: 40_000 });
     c.erlang.set(name, node);
     return node;
   }

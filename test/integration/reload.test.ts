@@ -145,7 +145,7 @@ describe('hot reload on SIGHUP', () => {
     // The nodes' own config (inetrc) is unchanged: the new node just uses the roster port.
     const beta = pm.layout.find((g) => g.name === 'beta')!;
     const args = erlFlags({ name: 'b2@beta.demo', epmdPort: beta.epmdPort, inetrcPath: pm.mesh.inetrcPath('beta'), port });
-    const b2 = await ErlNode.start('b2@beta.demo', { args: [...args, ...pa], cookie: pm.cookie });
+    const b2 = await ErlNode.start('b2@beta.demo', { args: [...args, ...pa], home: pm.home });
     pm.nodes.push(b2);
     await sleep(100);
     expect(await a1.eval(`net_adm:ping('b2@beta.demo')`)).toBe('pong');
