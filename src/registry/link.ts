@@ -10,9 +10,11 @@ import type { Limits } from '../config/limits.js';
 import { encodeRegistryMessage, type RegistryMessage, RegistryProtocolError, RegistryReader } from './protocol.js';
 
 /** Why a link ended: a refusal (counted and logged by the owner) or a plain close. */
-export type LinkEnd = { refusal: RegistryProtocolError } | { detail: string };
+export type LinkEnd = { refusal: { reason: RegistryProtocolError['reason'] | 'cert_revoked'; message: string } } | { detail: string };
 
 export class RegistryLink {
+  /** The serial of the peer's certificate: a reload may revoke it. */
+  readonly peerSerial: string;
   private readonly reader: RegistryReader;
   private heartbeat: NodeJS.Timeout | undefined;
   private idle: NodeJS.Timeout | undefined;
@@ -27,6 +29,7 @@ export class RegistryLink {
     private readonly onMessage: (m: RegistryMessage) => void,
     private readonly onEnd: (end: LinkEnd) => void,
   ) {
+    this.peerSerial = sock.getPeerCertificate().serialNumber;
     this.reader = new RegistryReader(limits.maxControlMessageBytes);
     this.tokens = limits.maxRegistryMessagesPerSecond;
     sock.setNoDelay(true);
@@ -72,6 +75,11 @@ export class RegistryLink {
   /** Closes the link from our side (replaced, reload, shutdown); the owner is told like any other end. */
   close(detail: string): void {
     this.end({ detail });
+  }
+
+  /** Closes the link as a refusal (a reload revoked the peer's certificate): the owner counts and logs it. */
+  refuse(refusal: RegistryProtocolError | { reason: 'cert_revoked'; message: string }): void {
+    this.end({ refusal });
   }
 
   get isOpen(): boolean {

@@ -6,7 +6,7 @@
 // at once when there is evidence the peer is back.
 
 import type tls from 'node:tls';
-import type { GatewaySpec, Roster } from '../config/roster.js';
+import { type GatewaySpec, revokedSerial, type Roster } from '../config/roster.js';
 import type { Logger } from '../log/logger.js';
 import { encodePreamble } from '../mesh/preamble.js';
 import type { RefusalReason } from '../metrics/metrics.js';
@@ -46,9 +46,11 @@ export class Publisher {
     this.link?.send(m);
   }
 
-  /** Sends a fresh snapshot (after a reload changed what may be announced). */
+  /** Sends a fresh snapshot (after a reload changed what may be announced); a link to a peer whose certificate is now revoked is cut instead. */
   resnapshot(): void {
-    this.link?.send(this.snapshot());
+    const revoked = this.link && revokedSerial(this.deps.roster(), this.link.peerSerial);
+    if (revoked) this.link?.refuse({ reason: 'cert_revoked', message: `certificate of ${this.peer} (serial ${revoked}) is now revoked` });
+    else this.link?.send(this.snapshot());
   }
 
   /** Evidence that the peer is up (a dial to it worked, or it dialled us): a waiting redial goes now. */

@@ -7,7 +7,7 @@
 // EPMD answers for its host fall back to the roster (see directory.ts).
 
 import type tls from 'node:tls';
-import { admissionOn, type Roster } from '../config/roster.js';
+import { admissionOn, revokedSerial, type Roster } from '../config/roster.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalReason } from '../metrics/metrics.js';
 import { type LinkEnd, RegistryLink } from './link.js';
@@ -89,6 +89,12 @@ export class PeerViews {
     for (const [peer, s] of [...this.peers]) {
       if (!roster.gateways.has(peer)) {
         s.link?.close(`gateway ${peer} is no longer in the roster`);
+        continue;
+      }
+      // As relayed links are: a peer whose certificate the new roster revokes is cut, and its names go.
+      const revoked = s.link && revokedSerial(roster, s.link.peerSerial);
+      if (revoked) {
+        s.link?.refuse({ reason: 'cert_revoked', message: `certificate of ${peer} (serial ${revoked}) is now revoked` });
         continue;
       }
       if (s.names) {

@@ -5,12 +5,14 @@
 // host, the fallback while a peer's registry is not known, and a peer that
 // announces what it does not own, or floods, is refused and stays bounded.
 
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadGatewayConfig } from '../../src/config/load.js';
+import { tlsPathsFor } from '../../src/config/roster.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
@@ -253,5 +255,30 @@ describe('live mesh registry', () => {
       expect(await metric('alpha', 'beamgate_registry_names', { peer: 'beta' })).toBe(1);
       expect(await metric('alpha', 'beamgate_stand_ins', { peer: 'beta' })).toBe(2);
     });
+  });
+
+  it("a reload that revokes a peer's certificate cuts its registry links both ways, as it cuts relayed links", async () => {
+    const serial = new X509Certificate(readFileSync(tlsPathsFor(t.mesh.roster, 'beta').cert, 'utf8')).serialNumber;
+    const doc = parseYaml(readFileSync(t.mesh.rosterPath, 'utf8')) as { tls: Record<string, unknown> };
+    doc.tls.revoked = [serial];
+    writeFileSync(t.mesh.rosterPath, stringifyYaml(doc));
+    const before = await metric('alpha', 'beamgate_refusals_total', { reason: 'cert_revoked' });
+    await waitFor('both registries synced first', async () => (await synced('alpha', 'beta')) && (await synced('beta', 'alpha')));
+    const mark = t.logOf('alpha').length;
+    expect(await t.gateways.get('alpha')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
+    // Alpha forgets what beta said, and beta, whose names alpha no longer
+    // takes, loses alpha's too: alpha's own link to beta is cut, and its
+    // redials meet beta's revoked certificate.
+    await waitFor("alpha to drop beta's registry", async () => !(await synced('alpha', 'beta')));
+    await waitFor("beta to lose alpha's registry", async () => !(await synced('beta', 'alpha')), 20_000);
+    expect(await metric('alpha', 'beamgate_refusals_total', { reason: 'cert_revoked' })).toBeGreaterThanOrEqual(before + 2);
+    const cut = t.logOf('alpha').slice(mark).filter((l) => l.msg === 'registry refused' && l.reason === 'cert_revoked');
+    expect(cut.length).toBeGreaterThanOrEqual(2);
+    expect(cut.every((l) => l.peer === 'beta')).toBe(true);
+    // Beta's host is answered from the roster again, and the revoked peer's redials are refused in the TLS handshake.
+    expect(Object.keys(await names(betaAlias(), alphaEpmd())).sort()).toEqual(['b1', 'b2']);
+    const failed = await metric('alpha', 'beamgate_tls_handshakes_total', { role: 'server', result: 'failed' });
+    await waitFor("beta's next redial refused", async () => (await metric('alpha', 'beamgate_tls_handshakes_total', { role: 'server', result: 'failed' })) > failed, 20_000);
+    expect(await synced('alpha', 'beta')).toBe(false);
   });
 });

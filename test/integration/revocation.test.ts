@@ -56,6 +56,7 @@ describe('revocation through the roster', () => {
     editRoster((doc) => (doc.tls.revoked = [serial]));
 
     const since = Date.now();
+    const reloadMark = pm.gw('alpha').logs.length;
     const lines = await reload('alpha', 'ok');
     expect(lines.find((l) => l.msg === 'configuration reloaded')).toMatchObject({ revoked_serials: 1, links_kept: 0, links_cut: 1 });
     expect(lines.find((l) => l.msg === 'link refused')).toMatchObject({ peer: 'beta', local_node: A1, remote_node: B1, reason: 'cert_revoked' });
@@ -76,7 +77,11 @@ describe('revocation through the roster', () => {
     const [clientFailedNow, serverFailedNow] = await failedHandshakes();
     expect(clientFailedNow).toBeGreaterThan(clientFailed!);
     expect(serverFailedNow).toBeGreaterThan(serverFailed!);
-    expect(await metric('alpha', 'beamgate_refusals_total', { reason: 'cert_revoked' })).toBe(revokedBefore + 1 + refused.length);
+    // Beta's registry links are cut at the reload as well (the one it dialled, the one alpha dialled), and each refusal has its line.
+    const sinceReload = pm.gw('alpha').logs.slice(reloadMark);
+    expect(sinceReload.filter((l) => l.msg === 'registry refused' && l.reason === 'cert_revoked' && l.peer === 'beta').length).toBe(2);
+    const revokedLines = sinceReload.filter((l) => l.reason === 'cert_revoked' && ['link refused', 'connection refused', 'registry refused'].includes(String(l.msg)));
+    expect(await metric('alpha', 'beamgate_refusals_total', { reason: 'cert_revoked' })).toBe(revokedBefore + revokedLines.length);
     expect(await metric('alpha', 'beamgate_links_open')).toBe(0);
   });
 
