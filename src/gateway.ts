@@ -27,6 +27,7 @@ import { chainsToBundle, readmit } from './mesh/readmit.js';
 import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import { MeshRegistry } from './registry/mesh-registry.js';
+import { YoungGenerationGuard } from './runtime/heap.js';
 import type { RegistryEntry } from './registry/protocol.js';
 import type { TlsMaterial } from './pki/material.js';
 import { NO_GROUP } from './policy/policy.js';
@@ -46,6 +47,11 @@ export interface GatewayOptions {
   material: TlsMaterial;
   logger?: Logger;
   metrics?: GatewayMetrics;
+  /**
+   * Bound V8's young generation while connections churn (src/runtime/heap.ts).
+   * Process-wide, so only for a gateway that owns its process (`beamgate run`).
+   */
+  guardHeap?: boolean;
 }
 
 export class Gateway {
@@ -64,6 +70,7 @@ export class Gateway {
   private readonly handshakingPerSource = new Map<string, number>();
   /** Every TCP connection on the TLS port, whatever it became: stop() ends the ones no link owns (probes, registry links, handshakes). */
   private readonly tlsSockets = new Set<net.Socket>();
+  private readonly heapGuard: YoungGenerationGuard | undefined;
   /** TCP sockets shed by maxTlsHandshakesPerSource, so their TLS error is not counted a second time. */
   private readonly shedSources = new WeakSet<net.Socket>();
   private readonly refusals: RefusalLog;
@@ -81,6 +88,7 @@ export class Gateway {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
     this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
+    this.heapGuard = opts.guardHeap ? new YoungGenerationGuard(() => this.current.roster.limits.floodConnectionsPerSecond) : undefined;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
@@ -176,6 +184,7 @@ export class Gateway {
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
     server.on('connection', (raw: net.Socket) => {
+      this.heapGuard?.connection();
       this.tlsSockets.add(raw);
       raw.once('close', () => this.tlsSockets.delete(raw));
       const source = raw.remoteAddress;
@@ -514,6 +523,7 @@ export class Gateway {
     }
     for (const link of this.table.established) link.destroyBoth();
     for (const sock of this.tlsSockets) sock.destroy();
+    this.heapGuard?.stop();
     closing.push(this.epmd.close());
     await Promise.all(closing);
     this.refusals.flush();

@@ -60,9 +60,12 @@ const handedOut = new Set<number>();
 export async function freePort(): Promise<number> {
   for (let i = 0; i < FREE_PORT_ATTEMPTS; i++) {
     const port = FREE_PORT_MIN + randomInt(FREE_PORT_MAX - FREE_PORT_MIN);
-    if (handedOut.has(port) || !(await canListen(port))) continue;
+    if (handedOut.has(port)) continue;
+    // Taken before the check, not after: calls made at once (Promise.all)
+    // would otherwise both pick a port while each awaits its own check.
     handedOut.add(port);
-    return port;
+    if (await canListen(port)) return port;
+    handedOut.delete(port);
   }
   throw new Error(`no free port in ${FREE_PORT_MIN}–${FREE_PORT_MAX} after ${FREE_PORT_ATTEMPTS} tries`);
 }

@@ -4,8 +4,6 @@
 // 2 bad usage or invalid configuration (nothing was started), 3 (`run` only)
 // stopped, but links still open at the drain deadline had to be closed.
 
-// First: bounds V8's young generation before any other module allocates (see runtime/heap.ts).
-import '../runtime/heap.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -112,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
       const gateway = resolveGatewayName(one(values.gateway));
       const reloadIntervalS = reloadInterval(values['reload-interval'] ?? process.env.BEAMGATE_RELOAD_INTERVAL);
       const cfg = loadGatewayConfig(config(), gateway);
-      const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level) });
+      const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level), guardHeap: true });
       await gw.start();
       const configPath = config();
       return await new Promise<number>((resolve) => {

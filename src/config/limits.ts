@@ -52,6 +52,8 @@ export interface Limits {
   metricsRequestTimeoutMs: number;
   /** A metrics connection that sends nothing for this long is closed (Node's request timeouts only start with a request). */
   metricsIdleTimeoutMs: number;
+  /** TLS connections accepted in one second above which V8's young generation stops growing until the churn ends (src/runtime/heap.ts). */
+  floodConnectionsPerSecond: number;
   /** Names one peer gateway may have registered in our view of it (roster nodes and listening operators). */
   maxRegistryNamesPerPeer: number;
   /** Largest message on a registry link (a snapshot of every name is one message). */
@@ -102,6 +104,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   metricsHeadersTimeoutMs: 5_000,
   metricsRequestTimeoutMs: 10_000,
   metricsIdleTimeoutMs: 5_000,
+  // A cluster starting at once opens its links at a few hundred a second: it
+  // is bounded for that second too, which costs it nothing.
+  floodConnectionsPerSecond: 20,
   maxRegistryNamesPerPeer: 1024,
   // 1024 entries of at most ~300 bytes of JSON each, with room to spare.
   maxControlMessageBytes: 512 * 1024,

@@ -1,31 +1,89 @@
-// Keeps a gateway's memory near its baseline after a burst of connections.
+// Keeps a gateway's memory near its baseline after a flood of connections,
+// without taxing the relay the rest of the time.
 //
 // Measured (a flood of 8,000 hostile TLS connections from a genuine peer, 64
 // at once, 6 runs): RSS went from 60 MB to a 97-103 MB peak and stayed at
 // 84-103 MB for 10 s to over a minute with no link open, while the JS heap in
-// use was back at 9 MB. Two parts: V8's young generation (new
-// space) grows from 2 MB to 24-32 MB while many connections' objects survive
-// scavenges, and V8 gives it back only when its idle-time heuristics happen to
-// run, which an idle gateway may never trigger; and glibc's main heap keeps
-// 7-11 MB of freed OpenSSL and socket buffers (free() returns only the top of
-// the heap; MALLOC_ARENA_MAX=2, and MALLOC_TRIM_THRESHOLD_ with
-// MALLOC_MMAP_THRESHOLD_ at 128 KiB, made no difference).
+// use was back at 9 MB. Two parts: V8's young generation (new space) grows
+// from 2 MB to 24-32 MB while many connections' objects survive scavenges,
+// and V8 gives it back only when its idle-time heuristics happen to run, which
+// an idle gateway may never trigger; and glibc's main heap keeps 7-11 MB of
+// freed OpenSSL and socket buffers (free() returns only the top of the heap;
+// MALLOC_ARENA_MAX=2, and MALLOC_TRIM_THRESHOLD_ with MALLOC_MMAP_THRESHOLD_
+// at 128 KiB, made no difference).
 //
-// The young generation is the part to bound. A relay keeps its bytes in
-// Buffers outside the JS heap and creates few short-lived objects per chunk,
-// so a small new space costs it little: side by side on a loaded 2-core
-// machine (three short runs each), relaying took 3.5-4.1 CPU s/GB with the
-// bound and 3.3-3.5 without, throughput was within the runs' noise.
-// `--max-semi-space-size` can only be given on the command line, which every
-// launch path (CLI, container, unit, tests, benchmark) would have to repeat;
-// V8 reads its growth factor at every growth decision instead, so setting it
-// keeps new space at the size it has when the flag is set. Loading the
-// gateway's modules alone grows it from 1 to 4 MB, so this module sets it
-// when it is evaluated: the CLI imports it before anything else.
+// The young generation is the part to bound, but not always: with its growth
+// stopped for good, relaying cost 2.9-3.2 CPU s/GB against 2.5-2.7 with V8's
+// default growth, and round trips were slower (side by side, same machine,
+// two runs each). So it is bounded only while connections churn: V8 reads its
+// growth factor at every growth decision, and the guard below sets it to 1
+// (new space keeps its size) while the TLS port accepts more than
+// `floodConnectionsPerSecond`, and back to V8's default a second after the
+// churn stops. `--max-semi-space-size` would need every launch path's command
+// line, and would bound bulk relaying too.
 
 import v8 from 'node:v8';
 
-/** V8's factor for growing new space after a scavenge; 1 means it never grows. */
-const SEMI_SPACE_GROWTH_FACTOR = 1;
+/** V8's own growth factor (`node --v8-options`): new space doubles when a scavenge finds it too small. */
+const V8_DEFAULT_GROWTH_FACTOR = 2;
+/** The window connections are counted in, and how long the churn must have stopped before growth is allowed again. */
+export const CHURN_WINDOW_MS = 1_000;
 
-v8.setFlagsFromString(`--semi-space-growth-factor=${SEMI_SPACE_GROWTH_FACTOR}`);
+/** Sets V8's young-generation growth: bounded (never grows) or V8's default. */
+export function setYoungGenerationBounded(bounded: boolean): void {
+  v8.setFlagsFromString(`--semi-space-growth-factor=${bounded ? 1 : V8_DEFAULT_GROWTH_FACTOR}`);
+}
+
+/** Bounds the young generation while connections arrive faster than a threshold (a flood), and only then. */
+export class YoungGenerationGuard {
+  private windowStart = Date.now();
+  private inWindow = 0;
+  /** Connections since the last check while bounded. */
+  private sinceCheck = 0;
+  private bounded = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    /** Connections per CHURN_WINDOW_MS above which the growth is stopped. */
+    private readonly threshold: () => number,
+    private readonly apply: (bounded: boolean) => void = setYoungGenerationBounded,
+  ) {}
+
+  /** A connection was accepted. */
+  connection(): void {
+    const now = Date.now();
+    if (now - this.windowStart >= CHURN_WINDOW_MS) {
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    this.inWindow++;
+    this.sinceCheck++;
+    if (!this.bounded && this.inWindow > this.threshold()) {
+      this.bounded = true;
+      this.sinceCheck = 0;
+      this.apply(true);
+      // Checked every window even when no connection comes: growth must come back for the relay.
+      this.timer = setInterval(() => this.check(), CHURN_WINDOW_MS);
+      this.timer.unref();
+    }
+  }
+
+  get isBounded(): boolean {
+    return this.bounded;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** While bounded, once a window: a window at or under the threshold ends the churn. */
+  private check(): void {
+    const busy = this.sinceCheck > this.threshold();
+    this.sinceCheck = 0;
+    if (busy) return;
+    this.bounded = false;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.apply(false);
+  }
+}

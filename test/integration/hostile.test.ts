@@ -401,7 +401,8 @@ describe('hostile input on every listener leaves other links alone', () => {
  * A flood from a peer with a genuine certificate: every kind of cut-short
  * link the fuzzer found cheap to send, many at once. Measured with this test
  * on the 2-core development machine: without the bound on V8's young
- * generation (runtime/heap.ts) new space grew to 32 MB and RSS went 71 -> 98
+ * generation while connections churn (runtime/heap.ts, above
+ * floodConnectionsPerSecond) new space grew to 32 MB and RSS went 71 -> 98
  * MB peak, once staying above 87 MB for the whole wait; with it new space
  * stayed at 4 MB, RSS went 68 -> 89-92 MB peak and settled 9-10 MB above its
  * start within a few seconds (glibc keeps freed TLS buffers of the flood).
