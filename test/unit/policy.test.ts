@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseRoster } from '../../src/config/roster.js';
+import { rosterProblems } from '../helpers/roster.js';
+import { parseRoster } from '../../src/config/roster.js';
 import { erlFlags } from '../../src/erlang/flags.js';
 import { X509Certificate } from 'node:crypto';
 import type { Roster } from '../../src/config/roster.js';
@@ -46,15 +47,7 @@ policy:
 const parse = (text: string) => parseRoster(text, '/etc/beamgate');
 const policyOf = (text: string): Policy => parse(text).policy!;
 
-function problems(text: string): string[] {
-  try {
-    parse(text);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
+const problems = (text: string) => rosterProblems(text);
 
 describe('policy: parsing', () => {
   it('no policy section: no policy, every link allowed', () => {

@@ -2,7 +2,8 @@
 // (standInPorts, localOnly): what is accepted, and every way it is refused.
 
 import { describe, expect, it } from 'vitest';
-import { admissionOn, ConfigError, DEFAULT_STAND_IN_PORTS, parseRoster } from '../../src/config/roster.js';
+import { rosterProblems } from '../helpers/roster.js';
+import { admissionOn, DEFAULT_STAND_IN_PORTS, parseRoster } from '../../src/config/roster.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { decodeRegistryMessage, encodeRegistryMessage, REGISTRY_PROTOCOL_VERSION, type RegistryMessage, RegistryProtocolError, RegistryReader } from '../../src/registry/protocol.js';
 
@@ -92,15 +93,7 @@ tls: { ca: ca.pem, cert: c.pem, key: k.pem }
 ${extra}
 `;
 
-function problems(text: string): string[] {
-  try {
-    parseRoster(text, '/etc/beamgate');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
+const problems = (text: string) => rosterProblems(text);
 
 describe('roster keys of the registry', () => {
   it('gives every gateway its own stand-in range by default, and the same node port may repeat on every host', () => {

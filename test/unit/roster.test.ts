@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { admissionOn, ConfigError, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
+import { rosterProblems } from '../helpers/roster.js';
+import { admissionOn, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
 import { DEFAULT_LIMITS } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
@@ -19,15 +20,7 @@ limits: { maxLinks: 10, maxLinksPerPeer: 5 }
 log: { level: debug }
 `;
 
-function problems(text: string): string[] {
-  try {
-    parseRoster(text, '/etc/beamgate');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
+const problems = (text: string) => rosterProblems(text);
 
 describe('roster', () => {
   it('parses a full roster with defaults filled in', () => {
