@@ -88,7 +88,7 @@ export class Gateway {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
     this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
-    this.heapGuard = opts.guardHeap ? new YoungGenerationGuard(() => this.current.roster.limits.floodConnectionsPerSecond) : undefined;
+    this.heapGuard = opts.guardHeap ? new YoungGenerationGuard(() => this.current.roster.limits) : undefined;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);

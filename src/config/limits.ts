@@ -54,6 +54,8 @@ export interface Limits {
   metricsIdleTimeoutMs: number;
   /** TLS connections accepted in one second above which V8's young generation stops growing until the churn ends (src/runtime/heap.ts). */
   floodConnectionsPerSecond: number;
+  /** How long connections must stay under floodConnectionsPerSecond before the young generation may grow again. */
+  floodQuietMs: number;
   /** Names one peer gateway may have registered in our view of it (roster nodes and listening operators). */
   maxRegistryNamesPerPeer: number;
   /** Largest message on a registry link (a snapshot of every name is one message). */
@@ -107,6 +109,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // A cluster starting at once opens its links at a few hundred a second: it
   // is bounded for that second too, which costs it nothing.
   floodConnectionsPerSecond: 20,
+  floodQuietMs: 10_000,
   maxRegistryNamesPerPeer: 1024,
   // 1024 entries of at most ~300 bytes of JSON each, with room to spare.
   maxControlMessageBytes: 512 * 1024,

@@ -18,15 +18,18 @@
 // two runs each). So it is bounded only while connections churn: V8 reads its
 // growth factor at every growth decision, and the guard below sets it to 1
 // (new space keeps its size) while the TLS port accepts more than
-// `floodConnectionsPerSecond`, and back to V8's default a second after the
-// churn stops. `--max-semi-space-size` would need every launch path's command
+// `floodConnectionsPerSecond`, and back to V8's default once `floodQuietMs`
+// has passed with every second under it (floods come in bursts: a pause
+// between two must not let new space grow at the start of the next). A
+// gateway starts bounded, as if it had just seen a flood: what it allocates
+// starting up and its first connections do not grow new space either. `--max-semi-space-size` would need every launch path's command
 // line, and would bound bulk relaying too.
 
 import v8 from 'node:v8';
 
 /** V8's own growth factor (`node --v8-options`): new space doubles when a scavenge finds it too small. */
 const V8_DEFAULT_GROWTH_FACTOR = 2;
-/** The window connections are counted in, and how long the churn must have stopped before growth is allowed again. */
+/** The window connections are counted in (the threshold is per second). */
 export const CHURN_WINDOW_MS = 1_000;
 
 /** Sets V8's young-generation growth: bounded (never grows) or V8's default. */
@@ -40,14 +43,18 @@ export class YoungGenerationGuard {
   private inWindow = 0;
   /** Connections since the last check while bounded. */
   private sinceCheck = 0;
+  /** When the last window over the threshold ended (or the bound began). */
+  private lastBusy = 0;
   private bounded = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    /** Connections per CHURN_WINDOW_MS above which the growth is stopped. */
-    private readonly threshold: () => number,
+    /** Connections per CHURN_WINDOW_MS above which the growth is stopped, and how long it must be quiet before it may grow again. */
+    private readonly limits: () => { floodConnectionsPerSecond: number; floodQuietMs: number },
     private readonly apply: (bounded: boolean) => void = setYoungGenerationBounded,
-  ) {}
+  ) {
+    this.bound(Date.now());
+  }
 
   /** A connection was accepted. */
   connection(): void {
@@ -58,14 +65,17 @@ export class YoungGenerationGuard {
     }
     this.inWindow++;
     this.sinceCheck++;
-    if (!this.bounded && this.inWindow > this.threshold()) {
-      this.bounded = true;
-      this.sinceCheck = 0;
-      this.apply(true);
-      // Checked every window even when no connection comes: growth must come back for the relay.
-      this.timer = setInterval(() => this.check(), CHURN_WINDOW_MS);
-      this.timer.unref();
-    }
+    if (!this.bounded && this.inWindow > this.limits().floodConnectionsPerSecond) this.bound(now);
+  }
+
+  private bound(now: number): void {
+    this.bounded = true;
+    this.sinceCheck = 0;
+    this.lastBusy = now;
+    this.apply(true);
+    // Checked every window even when no connection comes: growth must come back for the relay.
+    this.timer = setInterval(() => this.check(), CHURN_WINDOW_MS);
+    this.timer.unref();
   }
 
   get isBounded(): boolean {
@@ -76,11 +86,13 @@ export class YoungGenerationGuard {
     clearInterval(this.timer);
   }
 
-  /** While bounded, once a window: a window at or under the threshold ends the churn. */
+  /** While bounded, once a window: growth comes back after floodQuietMs of windows at or under the threshold. */
   private check(): void {
-    const busy = this.sinceCheck > this.threshold();
+    const now = Date.now();
+    const { floodConnectionsPerSecond, floodQuietMs } = this.limits();
+    if (this.sinceCheck > floodConnectionsPerSecond) this.lastBusy = now;
     this.sinceCheck = 0;
-    if (busy) return;
+    if (now - this.lastBusy < floodQuietMs) return;
     this.bounded = false;
     clearInterval(this.timer);
     this.timer = undefined;

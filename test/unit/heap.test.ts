@@ -1,5 +1,5 @@
 // The young-generation guard: bounded while connections churn above the
-// threshold, V8's default growth again one quiet window later.
+// threshold, V8's default growth again once floodQuietMs has been quiet.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CHURN_WINDOW_MS, YoungGenerationGuard } from '../../src/runtime/heap.js';
@@ -8,9 +8,15 @@ describe('young-generation guard', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  it('stays unbounded at or under the threshold, bounds above it, and frees one quiet window later', () => {
+  it('stays unbounded at or under the threshold, bounds above it, and frees it once floodQuietMs was quiet', () => {
     const applied: boolean[] = [];
-    const guard = new YoungGenerationGuard(() => 10, (b) => applied.push(b));
+    const guard = new YoungGenerationGuard(() => ({ floodConnectionsPerSecond: 10, floodQuietMs: 3 * CHURN_WINDOW_MS }), (b) => applied.push(b));
+    // It starts bounded, and frees the growth once floodQuietMs was quiet.
+    expect(guard.isBounded).toBe(true);
+    vi.advanceTimersByTime(3 * CHURN_WINDOW_MS);
+    expect(guard.isBounded).toBe(false);
+    expect(applied).toEqual([true, false]);
+    applied.length = 0;
     for (let i = 0; i < 10; i++) guard.connection();
     expect(guard.isBounded).toBe(false);
     expect(applied).toEqual([]);
@@ -23,7 +29,9 @@ describe('young-generation guard', () => {
       vi.advanceTimersByTime(CHURN_WINDOW_MS);
       expect(guard.isBounded).toBe(true);
     }
-    // It stops: the next check frees the growth, once.
+    // It stops: still bounded for floodQuietMs (a pause between two bursts), then the growth is free, once.
+    vi.advanceTimersByTime(2 * CHURN_WINDOW_MS);
+    expect(guard.isBounded).toBe(true);
     vi.advanceTimersByTime(CHURN_WINDOW_MS);
     expect(guard.isBounded).toBe(false);
     expect(applied).toEqual([true, false]);
@@ -33,7 +41,9 @@ describe('young-generation guard', () => {
 
   it('counts per window: the same connections spread over time never bound', () => {
     const applied: boolean[] = [];
-    const guard = new YoungGenerationGuard(() => 10, (b) => applied.push(b));
+    const guard = new YoungGenerationGuard(() => ({ floodConnectionsPerSecond: 10, floodQuietMs: 3 * CHURN_WINDOW_MS }), (b) => applied.push(b));
+    vi.advanceTimersByTime(3 * CHURN_WINDOW_MS);
+    applied.length = 0;
     for (let i = 0; i < 100; i++) {
       guard.connection();
       vi.advanceTimersByTime(CHURN_WINDOW_MS / 5);
