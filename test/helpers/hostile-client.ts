@@ -115,3 +115,30 @@ export function gatewayPem(t: TestMesh, gw: string): { cert: string; key: string
   const p = tlsPathsFor(t.mesh.roster, gw);
   return { cert: readFileSync(p.cert, 'utf8'), key: readFileSync(p.key, 'utf8'), ca: readFileSync(p.ca, 'utf8') };
 }
+
+/** The listeners the hostile and limits suites aim at, in a mesh of alpha (a1, …) and beta (b2, …). */
+export interface MeshPorts {
+  betaTls: number;
+  alphaEpmd: number;
+  alphaMetrics: number;
+  betaAlias: string;
+  b2Port: number;
+  /** Alpha's stand-in for b2: a port of alpha's own range, not b2's. */
+  b2StandIn: number;
+  a1Port: number;
+}
+
+export function meshPorts(t: TestMesh): MeshPorts {
+  const roster = t.mesh.roster;
+  const alpha = roster.gateways.get('alpha')!;
+  const beta = roster.gateways.get('beta')!;
+  return {
+    betaTls: beta.address.port,
+    alphaEpmd: alpha.epmdPort,
+    alphaMetrics: alpha.metrics!.port,
+    betaAlias: beta.loopback,
+    b2Port: roster.nodes.get('b2@beta.demo')!.port,
+    b2StandIn: t.gateways.get('alpha')!.registry.standIns.portOf('beta', 'b2')!,
+    a1Port: roster.nodes.get('a1@alpha.demo')!.port,
+  };
+}

@@ -19,7 +19,7 @@ import { encodePreamble } from '../../src/mesh/preamble.js';
 import { caKeyPath, createCa, createGatewayCert, type Pem } from '../../src/pki/generate.js';
 import { fakeNode, type FakeNode } from '../helpers/fake-peer.js';
 import { assertIntact, type ProcessMesh, RssSampler, startProcessMesh } from '../helpers/gateway-process.js';
-import { type Exchange, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
+import { type Exchange, expectRefused, gatewayPem, type MeshPorts, meshPorts, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
 import { expectNoSeries, hasSeries, sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
 
@@ -37,7 +37,7 @@ describe('hostile input on every listener leaves other links alone', () => {
   let a1: ErlNode;
   let b2: FakeNode;
   let clusterCa: Pem;
-  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number; b2StandIn: number; a1Port: number };
+  let ports: MeshPorts;
   let sentinel: Sentinel;
 
   const pemOf = (gw: string) => gatewayPem(t, gw);
@@ -48,18 +48,8 @@ describe('hostile input on every listener leaves other links alone', () => {
     // Each hostile connection is checked for its own refusal line: no log budget here (the faults test covers it).
     t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'], gamma: [] }, skipStart: ['gamma'], limits: { refusalLogBurst: 10_000, linkLogBurst: LINK_LOG_BURST, linkLogWindowMs: LINK_LOG_WINDOW_MS } });
     const roster = t.mesh.roster;
-    const alpha = roster.gateways.get('alpha')!;
     const beta = roster.gateways.get('beta')!;
-    ports = {
-      betaTls: beta.address.port,
-      alphaEpmd: alpha.epmdPort,
-      alphaMetrics: alpha.metrics!.port,
-      betaAlias: beta.loopback,
-      b2Port: roster.nodes.get('b2@beta.demo')!.port,
-      // Alpha's stand-in for b2 takes a port of alpha's own range.
-      b2StandIn: t.gateways.get('alpha')!.registry.standIns.portOf('beta', 'b2')!,
-      a1Port: roster.nodes.get('a1@alpha.demo')!.port,
-    };
+    ports = meshPorts(t);
     const caPath = tlsPathsFor(roster, 'alpha').ca;
     clusterCa = { cert: readFileSync(caPath, 'utf8'), key: readFileSync(caKeyPath(caPath), 'utf8') };
     b2 = await fakeNode(beta.epmdPort, 'b2', ports.b2Port);

@@ -10,7 +10,7 @@ import { encodeHandshakeMessage, sendNameV6 } from '../../src/framing/handshake.
 import { encodeAlive2Request, encodePortPlease2Request, NODE_TYPE_NORMAL } from '../../src/epmd/protocol.js';
 import type { ErlNode } from '../../src/erlang/node.js';
 import { encodePreamble } from '../../src/mesh/preamble.js';
-import { dribble, expectRefused, gatewayPem, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
+import { dribble, expectRefused, gatewayPem, type MeshPorts, meshPorts, rawExchange, refusals, tlsExchange } from '../helpers/hostile-client.js';
 import { startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
 import { type Sentinel, watchLink } from '../helpers/sentinel.js';
 
@@ -70,22 +70,11 @@ describe('limits shed what exceeds them and nothing else', () => {
   let a2: ErlNode;
   let b1: ErlNode;
   let sentinel: Sentinel;
-  let ports: { betaTls: number; alphaEpmd: number; alphaMetrics: number; betaAlias: string; b2Port: number; b2StandIn: number };
+  let ports: MeshPorts;
 
   beforeAll(async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1', 'a2'], beta: ['b1', 'b2'] }, limits: LIMITS });
-    const roster = t.mesh.roster;
-    const alpha = roster.gateways.get('alpha')!;
-    const beta = roster.gateways.get('beta')!;
-    ports = {
-      betaTls: beta.address.port,
-      alphaEpmd: alpha.epmdPort,
-      alphaMetrics: alpha.metrics!.port,
-      betaAlias: beta.loopback,
-      b2Port: roster.nodes.get('b2@beta.demo')!.port,
-      // Alpha's stand-in for b2 takes a port of alpha's own range.
-      b2StandIn: t.gateways.get('alpha')!.registry.standIns.portOf('beta', 'b2')!,
-    };
+    ports = meshPorts(t);
     let a1: ErlNode;
     [a1, a2, b1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('a2@alpha.demo'), t.startNode('b1@beta.demo')]);
     sentinel = await watchLink(t, a1, 'alpha', 'beta', 'b1@beta.demo');
