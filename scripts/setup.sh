@@ -61,5 +61,7 @@ bash scripts/no-real-epmd.sh disable
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
+# The optional native data plane (needs cc and Node's headers; without them links stay on node:tls).
+bash scripts/build-native.sh
 bash scripts/otp-roots.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"

@@ -26,6 +26,10 @@ import { encodePreamble } from './mesh/preamble.js';
 import { chainsToBundle, readmit } from './mesh/readmit.js';
 import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
+import { type DataPlaneMode, type NativeEngine, nativeEngine } from './fastpath/native.js';
+import { tapOf } from './fastpath/handover.js';
+import { TlsTap } from './fastpath/tap.js';
+import type { Duplex } from 'node:stream';
 import { MeshRegistry } from './registry/mesh-registry.js';
 import { YoungGenerationGuard } from './runtime/heap.js';
 import type { RegistryEntry } from './registry/protocol.js';
@@ -52,6 +56,8 @@ export interface GatewayOptions {
    * Process-wide, so only for a gateway that owns its process (`beamgate run`).
    */
   guardHeap?: boolean;
+  /** Which data plane relays established links (default auto: the native one when it is built). */
+  dataPlane?: DataPlaneMode;
 }
 
 export class Gateway {
@@ -83,11 +89,17 @@ export class Gateway {
   private probeInterval = 0;
   private listening = false;
   readonly ctx: MeshContext;
+  /** The native data plane, when this gateway runs it; else links stay on node:tls. */
+  private readonly engine: NativeEngine | undefined;
+  private readonly enginePlane: string;
 
   constructor(opts: GatewayOptions) {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
     this.metrics = opts.metrics ?? new GatewayMetrics(opts.gateway);
     this.material = opts.material;
+    const plane = nativeEngine(opts.dataPlane ?? 'auto');
+    this.engine = plane.engine;
+    this.enginePlane = plane.engine ? 'native' : `node (${plane.why})`;
     this.heapGuard = opts.guardHeap ? new YoungGenerationGuard(() => this.current.roster.limits) : undefined;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
@@ -128,7 +140,9 @@ export class Gateway {
         if (inMesh(reg)) this.registry.localUnregistered(reg.name);
       },
     });
+    this.metrics.dataPlane.labels(this.engine ? 'native' : 'node').set(1);
     this.ctx = {
+      engine: this.engine,
       active: () => this.current,
       metrics: this.metrics,
       logger: this.logger,
@@ -183,6 +197,14 @@ export class Gateway {
     const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs));
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
+    // With the native data plane, node:tls runs every connection over a tap
+    // that counts its records (src/fastpath/tap.ts): tls.Server's own
+    // connection listener is called with the tap instead of the TCP socket.
+    const tlsListener = server.listeners('connection')[0] as (this: tls.Server, sock: Duplex) => void;
+    if (this.engine) {
+      server.removeListener('connection', tlsListener);
+      server.on('keylog', (line: Buffer, sock: tls.TLSSocket) => tapOf(sock)?.keylog(line));
+    }
     server.on('connection', (raw: net.Socket) => {
       this.heapGuard?.connection();
       this.tlsSockets.add(raw);
@@ -201,9 +223,15 @@ export class Gateway {
       this.handshakingPerSource.set(source, held + 1);
       this.handshaking.set(raw, { started: process.hrtime.bigint(), source });
       raw.once('close', () => this.handshakeEnded(raw));
+      if (this.engine) {
+        raw.setNoDelay(true);
+        tlsListener.call(server, new TlsTap(raw, 'server'));
+      }
     });
     server.on('secureConnection', (sock: tls.TLSSocket) => {
       const started = this.handshakeEnded(tcpOf(sock));
+      // The tap learns the suite now; a link over a suite it cannot take simply stays on node:tls.
+      tapOf(sock)?.setSuite(sock.getCipher()?.standardName);
       handleInbound(this.ctx, sock, started);
     });
     server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
@@ -235,6 +263,7 @@ export class Gateway {
       stand_ins: this.registry.standIns.size,
       stand_in_ports: self.standInPorts.kind === 'mirror' ? 'mirror' : `${self.standInPorts.low}-${self.standInPorts.high}`,
       local_nodes: nodesOf(roster, self.name).length,
+      data_plane: this.enginePlane,
     });
   }
 
@@ -542,9 +571,9 @@ function peerOf(sock: tls.TLSSocket): string {
   return `${tcp.remoteAddress}:${tcp.remotePort}`;
 }
 
-/** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type). */
+/** The TCP socket a server-side TLSSocket wraps (`_parent`, which Node does not type), or the one under its tap. */
 function tcpOf(sock: tls.TLSSocket): net.Socket {
-  return (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
+  return tapOf(sock)?.raw ?? (sock as unknown as { _parent?: net.Socket })._parent ?? sock;
 }
 
 /** The group labels of beamgate_policy_denied_total: the policy's groups, and the label of a node in none. */

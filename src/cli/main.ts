@@ -18,14 +18,17 @@ import { Logger } from '../log/logger.js';
 import { type CaCertificate, describeCa, issuersOf, parseCaBundle } from '../pki/ca-bundle.js';
 import { loadTlsMaterial } from '../pki/material.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
+import { type DataPlaneMode, parseDataPlane } from '../fastpath/native.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
 usage:
   beamgate run        --config ROSTER --gateway NAME [--reload-interval SECONDS]
+                      [--data-plane auto|native|node]
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
-                                                       an interval is given
+                                                       an interval is given; established links go to the
+                                                       native data plane when it is built (auto)
   beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs;
                                                        on NAME's host, warn about a real EPMD on its EPMD
                                                        port and node ports bound beyond loopback
@@ -44,7 +47,8 @@ usage:
                                                        (mode 0400, DIR 0700): start nodes with HOME=DIR
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
---gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL.`;
+--gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL,
+--data-plane to $BEAMGATE_DATA_PLANE.`;
 
 /** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
 function commandUsage(command: string): string | undefined {
@@ -58,6 +62,15 @@ function commandUsage(command: string): string | undefined {
 
 /** `run` stopped, but links still open at the drain deadline had to be closed. */
 const EXIT_LINKS_CUT = 3;
+
+/** --data-plane: auto, native or node. */
+function dataPlaneOption(text: string | undefined): DataPlaneMode {
+  try {
+    return parseDataPlane(text);
+  } catch (err) {
+    throw new ConfigError([`--data-plane: ${(err as Error).message}`]);
+  }
+}
 
 /** --reload-interval: whole seconds within the watcher's bounds, or undefined for no watching. */
 function reloadInterval(text: string | undefined): number | undefined {
@@ -87,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       dir: { type: 'string' },
       once: { type: 'boolean' },
       'reload-interval': { type: 'string' },
+      'data-plane': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -109,8 +123,9 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const gateway = resolveGatewayName(one(values.gateway));
       const reloadIntervalS = reloadInterval(values['reload-interval'] ?? process.env.BEAMGATE_RELOAD_INTERVAL);
+      const dataPlane = dataPlaneOption(values['data-plane'] ?? process.env.BEAMGATE_DATA_PLANE);
       const cfg = loadGatewayConfig(config(), gateway);
-      const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level), guardHeap: true });
+      const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level), guardHeap: true, dataPlane });
       await gw.start();
       const configPath = config();
       return await new Promise<number>((resolve) => {

@@ -127,3 +127,13 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 export const MIN_PEER_PROBE_INTERVAL_MS = 1_000;
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
+
+/**
+ * The native data plane (src/fastpath/): the most one read takes from a
+ * socket (the relay thread's two scratch buffers are this large, once per
+ * process; a link holds memory of its own only while a write is short or a
+ * record is split across reads, at most one record of ciphertext).
+ */
+export const NATIVE_READ_BYTES = 256 * 1024;
+/** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */
+export const HANDOVER_TIMEOUT_MS = 2_000;

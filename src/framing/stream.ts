@@ -106,6 +106,16 @@ export class DistStream {
     }
   }
 
+  /**
+   * Where the frame scanner stands, for a relay that takes this direction
+   * over (the native data plane): the payload bytes still to skip, the bytes
+   * of a split header, and the counts so far. Only in frame mode.
+   */
+  scanState(): { remaining: number; header: number; headerBytes: number; frames: number; ticks: number } {
+    if (!this.framed) throw new Error('scanState() before the handshake is done');
+    return { remaining: this.remaining, header: this.header, headerBytes: this.headerBytes, frames: this.frames, ticks: this.ticks };
+  }
+
   /** Bytes this parser holds right now (for the invariant that it stays bounded). */
   get bufferedBytes(): number {
     return (this.hsBuf?.length ?? 0) + this.headerBytes;

@@ -12,7 +12,7 @@ import type { LogFields, Logger } from './logger.js';
 
 type Budget = Pick<Limits, 'linkLogBurst' | 'linkLogWindowMs'>;
 
-export type LinkLine = 'link open' | 'link closed' | 'link abandoned';
+export type LinkLine = 'link open' | 'link closed' | 'link abandoned' | 'link stays on node:tls';
 
 export class LinkLog {
   private readonly log: BudgetedLog;

@@ -6,6 +6,7 @@ import type { Logger } from '../log/logger.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection, RefusalReason } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
+import type { NativeEngine } from '../fastpath/native.js';
 
 /** What is in force now; a reload swaps it whole, links already open keep theirs. */
 export interface ActiveConfig {
@@ -19,6 +20,8 @@ export interface ActiveConfig {
 /** What the mesh side of a gateway needs; one object shared by inbound and outbound. */
 export interface MeshContext {
   active(): ActiveConfig;
+  /** The native data plane, when this gateway runs it (src/fastpath/). */
+  engine: NativeEngine | undefined;
   metrics: GatewayMetrics;
   logger: Logger;
   table: LinkTable;

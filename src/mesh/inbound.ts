@@ -19,11 +19,13 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden, targetLabel } from './source.js';
 import { classifyVerifyError } from './tls.js';
+import { tapOf } from '../fastpath/handover.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
   const { roster, self } = ctx.active();
   const limits = roster.limits;
-  const from = `${sock.remoteAddress}:${sock.remotePort}`;
+  const tcp = tapOf(sock)?.raw ?? sock;
+  const from = `${tcp.remoteAddress}:${tcp.remotePort}`;
 
   if (!sock.authorized) {
     // OpenSSL reports a missing client certificate as UNABLE_TO_GET_ISSUER_CERT, which would read as another CA.
@@ -218,7 +220,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine },
       deadline,
     );
     link.start([], pending);

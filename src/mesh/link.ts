@@ -2,17 +2,22 @@
 // socket to the peer gateway. Chunks are forwarded as they arrive, without
 // copies or stream pipes; each direction's DistStream walks them to enforce
 // the framing, and counting is plain arithmetic flushed to Prometheus at
-// scrape and at close.
+// scrape and at close. With the native data plane, the link hands both
+// sockets over once the distribution handshake is done (src/fastpath/), and
+// from then on reads its counters from the engine.
 
 import assert from 'node:assert/strict';
 import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
+import type tls from 'node:tls';
 import type { Limits } from '../config/limits.js';
 import type { DistStream } from '../framing/stream.js';
 import type { LinkLog } from '../log/link-log.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
+import type { NativeCounters, NativeEngine } from '../fastpath/native.js';
+import { handOver, tapOf } from '../fastpath/handover.js';
 import { type Refusal, toRefusal } from './refusal.js';
 
 /** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
@@ -42,6 +47,8 @@ export interface LinkDeps {
   refusalLog: RefusalLog;
   limits: Limits;
   table: LinkTable;
+  /** The native data plane, when this gateway runs it: links over a tap are handed to it once framed. */
+  engine?: NativeEngine;
 }
 
 type Flow = 'out' | 'in';
@@ -57,6 +64,12 @@ export class Link {
   private closeReason = 'closed';
   /** Whether writes to the local node are being held back for one writev (see forward). */
   private corked = false;
+  /** The engine's id for this link once handed over; its counters come from there. */
+  private nativeId: number | undefined;
+  /** Counters at the hand-over (bytes relayed by Node before it); the engine's frames and ticks include Node's. */
+  private nativeCounters: NativeCounters | undefined;
+  private handingOver = false;
+  private readonly handlers: Array<[net.Socket, string, (...args: never[]) => void]> = [];
 
   constructor(
     readonly info: LinkInfo,
@@ -100,9 +113,15 @@ export class Link {
     return this.localStream.framed && this.remoteStream.framed;
   }
 
+  /** Adds a listener the link removes again when it hands its sockets over. */
+  private on(sock: net.Socket, event: string, fn: (...args: never[]) => void): void {
+    sock.on(event, fn as (...args: unknown[]) => void);
+    this.handlers.push([sock, event, fn]);
+  }
+
   private pump(src: net.Socket, dst: net.Socket, stream: DistStream, flow: Flow): void {
     const hwm = this.deps.limits.writeHighWaterMark;
-    src.on('data', (chunk: Buffer) => {
+    this.on(src, 'data', (chunk: Buffer) => {
       try {
         stream.push(chunk);
       } catch (err) {
@@ -115,18 +134,93 @@ export class Link {
         clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
       }
+      this.maybeHandOver();
     });
-    dst.on('drain', () => src.resume());
-    src.on('end', () => {
+    this.on(dst, 'drain', () => {
+      if (!this.handingOver) src.resume();
+    });
+    this.on(src, 'end', () => {
       // The first reason wins: after end() (drain) the other side's FIN is the echo, not the cause.
       if (this.closeReason === 'closed') this.closeReason = flow === 'out' ? 'local node closed' : 'peer closed';
       dst.end();
     });
-    src.on('error', (err) => {
+    this.on(src, 'error', (err: Error) => {
       this.closeReason = `${flow === 'out' ? 'local' : 'peer'} socket error: ${err.message}`;
       this.destroyBoth();
     });
-    src.on('close', () => this.socketClosed());
+    this.on(src, 'close', () => this.socketClosed());
+  }
+
+  /**
+   * Once both directions are framed, a link over a tap goes to the native
+   * data plane. A link that cannot go quiet in time, or whose TLS state the
+   * engine cannot take (another suite), stays on node:tls: it was only paused.
+   */
+  private maybeHandOver(): void {
+    const engine = this.deps.engine;
+    if (!engine || this.handingOver || this.nativeId !== undefined || this.finished || !this.handshakeDone()) return;
+    const tap = tapOf(this.remote as tls.TLSSocket);
+    if (!tap) return;
+    this.handingOver = true;
+    this.flushLocal();
+    const before = { bytesOut: this.bytes.out, bytesIn: this.bytes.in };
+    handOver(
+      engine,
+      {
+        local: this.local,
+        remote: this.remote as tls.TLSSocket,
+        tap,
+        scan: () => ({ out: this.localStream.scanState(), in: this.remoteStream.scanState() }),
+        release: () => {
+          for (const [sock, event, fn] of this.handlers) sock.off(event, fn as (...args: unknown[]) => void);
+        },
+        maxFrameBytes: this.deps.limits.maxFrameBytes,
+        closeGraceMs: this.deps.limits.linkCloseGraceMs,
+      },
+      (reason, counters) => this.nativeClosed(reason, counters),
+      (result) => {
+        if (typeof result === 'number') {
+          this.nativeId = result;
+          this.nativeCounters = { ...before, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0 };
+          this.deps.metrics.handovers.labels('native').inc();
+          return;
+        }
+        this.handingOver = false;
+        this.deps.metrics.handovers.labels('stayed').inc();
+        this.deps.linkLog.info('link stays on node:tls', this.info.peer, { ...this.logFields(), detail: result });
+        if (this.finished) return;
+        this.local.resume();
+        this.remote.resume();
+        tap.raw.resume();
+      },
+    );
+  }
+
+  /** The engine closed both sockets: the link is over. */
+  private nativeClosed(reason: string, counters: NativeCounters): void {
+    this.nativeCounters = { ...counters, bytesOut: counters.bytesOut + this.nativeCounters!.bytesOut, bytesIn: counters.bytesIn + this.nativeCounters!.bytesIn };
+    this.nativeId = undefined;
+    // "refused:REASON:detail": the engine found a protocol violation (a frame over the limit, a bad record).
+    const refused = /^refused:([a-z_]+):(.*)$/s.exec(reason);
+    if (refused) {
+      const refusal = { reason: refused[1] as Refusal['reason'], message: refused[2]! };
+      this.deps.metrics.refused(refusal.reason);
+      this.closeReason = `refused: ${refusal.reason}: ${refusal.message}`;
+      this.deps.refusalLog.warn('link refused', refusal.reason, this.info.peer, { ...this.logFields(), detail: refusal.message });
+    } else if (this.closeReason === 'closed') this.closeReason = reason;
+    this.finish();
+  }
+
+  /** Bytes, frames and ticks so far, each direction, wherever the link is relayed. */
+  private totals(): NativeCounters {
+    if (this.nativeCounters) {
+      const live = this.nativeId !== undefined ? this.deps.engine!.counters(this.nativeId) : undefined;
+      if (!live) return this.nativeCounters;
+      return { ...live, bytesOut: live.bytesOut + this.nativeCounters.bytesOut, bytesIn: live.bytesIn + this.nativeCounters.bytesIn };
+    }
+    const l = this.localStream;
+    const r = this.remoteStream;
+    return { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: l.frames, framesIn: r.frames, ticksOut: l.ticks, ticksIn: r.ticks };
   }
 
   private forward(chunk: Buffer, flow: Flow): void {
@@ -173,7 +267,7 @@ export class Link {
 
   /** Closes the link for a protocol violation: counted, logged, both sockets cut. */
   refuse(refusal: Pick<Refusal, 'reason' | 'message'>): void {
-    if (this.finished) return;
+    if (this.finished || this.closeReason.startsWith('refused:')) return;
     this.deps.metrics.refused(refusal.reason);
     this.closeReason = `refused: ${refusal.reason}: ${refusal.message}`;
     this.deps.refusalLog.warn('link refused', refusal.reason, this.info.peer, { ...this.logFields(), detail: refusal.message });
@@ -183,13 +277,20 @@ export class Link {
   /** Ends the link gracefully (drain, shutdown). */
   end(reason: string): void {
     this.closeReason = reason;
+    if (this.nativeId !== undefined) return this.deps.engine!.close(this.nativeId, false);
     this.local.end();
     this.remote.end();
   }
 
   destroyBoth(): void {
+    if (this.nativeId !== undefined) return this.deps.engine!.close(this.nativeId, true);
     this.local.destroy();
     this.remote.destroy();
+  }
+
+  /** Which data plane relays this link now. */
+  get plane(): 'native' | 'node' {
+    return this.nativeId !== undefined ? 'native' : 'node';
   }
 
   /** Adds what was counted since the last flush to the Prometheus counters. */
@@ -197,23 +298,22 @@ export class Link {
     const { metrics } = this.deps;
     const { peer, localNode, remoteNode } = this.info;
     const f = this.flushed;
+    const t = this.totals();
     const add = (counter: typeof metrics.bytes, dir: Flow, now: number, before: number) => {
       if (now > before) counter.labels(peer, dir, localNode, remoteNode).inc(now - before);
     };
-    add(metrics.bytes, 'out', this.bytes.out, f.bytesOut);
-    add(metrics.bytes, 'in', this.bytes.in, f.bytesIn);
-    add(metrics.frames, 'out', this.localStream.frames, f.framesOut);
-    add(metrics.frames, 'in', this.remoteStream.frames, f.framesIn);
-    const ticksOut = this.localStream.ticks;
-    const ticksIn = this.remoteStream.ticks;
-    if (ticksOut > f.ticksOut) metrics.ticks.labels(peer, 'out').inc(ticksOut - f.ticksOut);
-    if (ticksIn > f.ticksIn) metrics.ticks.labels(peer, 'in').inc(ticksIn - f.ticksIn);
-    this.flushed.bytesOut = this.bytes.out;
-    this.flushed.bytesIn = this.bytes.in;
-    this.flushed.framesOut = this.localStream.frames;
-    this.flushed.framesIn = this.remoteStream.frames;
-    this.flushed.ticksOut = ticksOut;
-    this.flushed.ticksIn = ticksIn;
+    add(metrics.bytes, 'out', t.bytesOut, f.bytesOut);
+    add(metrics.bytes, 'in', t.bytesIn, f.bytesIn);
+    add(metrics.frames, 'out', t.framesOut, f.framesOut);
+    add(metrics.frames, 'in', t.framesIn, f.framesIn);
+    if (t.ticksOut > f.ticksOut) metrics.ticks.labels(peer, 'out').inc(t.ticksOut - f.ticksOut);
+    if (t.ticksIn > f.ticksIn) metrics.ticks.labels(peer, 'in').inc(t.ticksIn - f.ticksIn);
+    this.flushed.bytesOut = Math.max(f.bytesOut, t.bytesOut);
+    this.flushed.bytesIn = Math.max(f.bytesIn, t.bytesIn);
+    this.flushed.framesOut = Math.max(f.framesOut, t.framesOut);
+    this.flushed.framesIn = Math.max(f.framesIn, t.framesIn);
+    this.flushed.ticksOut = Math.max(f.ticksOut, t.ticksOut);
+    this.flushed.ticksIn = Math.max(f.ticksIn, t.ticksIn);
   }
 
   get isFinished(): boolean {
@@ -231,12 +331,14 @@ export class Link {
     metrics.linksClosed.labels(this.info.peer, this.info.direction).inc();
     table.established.delete(this);
     table.release(this.info.peer);
+    const t = this.totals();
     linkLog.info('link closed', this.info.peer, {
       ...this.logFields(),
-      bytes_out: this.bytes.out,
-      bytes_in: this.bytes.in,
-      frames_out: this.localStream.frames,
-      frames_in: this.remoteStream.frames,
+      plane: this.nativeCounters ? 'native' : 'node',
+      bytes_out: t.bytesOut,
+      bytes_in: t.bytesIn,
+      frames_out: t.framesOut,
+      frames_in: t.framesIn,
       duration_ms: Date.now() - this.startedAt,
       reason: this.closeReason,
     });

@@ -16,26 +16,40 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden } from './source.js';
 import { classifyTlsError, clientOptions } from './tls.js';
+import { TlsTap } from '../fastpath/tap.js';
+import { bindTap } from '../fastpath/handover.js';
 
-/** Dials a peer gateway over mutually authenticated TLS; resolves once the peer is verified. */
-export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSocket> {
+/**
+ * Dials a peer gateway over mutually authenticated TLS; resolves once the
+ * peer is verified. A link's connection (`forLink`) runs over a tap when the
+ * native data plane is on, so it can be handed over once framed.
+ */
+export function dialPeer(ctx: MeshContext, peer: GatewaySpec, forLink = false): Promise<tls.TLSSocket> {
   const { roster, secureContext } = ctx.active();
   const started = process.hrtime.bigint();
   const timeoutMs = roster.limits.tlsHandshakeTimeoutMs;
   const outcome = ctx.dialStarted(peer.name);
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({
-      host: peer.address.host,
-      port: peer.address.port,
-      ...clientOptions(secureContext, peer.name, () => ctx.active().roster),
-    });
+    const options = clientOptions(secureContext, peer.name, () => ctx.active().roster);
+    let tap: TlsTap | undefined;
+    let sock: tls.TLSSocket;
+    if (ctx.engine && forLink) {
+      const raw = net.connect({ host: peer.address.host, port: peer.address.port });
+      raw.setNoDelay(true);
+      tap = new TlsTap(raw, 'client');
+      sock = tls.connect({ socket: tap, ...options });
+      bindTap(sock, tap);
+      sock.on('keylog', (line: Buffer) => tap!.keylog(line));
+    } else {
+      sock = tls.connect({ host: peer.address.host, port: peer.address.port, ...options });
+    }
     // From the first byte: the preamble and the node's first handshake
     // message follow each other, and Nagle would hold the second back.
     sock.setNoDelay(true);
     // A TCP connect still pending at the deadline (a partition, a host gone
     // silent) means the peer is unreachable, not that TLS failed with it.
     const timeout = () =>
-      sock.connecting
+      (tap ? tap.raw.connecting : sock.connecting)
         ? Object.assign(new Error(`TCP connect to ${peer.name} timed out`), { code: 'ETIMEDOUT' })
         : Object.assign(new Error(`TLS handshake with ${peer.name} timed out`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' });
     const timer = setTimeout(() => sock.destroy(timeout()), timeoutMs);
@@ -50,6 +64,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec): Promise<tls.TLSSo
     sock.once('secureConnect', () => {
       clearTimeout(timer);
       sock.off('error', onError);
+      tap?.setSuite(sock.getCipher()?.standardName);
       ctx.metrics.tlsHandshakes.labels('client', 'ok').inc();
       ctx.metrics.tlsHandshakeSeconds.labels('client').observe(Number(process.hrtime.bigint() - started) / 1e9);
       outcome({ ok: true });
@@ -152,7 +167,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
   // connection that sends garbage never costs the peer a TLS handshake.
   function dial(): void {
     dialling = true;
-    dialPeer(ctx, peer).then(
+    dialPeer(ctx, peer, true).then(
       (sock) => {
         if (settled) {
           // Given up meanwhile: close as a probe does, so the peer sees no handshake cut short.
@@ -204,7 +219,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine },
       deadline,
     );
     link.start(pending, []);

@@ -27,6 +27,7 @@ export const REFUSAL_REASONS = [
   'handshake_too_large', // a handshake message over the limit
   'handshake_timeout', // distribution handshake did not finish in time
   'frame_too_large', // a distribution frame over the limit
+  'bad_record', // on the native data plane: a TLS record from the peer gateway that fails to open, or one it does not take (KeyUpdate)
   'buffer_limit', // too many bytes held before the link was established
   'limit_reached', // connection limits (total or per peer) reached
   'peer_unreachable', // the peer gateway could not be reached
@@ -71,6 +72,8 @@ export class GatewayMetrics {
   readonly linksOpened: Counter<'peer' | 'direction'>;
   readonly linksClosed: Counter<'peer' | 'direction'>;
   readonly linksAbandoned: Counter<'peer' | 'direction'>;
+  readonly handovers: Counter<'result'>;
+  readonly dataPlane: Gauge<'plane'>;
   readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
   readonly tlsHandshakeSeconds: Histogram<'role'>;
@@ -111,6 +114,13 @@ export class GatewayMetrics {
       labelNames: ['peer', 'direction'],
       registers,
     });
+    this.handovers = new Counter({
+      name: 'beamgate_link_handovers_total',
+      help: 'Established links handed to the native data plane (native), or kept on node:tls when that could not be done (stayed).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.dataPlane = new Gauge({ name: 'beamgate_data_plane_info', help: 'Always 1; the data plane that relays established links (native or node).', labelNames: ['plane'], registers });
     this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
     this.tlsHandshakeSeconds = new Histogram({
       name: 'beamgate_tls_handshake_seconds',
@@ -175,6 +185,7 @@ export class GatewayMetrics {
     // A server only sees peers that reached it.
     for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
+    for (const result of ['native', 'stayed'] as const) this.handovers.labels(result).inc(0);
     for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
     for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });

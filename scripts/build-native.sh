@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the optional native data plane (native/fastpath.c) into
+# build/fastpath.node: an N-API module that links against the OpenSSL inside
+# the node binary, so it needs only a C compiler and Node's headers. Without
+# either, it says so and exits 0: gateways then relay on node:tls (the
+# fallback, the same records on the wire). BEAMGATE_NATIVE=0 skips the build
+# and removes an old module.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build/fastpath.node
+if [ "${BEAMGATE_NATIVE:-1}" = "0" ]; then
+  rm -f "$out"
+  echo "build-native: skipped (BEAMGATE_NATIVE=0); links stay on node:tls"
+  exit 0
+fi
+cc="${CC:-cc}"
+if ! command -v "$cc" >/dev/null 2>&1; then
+  echo "build-native: no C compiler ($cc); links stay on node:tls"
+  exit 0
+fi
+prefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+inc=""
+for d in "$prefix/include/node" /usr/include/node /usr/local/include/node; do
+  if [ -f "$d/node_api.h" ] && [ -f "$d/openssl/evp.h" ]; then inc="$d"; break; fi
+done
+if [ -z "$inc" ]; then
+  echo "build-native: no Node.js headers with OpenSSL (node_api.h, openssl/evp.h); links stay on node:tls"
+  exit 0
+fi
+mkdir -p build
+"$cc" -O2 -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -fvisibility=hidden \
+  -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/fastpath.c
+mv "$out.tmp" "$out"
+# The module must load into this node (its OpenSSL symbols resolve at load time).
+node -e 'require(process.argv[1])' "$PWD/$out"
+echo "build-native: built $out"
