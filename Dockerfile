@@ -5,11 +5,16 @@
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# A C compiler for the native data plane (build/fastpath.node); Node's headers,
+# OpenSSL's among them, come with the image. It stays in this stage.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --no-audit --no-fund
 COPY src ./src
-# Compile, then drop the compiler and test tools from node_modules.
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+COPY native ./native
+COPY scripts/build-native.sh ./scripts/build-native.sh
+# Compile, build the native data plane, then drop the compiler and test tools from node_modules.
+RUN npm run build && bash scripts/build-native.sh && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
@@ -18,6 +23,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build ./build
 # Mount points: the roster, the TLS files, and the run directory where
 # deploy/node-setup.sh writes the nodes' inetrc, flags and cookie file (a named volume
 # copies this directory's owner on first use, so `node` may write there).

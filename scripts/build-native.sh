@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/fastpath.node
+mkdir -p build
 if [ "${BEAMGATE_NATIVE:-1}" = "0" ]; then
   rm -f "$out"
   echo "build-native: skipped (BEAMGATE_NATIVE=0); links stay on node:tls"

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import {
   stunnelPath,
   tlsPath,
 } from './paths.js';
+import { NATIVE_MODULE } from '../fastpath/native.js';
 import { randomCookie, writeCookieHome } from '../erlang/cookie.js';
 import { findRuntime, hostOtp, type OtpRuntime, ROOTS_DIR } from '../erlang/roots.js';
 import { memory, randomAlias } from './proc.js';
@@ -54,7 +55,8 @@ const USAGE = `npm run bench -- [options]
   --reps N            repetitions of every workload on every path (default 3)
   --seconds S         duration of each throughput run (default 1; --quick 0.5)
   --pings N           round trips per RTT measurement (default 5000)
-  --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate
+  --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate,beamgate-node
+                      (beamgate: the native data plane; beamgate-node: the same gateways on node:tls)
   --otp LIST          OTP releases of the nodes, e.g. 25,29 (default: this machine's erl, and 29
                       when its Debian root exists; see docs/compatibility.md); stunnel runs on the first
   --scale-links N     idle links in the scale run (default 500; 0 skips it); the target node runs the last release
@@ -106,7 +108,7 @@ function options(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}, got ${v}`);
     return n;
   };
-  const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate'];
+  const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate', 'beamgate-node'];
   const paths = values.paths ? (values.paths.split(',') as PathId[]) : all;
   for (const p of paths) if (!all.includes(p)) throw new Error(`unknown path ${p}; known: ${all.join(', ')}`);
   return {
@@ -201,7 +203,12 @@ async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): 
         if (id === 'direct') paths.push(await directPath(plain, rt));
         else if (id === 'tls') paths.push(await tlsPath(plain, rt));
         else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias, rt));
-        else paths.push(await beamgatePath(env, join(env.dir, `beamgate-${rt.otp}`), rt, gatewayArgs));
+        else if (id === 'beamgate-node') paths.push(await beamgatePath(env, join(env.dir, `beamgate-node-${rt.otp}`), rt, [...gatewayArgs, '--data-plane', 'node'], id));
+        else {
+          // Never a silent fallback: the beamgate path measures the native data plane or says it cannot.
+          if (!existsSync(NATIVE_MODULE)) throw new Error(`the beamgate path needs the native data plane: ${NATIVE_MODULE} is not built (bash scripts/build-native.sh)`);
+          paths.push(await beamgatePath(env, join(env.dir, `beamgate-${rt.otp}`), rt, [...gatewayArgs, '--data-plane', 'native']));
+        }
       }
     }
   } catch (err) {

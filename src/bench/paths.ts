@@ -16,13 +16,14 @@ import type { OtpRuntime } from '../erlang/roots.js';
 import { createCa, createGatewayCert, type Pem, writePem } from '../pki/generate.js';
 import { freePort, randomAlias, sleep } from './proc.js';
 
-export type PathId = 'direct' | 'tls' | 'stunnel' | 'beamgate';
+export type PathId = 'direct' | 'tls' | 'stunnel' | 'beamgate' | 'beamgate-node';
 
 export const PATH_LABELS: Record<PathId, string> = {
   direct: 'inet_tcp_dist (direct, no security)',
   tls: 'inet_tls_dist (OTP mutual TLS)',
   stunnel: 'stunnel4 pair (mutual TLS)',
   beamgate: 'beamgate gateway pair',
+  'beamgate-node': 'beamgate pair on node:tls (no native data plane)',
 };
 
 /** A path with the OTP release of its nodes: `beamgate@29`. */
@@ -324,7 +325,8 @@ export async function startGatewayPair(
   return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
 }
 
-export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = []): Promise<BenchPath> {
+/** A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`, `beamgate` with the native data plane. */
+export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = [], id: 'beamgate' | 'beamgate-node' = 'beamgate'): Promise<BenchPath> {
   const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);
   const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs);
   const name = (short: string, gateway: string) => `${short}@${gw.mesh.hostOf(gateway)}`;
@@ -337,9 +339,9 @@ export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, g
   }
   const { a, b } = nodes;
   return {
-    id: 'beamgate',
+    id,
     otp: rt.otp,
-    key: pathKey('beamgate', rt.otp),
+    key: pathKey(id, rt.otp),
     a,
     b,
     freshNode: (i) => {

@@ -91,6 +91,13 @@ export class TlsTap extends Duplex {
   suite: Suite | undefined;
   /** Set once the native data plane owns the socket: node:tls must not touch it again. */
   private detached = false;
+  /**
+   * Set when the peer sends something that is not a TLS record: from then on
+   * its bytes go to node:tls as they come, so OpenSSL refuses them with its
+   * own precise error (an HTTP request, a wrong version), and the connection
+   * can never be handed over.
+   */
+  private opaque = false;
 
   constructor(
     readonly raw: net.Socket,
@@ -143,21 +150,25 @@ export class TlsTap extends Duplex {
   private readonly onRawData = (chunk: Buffer): void => {
     assert.ok(!this.detached, 'raw data reached a detached tap');
     const data = this.rxPart.length ? Buffer.concat([this.rxPart, chunk]) : chunk;
-    const end = this.walk(data, this.rxDir, this.role === 'server');
-    if (end === -1) return;
+    const end = this.opaque ? -1 : this.walk(data, this.rxDir, this.role === 'server');
+    if (end === -1) {
+      this.opaque = true;
+      this.rxPart = Buffer.alloc(0);
+      if (!this.push(data)) this.raw.pause();
+      return;
+    }
     this.rxPart = end < data.length ? Buffer.from(data.subarray(end)) : Buffer.alloc(0);
     if (end > 0 && !this.push(data.subarray(0, end))) this.raw.pause();
   };
 
-  /** Walks whole records from the start of `data`; returns where the first incomplete one starts (-1: refused). */
+  /** Walks whole records from the start of `data`; returns where the first incomplete one starts (-1: not TLS records). */
   private walk(data: Buffer, dir: Direction, hasClientHello: boolean): number {
     let i = 0;
     while (i + HEADER <= data.length) {
       const len = data.readUInt16BE(i + 3);
-      if (HEADER + len > MAX_RECORD) {
-        this.destroy(new Error(`TLS record of ${len} bytes is over the limit`));
-        return -1;
-      }
+      const type = data[i]!;
+      // What OpenSSL checks in a record header before it waits for the rest.
+      if (type < 20 || type > 23 || data[i + 1] !== 3 || HEADER + len > MAX_RECORD) return -1;
       if (i + HEADER + len > data.length) break;
       const record = data.subarray(i, i + HEADER + len);
       if (hasClientHello && this.clientRandom === undefined && record[0] === HANDSHAKE && len >= 38 && record[5] === 1) {
@@ -177,7 +188,8 @@ export class TlsTap extends Duplex {
     if (this.detached) return cb(new Error('node:tls wrote to a link the native data plane owns'));
     const data = this.txPart.length ? Buffer.concat([this.txPart, chunk]) : chunk;
     const end = this.walk(data, this.txDir, this.role === 'client');
-    if (end === -1) return cb();
+    // node:tls itself writes nothing but records.
+    assert.ok(end !== -1, 'node:tls wrote something that is not a TLS record');
     this.txPart = end < data.length ? Buffer.from(data.subarray(end)) : Buffer.alloc(0);
     // The callback waits for the socket: a TLSSocket whose writes are all done has put every record on the wire.
     this.raw.write(chunk, cb);
@@ -205,6 +217,7 @@ export class TlsTap extends Duplex {
    */
   detach(): TapState | string {
     if (this.detached) return 'already detached';
+    if (this.opaque) return 'the peer sent bytes that are not TLS records';
     if (!this.suite) return 'the negotiated cipher suite is not one the native data plane supports';
     if (!this.txDir.keys || !this.rxDir.keys) return 'the traffic secrets were not logged';
     if (this.txDir.pending || this.rxDir.pending) return 'records not yet classified';

@@ -13,6 +13,7 @@ import { randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
 import { Gateway } from '../../src/gateway.js';
 import { Logger } from '../../src/log/logger.js';
+import type { DataPlaneMode } from '../../src/fastpath/native.js';
 import { freePort, randomAlias } from './ports.js';
 
 export interface TestMeshSpec {
@@ -25,6 +26,8 @@ export interface TestMeshSpec {
   limits?: Partial<Limits>;
   /** Gateways to leave unstarted (the test starts them, or something else, itself). */
   skipStart?: string[];
+  /** Gateway name → its data plane (default auto: native when build/fastpath.node is built). */
+  dataPlane?: Record<string, DataPlaneMode>;
 }
 
 export interface TestMesh {
@@ -75,7 +78,7 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
       const cfg = loadGatewayConfig(mesh.rosterPath, name);
       const lines = logs.get(name) ?? [];
       logs.set(name, lines);
-      const gw = new Gateway({ roster: cfg.roster, gateway: name, material: cfg.material, logger: new Logger('debug', (l) => lines.push(l)) });
+      const gw = new Gateway({ roster: cfg.roster, gateway: name, material: cfg.material, logger: new Logger('debug', (l) => lines.push(l)), dataPlane: spec.dataPlane?.[name] });
       await gw.start();
       gateways.set(name, gw);
       return gw;

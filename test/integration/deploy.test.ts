@@ -269,6 +269,10 @@ describe('Dockerfile and .dockerignore', () => {
       symlinkSync(at('node_modules'), join(ctx, 'build', 'node_modules'));
       const tsc = await runAsync(process.execPath, [at('node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ctx, 'build', 'tsconfig.json')], {}, TSC_TIMEOUT_MS);
       expect(tsc.code, tsc.out + tsc.err).toBe(0);
+      // The build stage's native data plane, built by the script the Dockerfile runs.
+      expect(dockerfile).toMatch(/^RUN .*bash scripts\/build-native\.sh/m);
+      const native = await runAsync('bash', [join(ctx, 'build', 'scripts', 'build-native.sh')], {}, TSC_TIMEOUT_MS);
+      expect(native.code, native.out + native.err).toBe(0);
       const image = join(ctx, 'image');
       for (const p of [...dockerfile.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1]!)) {
         if (p !== 'node_modules') cpSync(join(ctx, 'build', p), join(image, p), { recursive: true });
@@ -302,6 +306,8 @@ describe('Dockerfile and .dockerignore', () => {
         NODE_START_TIMEOUT_MS,
       );
       expect(metrics).toContain(`beamgate_build_info{version="${pkg.version}"`);
+      // The image relays on the native data plane it built.
+      expect(metrics).toMatch(/^beamgate_data_plane_info\{plane="native"[^}]*\} 1$/m);
       const exited = once(gw, 'exit');
       gw.kill('SIGTERM');
       expect((await exited)[0]).toBe(0);
@@ -309,7 +315,7 @@ describe('Dockerfile and .dockerignore', () => {
       if (gw && gw.exitCode === null) gw.kill('SIGKILL');
       rmSync(ctx, { recursive: true, force: true });
     }
-  }, TSC_TIMEOUT_MS + NODE_START_TIMEOUT_MS);
+  }, 2 * TSC_TIMEOUT_MS + NODE_START_TIMEOUT_MS);
 });
 
 describe('config/cluster.yaml, the example roster', () => {
