@@ -91,6 +91,7 @@ typedef struct link {
   bool ending;  // a graceful close was asked for: relay what is pending, then end both ways
   char reason[200];
   struct link *next_cmd;   // command queue (adopt)
+  struct link *grace_prev, *grace_next;  // links waiting on their grace deadline (relay thread only)
 } link_t;
 
 // Which socket an epoll event is for: the low bit of the pointer.
@@ -112,6 +113,29 @@ static struct {
   uint8_t *plain, *sealed;    // the relay thread's scratch buffers
   napi_threadsafe_function on_close;
 } G;
+
+static link_t *grace_head;  // relay thread only: links with a grace deadline, unordered
+// Relay thread only: links closed during the current batch of events. They are
+// reported (and so may be freed) only after the batch, which may still hold
+// an event for one of them.
+static link_t *closed_head;
+
+static void grace_start(link_t *l, int64_t deadline) {
+  if (l->grace_deadline) return;
+  l->grace_deadline = deadline;
+  l->grace_prev = NULL;
+  l->grace_next = grace_head;
+  if (grace_head) grace_head->grace_prev = l;
+  grace_head = l;
+}
+
+static void grace_remove(link_t *l) {
+  if (!l->grace_deadline) return;
+  if (l->grace_prev) l->grace_prev->grace_next = l->grace_next;
+  else grace_head = l->grace_next;
+  if (l->grace_next) l->grace_next->grace_prev = l->grace_prev;
+  l->grace_prev = l->grace_next = NULL;
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -369,12 +393,23 @@ static void update_interest(link_t *l) {
 static void close_link(link_t *l) {
   if (l->closed) return;
   l->closed = true;
+  // Off the grace list before the JS thread may free it.
+  grace_remove(l);
   epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->lfd, NULL);
   epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->rfd, NULL);
   close(l->lfd);
   close(l->rfd);
   if (!l->reason[0]) snprintf(l->reason, sizeof l->reason, "closed");
-  napi_call_threadsafe_function(G.on_close, l, napi_tsfn_blocking);
+  l->next_cmd = closed_head;
+  closed_head = l;
+}
+
+static void report_closed(void) {
+  while (closed_head) {
+    link_t *l = closed_head;
+    closed_head = l->next_cmd;
+    napi_call_threadsafe_function(G.on_close, l, napi_tsfn_blocking);
+  }
 }
 
 // A direction that has ended (and flushed) passes its end on; the link is
@@ -385,7 +420,7 @@ static void check_done(link_t *l) {
   if ((l->out.src_done || l->ending) && l->out.pend_len == 0) finish_out(l);
   if ((l->in.src_done || l->ending) && l->in.pend_len == 0) finish_in(l);
   if (l->out.dst_shut && l->in.dst_shut && l->out.src_done && l->in.src_done) return close_link(l);
-  if ((l->out.dst_shut || l->in.dst_shut) && l->grace_deadline == 0) l->grace_deadline = now_ms() + l->grace_ms;
+  if (l->out.dst_shut || l->in.dst_shut) grace_start(l, now_ms() + l->grace_ms);
 }
 
 // Reads and drops what arrives after this direction's output was shut down
@@ -424,37 +459,42 @@ static void on_local_readable(link_t *l) {
 static void on_remote_readable(link_t *l) {
   if (l->in.src_done || l->in.pend_len > 0) return;
   if (l->in.dst_shut || l->ending) return discard(l, &l->in, l->rfd, "peer socket error: %s");
-  // A record split by the last read comes first; it is never larger than one record.
+  // Ciphertext carried over comes first: a record split by the last read, or
+  // (once, after the hand-over) whole records Node had read but not opened.
   size_t have = l->carry_len;
   if (have) memcpy(G.plain, l->carry, have);
-  ssize_t n;
-  do n = read(l->rfd, G.plain + have, G.read_bytes);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-  if (n < 0) {
-    set_reason(l, "peer socket error: %s", strerror(errno));
-    return close_link(l);
+  size_t room = G.read_bytes + HDR_LEN + MAX_CIPHER - have;
+  size_t want = room < G.read_bytes ? room : G.read_bytes;
+  ssize_t n = 0;
+  bool eof = false;
+  if (want > 0) {
+    do n = read(l->rfd, G.plain + have, want);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!have) return;
+      n = 0;  // nothing new: open what was carried
+    } else if (n < 0) {
+      set_reason(l, "peer socket error: %s", strerror(errno));
+      return close_link(l);
+    } else if (n == 0) {
+      eof = true;
+    }
   }
-  if (n == 0) {
-    if (have) {
+  size_t total = have + (size_t)n, used = 0;
+  if (total && !recv_cipher(l, G.plain, total, &used)) return close_link(l);
+  if (l->in.src_done) used = total;  // close_notify: nothing after it counts
+  size_t rest = total - used;
+  if (eof && !l->in.src_done) {
+    if (rest) {
       set_reason(l, "peer socket error: %s", "connection closed in the middle of a TLS record");
       return close_link(l);
     }
-    set_reason(l, "%s", "peer closed");
     l->in.src_done = true;
-    return;
   }
-  size_t total = have + (size_t)n, used = 0;
-  if (!recv_cipher(l, G.plain, total, &used)) return close_link(l);
-  if (l->in.src_done) {
-    set_reason(l, "%s", "peer closed");
-    used = total;  // nothing after close_notify counts
-  }
-  size_t rest = total - used;
-  CHECK(rest < HDR_LEN + MAX_CIPHER, "carry larger than one record");
+  if (l->in.src_done) set_reason(l, "%s", "peer closed");
   if (rest) {
     if (!l->carry) {
-      l->carry = malloc(HDR_LEN + MAX_CIPHER);
+      l->carry = malloc(HDR_LEN + MAX_CIPHER + G.read_bytes);
       CHECK(l->carry != NULL, "out of memory for a split record");
     }
     // The plaintext gathered at the front never reaches past `used`.
@@ -479,8 +519,10 @@ static void handle_event(link_t *l, int tag, uint32_t ev) {
   if (tag == TAG_LOCAL) {
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
       if (l->in.pend_len && !flush_pending(l, &l->in, "local socket error: %s")) return close_link(l);
+      // Records carried over wait for no new byte from the peer.
+      if (l->in.pend_len == 0 && l->carry_len) on_remote_readable(l);
     }
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_local_readable(l);
+    if (!l->closed && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))) on_local_readable(l);
   } else {
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
       if (l->out.pend_len && !flush_pending(l, &l->out, "peer socket error: %s")) return close_link(l);
@@ -498,15 +540,10 @@ static void register_link(link_t *l) {
   ev.data.ptr = (void *)((uintptr_t)l | TAG_REMOTE);
   CHECK(epoll_ctl(G.epfd, EPOLL_CTL_ADD, l->rfd, &ev) == 0, "epoll_ctl ADD remote");
   l->lmask = l->rmask = 0;
-  // Bytes handed over with the link: already read by Node, not yet relayed.
-  if (l->carry_len) {
-    size_t used = 0, total = l->carry_len;
-    memcpy(G.plain, l->carry, total);
-    if (!recv_cipher(l, G.plain, total, &used)) return close_link(l);
-    if (l->in.src_done) used = total;
-    l->carry_len = total - used;
-    if (l->carry_len) memmove(l->carry, G.plain + used, l->carry_len);
-  }
+  // Ciphertext handed over with the link (read by Node, not opened): opened
+  // now, unless plaintext handed over is still waiting for the node.
+  if (l->carry_len && l->in.pend_len == 0) on_remote_readable(l);
+  if (l->closed) return;
   check_done(l);
   update_interest(l);
 }
@@ -549,7 +586,7 @@ static void drain_commands(void) {
     // Graceful: end both streams as Node's end() does (close_notify and FIN to
     // the peer, FIN to the node), then wait for both ends to answer with theirs.
     l->ending = true;
-    if (!l->grace_deadline) l->grace_deadline = now_ms() + l->grace_ms;
+    grace_start(l, now_ms() + l->grace_ms);
     check_done(l);
     update_interest(l);
   }
@@ -559,8 +596,15 @@ static void *relay_main(void *arg) {
   (void)arg;
   struct epoll_event evs[256];
   for (;;) {
-    // Half-closed links wait at most their grace period (checked on every wake).
-    int n = epoll_wait(G.epfd, evs, 256, 250);
+    // Sleep until an event, or until the earliest grace deadline of a half-closed link.
+    int timeout = -1;
+    if (grace_head) {
+      int64_t now = now_ms(), first = INT64_MAX;
+      for (link_t *l = grace_head; l; l = l->grace_next)
+        if (l->grace_deadline < first) first = l->grace_deadline;
+      timeout = first <= now ? 0 : (int)(first - now);
+    }
+    int n = epoll_wait(G.epfd, evs, 256, timeout);
     if (n < 0 && errno != EINTR) CHECK(0, "epoll_wait failed");
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
@@ -574,18 +618,18 @@ static void *relay_main(void *arg) {
       link_t *l = (link_t *)((uintptr_t)p & ~(uintptr_t)1);
       handle_event(l, (int)((uintptr_t)p & 1), evs[i].events);
     }
-    // Grace deadlines: a scan of the table is cheap next to a 250 ms tick.
-    int64_t now = now_ms();
-    pthread_mutex_lock(&G.mu);
-    for (uint32_t id = 0; id < G.next_id; id++) {
-      link_t *l = G.table[id];
-      if (l && !l->closed && l->grace_deadline && now >= l->grace_deadline) {
-        pthread_mutex_unlock(&G.mu);
-        close_link(l);
-        pthread_mutex_lock(&G.mu);
+    if (grace_head) {
+      int64_t now = now_ms();
+      for (link_t *l = grace_head; l;) {
+        link_t *next = l->grace_next;  // close_link takes l off the list
+        if (now >= l->grace_deadline) {
+          set_reason(l, "%s", "the other side did not close within the grace period");
+          close_link(l);
+        }
+        l = next;
       }
     }
-    pthread_mutex_unlock(&G.mu);
+    report_closed();
   }
   return NULL;
 }
@@ -831,7 +875,7 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   if (id != UINT32_MAX) {
     G.table[id] = l;
-    if (id + 1 > G.next_id) G.next_id = id + 1;
+    G.next_id = (id + 1) % MAX_LINKS;  // round robin: an id is not reused at once
   }
   pthread_mutex_unlock(&G.mu);
   if (id == UINT32_MAX) {

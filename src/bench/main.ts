@@ -203,11 +203,11 @@ async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): 
         if (id === 'direct') paths.push(await directPath(plain, rt));
         else if (id === 'tls') paths.push(await tlsPath(plain, rt));
         else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias, rt));
-        else if (id === 'beamgate-node') paths.push(await beamgatePath(env, join(env.dir, `beamgate-node-${rt.otp}`), rt, [...gatewayArgs, '--data-plane', 'node'], id));
+        else if (id === 'beamgate-node') paths.push(await beamgatePath(env, join(env.dir, `beamgate-node-${rt.otp}`), rt, gatewayArgs, id));
         else {
           // Never a silent fallback: the beamgate path measures the native data plane or says it cannot.
           if (!existsSync(NATIVE_MODULE)) throw new Error(`the beamgate path needs the native data plane: ${NATIVE_MODULE} is not built (bash scripts/build-native.sh)`);
-          paths.push(await beamgatePath(env, join(env.dir, `beamgate-${rt.otp}`), rt, [...gatewayArgs, '--data-plane', 'native']));
+          paths.push(await beamgatePath(env, join(env.dir, `beamgate-${rt.otp}`), rt, gatewayArgs));
         }
       }
     }

@@ -299,6 +299,8 @@ export async function startGatewayPair(
   betaNodes: string[],
   operators: { gateway: string; pattern: string }[] = [],
   extraArgs: string[] = [],
+  /** Arguments of `beamgate run` (after the command; extraArgs are Node's, before it). */
+  runArgs: string[] = [],
 ): Promise<GatewayPair> {
   const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
   const layout = [
@@ -310,7 +312,7 @@ export async function startGatewayPair(
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
   try {
     for (const g of layout) {
-      const child = spawn(process.execPath, [...extraArgs, CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name], {
+      const child = spawn(process.execPath, [...extraArgs, CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...runArgs], {
         stdio: ['ignore', 'ignore', 'pipe'],
         cwd: dir,
       });
@@ -328,7 +330,7 @@ export async function startGatewayPair(
 /** A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`, `beamgate` with the native data plane. */
 export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = [], id: 'beamgate' | 'beamgate-node' = 'beamgate'): Promise<BenchPath> {
   const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);
-  const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs);
+  const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs, ['--data-plane', id === 'beamgate' ? 'native' : 'node']);
   const name = (short: string, gateway: string) => `${short}@${gw.mesh.hostOf(gateway)}`;
   let nodes: { a: ErlNode; b: ErlNode };
   try {

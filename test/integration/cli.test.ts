@@ -146,6 +146,15 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(r.stderr).toContain('--reload-interval: "-3"');
   });
 
+  it('run: a --data-plane other than auto, native or node is a usage error', () => {
+    const r = cli(['run', '--config', roster, '--gateway', 'alpha', '--data-plane', 'fast']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--data-plane: data plane must be auto, native or node, not "fast"');
+    const e = spawnSync(process.execPath, [CLI, 'run', '--config', roster, '--gateway', 'alpha'], { encoding: 'utf8', env: { ...process.env, BEAMGATE_DATA_PLANE: 'kernel' } });
+    expect(e.status).toBe(2);
+    expect(e.stderr).toContain('not "kernel"');
+  });
+
   it('hosts and node-flags: print what a node on that host needs', () => {
     const hosts = cli(['hosts', '--config', roster, '--gateway', 'alpha', '--format', 'hosts']);
     expect(hosts.out).toMatch(/^127\.0\.0\.1\s+alpha\.example/m);
