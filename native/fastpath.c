@@ -91,6 +91,8 @@ typedef struct link {
   bool ending;  // a graceful close was asked for: relay what is pending, then end both ways
   char reason[200];
   struct link *next_cmd;   // command queue (adopt)
+  struct link *next_close; // close requests, under G.mu
+  int close_req;           // 0 none, 1 graceful, 2 abortive; under G.mu
   struct link *grace_prev, *grace_next;  // links waiting on their grace deadline (relay thread only)
 } link_t;
 
@@ -104,9 +106,7 @@ static struct {
   pthread_t thread;
   pthread_mutex_t mu;
   link_t *adopt_q;            // adopted, not yet registered by the thread
-  uint32_t close_q[4096];     // close requests (ids), with their kind
-  int close_kind[4096];
-  size_t close_n;
+  link_t *close_q;            // links the JS thread asked to close (each at most once in it)
   link_t *table[MAX_LINKS];   // id -> link, owned by the JS thread's view
   uint32_t next_id;
   size_t read_bytes;
@@ -135,6 +135,13 @@ static void grace_remove(link_t *l) {
   else grace_head = l->grace_next;
   if (l->grace_next) l->grace_next->grace_prev = l->grace_prev;
   l->grace_prev = l->grace_next = NULL;
+}
+
+// Wakes the relay thread for a command.
+static void wake(void) {
+  uint64_t one = 1;
+  ssize_t w = write(G.evfd, &one, sizeof one);
+  (void)w;  // a full counter still wakes it
 }
 
 static int64_t now_ms(void) {
@@ -552,12 +559,6 @@ static void drain_commands(void) {
   pthread_mutex_lock(&G.mu);
   link_t *q = G.adopt_q;
   G.adopt_q = NULL;
-  size_t nclose = G.close_n;
-  uint32_t ids[4096];
-  int kinds[4096];
-  memcpy(ids, G.close_q, nclose * sizeof ids[0]);
-  memcpy(kinds, G.close_kind, nclose * sizeof kinds[0]);
-  G.close_n = 0;
   pthread_mutex_unlock(&G.mu);
   // The queue is newest first; register in adoption order.
   link_t *rev = NULL;
@@ -572,14 +573,24 @@ static void drain_commands(void) {
     register_link(l);
     l = next;
   }
-  for (size_t i = 0; i < nclose; i++) {
-    // A closed link may be freed by the JS thread at any time: look only under the lock.
+  // Close requests. Only this thread closes registered links, so one that is
+  // open when taken off the queue stays allocated until this thread closes it.
+  for (;;) {
     pthread_mutex_lock(&G.mu);
-    link_t *l = ids[i] < MAX_LINKS ? G.table[ids[i]] : NULL;
-    bool live = l && !l->closed;
+    link_t *l = G.close_q;
+    int kind = 0;
+    bool live = false;
+    if (l) {
+      G.close_q = l->next_close;
+      kind = l->close_req;
+      l->close_req = 0;
+      // Closed already: it may be freed as soon as the lock is released.
+      live = !l->closed;
+    }
     pthread_mutex_unlock(&G.mu);
+    if (!l) break;
     if (!live) continue;
-    if (kinds[i] == 2) {
+    if (kind == 2) {
       close_link(l);
       continue;
     }
@@ -672,6 +683,15 @@ static void call_js_close(napi_env env, napi_value cb, void *ctx, void *data) {
   }
   pthread_mutex_lock(&G.mu);
   G.table[l->id] = NULL;
+  // A close asked for after the link had closed by itself is still queued: take it off.
+  if (l->close_req) {
+    for (link_t **pp = &G.close_q; *pp; pp = &(*pp)->next_close) {
+      if (*pp == l) {
+        *pp = l->next_close;
+        break;
+      }
+    }
+  }
   pthread_mutex_unlock(&G.mu);
   free_link(l);
 }
@@ -897,9 +917,7 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     l->next_cmd = G.adopt_q;
     G.adopt_q = l;
     pthread_mutex_unlock(&G.mu);
-    uint64_t one = 1;
-    ssize_t w = write(G.evfd, &one, sizeof one);
-    (void)w;
+    wake();
   }
   napi_value res;
   NAPI_OK(napi_create_uint32(env, id, &res));
@@ -915,19 +933,18 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   bool abortive;
   NAPI_OK(napi_get_value_uint32(env, argv[0], &id));
   NAPI_OK(napi_get_value_bool(env, argv[1], &abortive));
-  pthread_mutex_lock(&G.mu);
-  bool queued = false;
-  if (id < MAX_LINKS && G.table[id] && G.close_n < sizeof G.close_q / sizeof G.close_q[0]) {
-    G.close_q[G.close_n] = id;
-    G.close_kind[G.close_n] = abortive ? 2 : 1;
-    G.close_n++;
-    queued = true;
-  }
-  pthread_mutex_unlock(&G.mu);
-  if (queued) {
-    uint64_t one = 1;
-    ssize_t w = write(G.evfd, &one, sizeof one);
-    (void)w;
+  // The entry stays until its close has been reported on this thread, so it is either live or closing.
+  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  bool queued = l != NULL;
+  if (l) {
+    pthread_mutex_lock(&G.mu);
+    if (l->close_req == 0) {
+      l->next_close = G.close_q;
+      G.close_q = l;
+    }
+    if ((abortive ? 2 : 1) > l->close_req) l->close_req = abortive ? 2 : 1;
+    pthread_mutex_unlock(&G.mu);
+    wake();
   }
   napi_value res;
   NAPI_OK(napi_get_boolean(env, queued, &res));
