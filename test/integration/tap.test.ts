@@ -3,7 +3,8 @@
 // record numbers it counts are the ones node:tls itself uses, in each
 // direction, including the session tickets a server sends after its
 // handshake. Shown by speaking to node:tls in records sealed with them, and by
-// opening records node:tls sealed.
+// opening records node:tls sealed. Then the native engine takes a detached
+// client over, with each TLS 1.3 suite, and talks to node:tls for a node.
 
 import crypto from 'node:crypto';
 import net from 'node:net';
@@ -13,6 +14,7 @@ import { createCa, createGatewayCert, type Pem } from '../../src/pki/generate.js
 import { opensAs, recordNonce, type Suite, type TrafficKeys } from '../../src/fastpath/keys.js';
 import { TlsTap, type TapState } from '../../src/fastpath/tap.js';
 import { tapOf } from '../../src/fastpath/handover.js';
+import { type NativeCounters, nativeEngine } from '../../src/fastpath/native.js';
 import { waitFor } from '../helpers/mesh.js';
 
 /** Seals `plain` as one TLS 1.3 application_data record (RFC 8446 §5.2), as the native plane does. */
@@ -182,6 +184,104 @@ describe('the tap on the server side', () => {
       // What node:tls consumed and what it did not add up to what the client sent, record for record.
       expect(s.rxSeq + records).toBe(c.txSeq);
       if (records > 0) expect(opensAs(s.suite, s.rx, s.rxSeq, s.unread.subarray(0, 5 + s.unread.readUInt16BE(3)))).toBe(true);
+    } finally {
+      p.close();
+    }
+  });
+});
+
+/** A distribution frame: 4-byte length, then the payload. */
+function frame(payload: Buffer): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(payload.length);
+  return Buffer.concat([h, payload]);
+}
+
+function fdOf(s: net.Socket): number {
+  return (s as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
+/** Reads until `n` bytes have arrived on `s`. */
+function readBytes(s: net.Socket, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let have = 0;
+  return new Promise((resolve) => {
+    const on = (c: Buffer) => {
+      chunks.push(c);
+      have += c.length;
+      if (have >= n) {
+        s.off('data', on);
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    s.on('data', on);
+  });
+}
+
+describe.each(['TLS_AES_256_GCM_SHA384', 'TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256'])('the native engine with %s, against node:tls', (suiteName) => {
+  it('seals a node’s frames into records node:tls reads, opens node:tls’s records for the node, counts frames, and ends with close_notify', async () => {
+    const { engine } = nativeEngine('native');
+    const p = await connectPair(suiteName);
+    try {
+      await exchange(p, 2);
+      const c = await quietDetach(p.clientTap, p.client);
+      // The "node": a loopback TCP pair whose far end the engine takes.
+      const tcp = net.createServer();
+      await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+      const accepted = new Promise<net.Socket>((r) => tcp.once('connection', r));
+      const node = net.connect({ host: '127.0.0.1', port: (tcp.address() as net.AddressInfo).port });
+      const nodeSide = await accepted;
+      const scan = { remaining: 0, header: 0, headerBytes: 0, frames: 0, ticks: 0 };
+      let closed!: (v: { reason: string; counters: NativeCounters }) => void;
+      const done = new Promise<{ reason: string; counters: NativeCounters }>((r) => (closed = r));
+      const id = engine!.adopt(
+        {
+          localFd: fdOf(nodeSide),
+          remoteFd: fdOf(p.clientTap.raw),
+          cipher: c.suite.aead,
+          txKey: c.tx.key,
+          txIv: c.tx.iv,
+          txSeq: c.txSeq,
+          rxKey: c.rx.key,
+          rxIv: c.rx.iv,
+          rxSeq: c.rxSeq,
+          toRemote: Buffer.alloc(0),
+          toLocal: Buffer.alloc(0),
+          fromRemote: c.unread,
+          outScan: scan,
+          inScan: { ...scan },
+          maxFrameBytes: 1024 * 1024,
+          closeGraceMs: 5_000,
+        },
+        (reason, counters) => closed({ reason, counters }),
+      );
+      // The engine holds duplicates: Node's own handles go without a byte.
+      nodeSide.destroy();
+      p.clientTap.raw.destroy();
+      tcp.close();
+
+      // Node -> engine -> node:tls: 300 KiB in one frame and a tick, across many records.
+      const out = frame(crypto.randomBytes(300 * 1024));
+      const atServer = readBytes(p.server, out.length + 4);
+      p.server.resume();
+      node.write(Buffer.concat([out, Buffer.alloc(4)]));
+      expect((await atServer).equals(Buffer.concat([out, Buffer.alloc(4)]))).toBe(true);
+      // node:tls -> engine -> node: two frames.
+      const back = Buffer.concat([frame(Buffer.from('first')), frame(crypto.randomBytes(70_000))]);
+      const atNode = readBytes(node, back.length);
+      p.server.write(back);
+      expect((await atNode).equals(back)).toBe(true);
+      expect(engine!.counters(id)).toEqual({ bytesOut: out.length + 4, bytesIn: back.length, framesOut: 1, framesIn: 2, ticksOut: 1, ticksIn: 0 });
+
+      // The node hangs up: node:tls sees close_notify and EOF, answers with its own, and the link is over.
+      const serverEnded = new Promise<void>((r) => p.server.once('end', r));
+      node.end();
+      await serverEnded;
+      p.server.end();
+      const result = await done;
+      expect(result.reason).toBe('local node closed');
+      expect(result.counters.framesIn).toBe(2);
+      node.destroy();
     } finally {
       p.close();
     }
