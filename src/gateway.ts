@@ -201,6 +201,7 @@ export class Gateway {
     // that counts its records (src/fastpath/tap.ts): tls.Server's own
     // connection listener is called with the tap instead of the TCP socket.
     const tlsListener = server.listeners('connection')[0] as (this: tls.Server, sock: Duplex) => void;
+    assert.ok(typeof tlsListener === 'function', 'tls.Server has no connection listener of its own');
     if (this.engine) {
       server.removeListener('connection', tlsListener);
       server.on('keylog', (line: Buffer, sock: tls.TLSSocket) => tapOf(sock)?.keylog(line));

@@ -163,7 +163,6 @@ export class Link {
     if (!tap) return;
     this.handingOver = true;
     this.flushLocal();
-    const before = { bytesOut: this.bytes.out, bytesIn: this.bytes.in };
     handOver(
       engine,
       {
@@ -180,15 +179,17 @@ export class Link {
       (reason, counters) => this.nativeClosed(reason, counters),
       (result) => {
         if (typeof result === 'number') {
+          // Bytes Node relayed itself; everything after (the leftovers included) the engine counts.
           this.nativeId = result;
-          this.nativeCounters = { ...before, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0 };
+          this.nativeCounters = { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0 };
           this.deps.metrics.handovers.labels('native').inc();
           return;
         }
         this.handingOver = false;
+        // A link that closed while it waited simply ended; one still open goes on on node:tls.
+        if (this.finished) return;
         this.deps.metrics.handovers.labels('stayed').inc();
         this.deps.linkLog.info('link stays on node:tls', this.info.peer, { ...this.logFields(), detail: result });
-        if (this.finished) return;
         this.local.resume();
         this.remote.resume();
         tap.raw.resume();
@@ -286,11 +287,6 @@ export class Link {
     if (this.nativeId !== undefined) return this.deps.engine!.close(this.nativeId, true);
     this.local.destroy();
     this.remote.destroy();
-  }
-
-  /** Which data plane relays this link now. */
-  get plane(): 'native' | 'node' {
-    return this.nativeId !== undefined ? 'native' : 'node';
   }
 
   /** Adds what was counted since the last flush to the Prometheus counters. */
