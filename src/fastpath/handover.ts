@@ -58,9 +58,11 @@ function gone(s: net.Socket): boolean {
 /**
  * Waits (bounded, on the event loop's turns) until the link is quiet, then
  * hands it over. `done` gets the engine's id, or why the link stays on
- * node:tls; in that case nothing was taken from it and the caller resumes it.
+ * node:tls (nothing was taken from it: the caller resumes it), or an Error
+ * when the engine refused it after the tap had let go: then its sockets are
+ * destroyed and the link ends through its own close handlers.
  */
-export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1], done: (result: number | string) => void): void {
+export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1], done: (result: number | string | Error) => void): void {
   const { local, remote, tap } = link;
   local.pause();
   remote.pause();
@@ -85,7 +87,7 @@ export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Para
   setImmediate(attempt);
 }
 
-function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1]): number | string {
+function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1]): number | string | Error {
   const { local, remote, tap } = link;
   const localFd = fdOf(local);
   const remoteFd = fdOf(tap.raw);
@@ -114,7 +116,14 @@ function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<Nat
     maxFrameBytes: link.maxFrameBytes,
     closeGraceMs: link.closeGraceMs,
   };
-  const id = engine.adopt(args, onClose);
+  let id: number;
+  try {
+    id = engine.adopt(args, onClose);
+  } catch (err) {
+    // The tap has let go: the link cannot go back to node:tls.
+    for (const s of [local, remote, tap.raw]) s.destroy();
+    return new Error(`the native data plane did not take the link: ${(err as Error).message}`);
+  }
   // The engine holds duplicates of both descriptors: Node's sockets close
   // without a word to either side (the tap is detached: node:tls can write nothing).
   link.release();

@@ -178,6 +178,11 @@ export class Link {
       },
       (reason, counters) => this.nativeClosed(reason, counters),
       (result) => {
+        if (result instanceof Error) {
+          this.closeReason = result.message;
+          this.deps.metrics.handovers.labels('failed').inc();
+          return;
+        }
         if (typeof result === 'number') {
           // Bytes Node relayed itself; everything after (the leftovers included) the engine counts.
           this.nativeId = result;

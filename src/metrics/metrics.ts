@@ -116,7 +116,7 @@ export class GatewayMetrics {
     });
     this.handovers = new Counter({
       name: 'beamgate_link_handovers_total',
-      help: 'Established links handed to the native data plane (native), or kept on node:tls when that could not be done (stayed).',
+      help: 'Established links handed to the native data plane (native), kept on node:tls when that could not be done (stayed), or lost when the engine refused one the tap had let go (failed).',
       labelNames: ['result'],
       registers,
     });
@@ -185,7 +185,7 @@ export class GatewayMetrics {
     // A server only sees peers that reached it.
     for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
-    for (const result of ['native', 'stayed'] as const) this.handovers.labels(result).inc(0);
+    for (const result of ['native', 'stayed', 'failed'] as const) this.handovers.labels(result).inc(0);
     for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
     for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });
