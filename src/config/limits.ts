@@ -131,8 +131,8 @@ export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
 /**
  * The native data plane (src/fastpath/): the most one read takes from a
  * socket (the relay thread's two scratch buffers are this large, once per
- * process; a link holds memory of its own only while a write is short or a
- * record is split across reads, at most one record of ciphertext).
+ * process; a link holds buffers only while a write is short or a record is
+ * split across reads).
  */
 export const NATIVE_READ_BYTES = 256 * 1024;
 /** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */
