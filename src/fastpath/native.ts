@@ -95,10 +95,6 @@ export class NativeEngine {
     const c = this.binding.stats(id);
     return c && counters(c);
   }
-
-  get links(): number {
-    return this.closed.size;
-  }
 }
 
 function counters(c: number[]): NativeCounters {
