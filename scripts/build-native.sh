@@ -5,9 +5,17 @@
 # either, it says so and exits 0: gateways then relay on node:tls (the
 # fallback, the same records on the wire). BEAMGATE_NATIVE=0 skips the build
 # and removes an old module.
+#   build-native.sh --sanitize   builds build/fastpath-asan.node instead, with
+#   AddressSanitizer and UBSan (any report aborts), for the engine's tests:
+#   it loads into node only with libasan preloaded (test/native/sanitizer.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/fastpath.node
+flags=(-O2)
+if [ "${1:-}" = "--sanitize" ]; then
+  out=build/fastpath-asan.node
+  flags=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all)
+fi
 mkdir -p build
 if [ "${BEAMGATE_NATIVE:-1}" = "0" ]; then
   rm -f "$out"
@@ -29,9 +37,13 @@ if [ -z "$inc" ]; then
   exit 0
 fi
 mkdir -p build
-"$cc" -O2 -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -fvisibility=hidden \
-  -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/fastpath.c
+"$cc" "${flags[@]}" -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -fvisibility=hidden \
+  -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/fastpath.c native/relay.c native/record.c native/frames.c
 mv "$out.tmp" "$out"
 # The module must load into this node (its OpenSSL symbols resolve at load time).
-node -e 'require(process.argv[1])' "$PWD/$out"
+if [ "$out" = build/fastpath.node ]; then
+  node -e 'require(process.argv[1])' "$PWD/$out"
+else
+  LD_PRELOAD="$("$cc" -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 node -e 'require(process.argv[1])' "$PWD/$out"
+fi
 echo "build-native: built $out"

@@ -123,6 +123,13 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   registryRedialMaxMs: 5_000,
 });
 
+/**
+ * The longest any `...Ms` limit may be: Node's timers fire at once for
+ * anything longer (2^31 - 1 ms), and the native engine's close grace is
+ * bounded by the same rule.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /** The shortest peerProbeIntervalMs a roster may set. */
 export const MIN_PEER_PROBE_INTERVAL_MS = 1_000;
 
@@ -135,5 +142,18 @@ export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
  * split across reads).
  */
 export const NATIVE_READ_BYTES = 256 * 1024;
+/**
+ * The native data plane sends a KeyUpdate (RFC 8446 §4.6.3) once a key has
+ * sealed this many records: §5.5 allows AES-GCM about 2^24.5 full records
+ * under one key. The peer follows it (node:tls does too); nothing is cut.
+ */
+export const NATIVE_REKEY_RECORDS = 2 ** 24;
+/**
+ * The largest post-handshake message (a NewSessionTicket) the native data
+ * plane takes from a peer: node:tls sends tickets of a few hundred bytes, and
+ * a message split across records is held until whole, so this bounds what a
+ * peer can make a link hold.
+ */
+export const NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES = 16 * 1024;
 /** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */
 export const HANDOVER_TIMEOUT_MS = 2_000;

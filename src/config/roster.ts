@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits, MIN_PEER_PROBE_INTERVAL_MS } from './limits.js';
+import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits, MAX_TIMEOUT_MS, MIN_PEER_PROBE_INTERVAL_MS } from './limits.js';
 import { type HostPort, isLoopbackV4, isPort, LOCAL_LOOPBACK, parseHostPort } from './address.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { Policy } from '../policy/policy.js';
@@ -371,6 +371,7 @@ function parseLimits(p: Problems, value: unknown): Limits {
     const v = l[key];
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) p.add(`limits.${key}`, 'must be a positive integer');
+    else if (key.endsWith('Ms') && v > MAX_TIMEOUT_MS) p.add(`limits.${key}`, `must be at most ${MAX_TIMEOUT_MS} (about 24.8 days: the longest wait a timer takes)`);
     else limits[key] = v;
   }
   if (limits.maxLinksPerPeer > limits.maxLinks) p.add('limits.maxLinksPerPeer', 'must not exceed limits.maxLinks');

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { NATIVE_READ_BYTES } from '../config/limits.js';
+import { NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES, NATIVE_READ_BYTES, NATIVE_REKEY_RECORDS } from '../config/limits.js';
 
 /** Where scripts/build-native.sh puts the module. */
 export const NATIVE_MODULE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/fastpath.node');
@@ -34,13 +34,16 @@ export interface ScanState {
 export interface AdoptArgs {
   localFd: number;
   remoteFd: number;
+  /** The AEAD and the key schedule's hash, by their node:crypto names (src/fastpath/keys.ts). */
   cipher: string;
-  txKey: Buffer;
-  txIv: Buffer;
+  hash: string;
+  /** Each direction's application traffic secret and next record number: the engine derives keys and IVs, and KeyUpdate's next ones. */
+  txSecret: Buffer;
   txSeq: number;
-  rxKey: Buffer;
-  rxIv: Buffer;
+  rxSecret: Buffer;
   rxSeq: number;
+  /** Whether this gateway is the connection's TLS client (only a server may send session tickets). */
+  client: boolean;
   /** Plaintext read from the local node, not yet sealed. */
   toRemote: Buffer;
   /** Plaintext node:tls opened, not yet written to the local node. */
@@ -60,24 +63,46 @@ export interface NativeCounters {
   framesIn: number;
   ticksOut: number;
   ticksIn: number;
+  /** KeyUpdates sent (a key sealed NATIVE_REKEY_RECORDS records, or the peer asked) and received. */
+  keyUpdatesOut: number;
+  keyUpdatesIn: number;
 }
 
-interface Binding {
-  init(onClose: (id: number, reason: string, ...counters: number[]) => void, readBytes: number): void;
+/** The engine's bounds, fixed for the process (src/config/limits.ts). */
+export interface EngineOptions {
+  readBytes: number;
+  rekeyRecords: number;
+  maxHandshakeMessageBytes: number;
+}
+
+export const ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
+  readBytes: NATIVE_READ_BYTES,
+  rekeyRecords: NATIVE_REKEY_RECORDS,
+  maxHandshakeMessageBytes: NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES,
+});
+
+/** native/fastpath.c's exports. */
+export interface Binding {
+  init(onClose: (id: number, reason: string, ...counters: number[]) => void, options: EngineOptions): void;
   adopt(args: AdoptArgs): number;
   close(id: number, abortive: boolean): boolean;
   stats(id: number): number[] | undefined;
+  buffered(): number;
+  trim(): boolean;
 }
 
 export class NativeEngine {
   private readonly closed = new Map<number, (reason: string, counters: NativeCounters) => void>();
 
-  constructor(private readonly binding: Binding) {
+  constructor(
+    private readonly binding: Binding,
+    options: EngineOptions = ENGINE_OPTIONS,
+  ) {
     binding.init((id, reason, ...c) => {
       const cb = this.closed.get(id);
       this.closed.delete(id);
       cb?.(reason, counters(c));
-    }, NATIVE_READ_BYTES);
+    }, options);
   }
 
   /** Hands a link over; `onClose` runs once, on this thread, when the relay thread has closed both sockets. */
@@ -95,10 +120,25 @@ export class NativeEngine {
     const c = this.binding.stats(id);
     return c && counters(c);
   }
+
+  /** Bytes all native links hold in buffers: output a socket has not taken, records or messages split across reads. */
+  buffered(): number {
+    return this.binding.buffered();
+  }
+
+  /** Gives freed heap memory back to the kernel (glibc's malloc_trim); whether any was. */
+  trim(): boolean {
+    return this.binding.trim();
+  }
 }
 
 function counters(c: number[]): NativeCounters {
-  return { bytesOut: c[0]!, bytesIn: c[1]!, framesOut: c[2]!, framesIn: c[3]!, ticksOut: c[4]!, ticksIn: c[5]! };
+  return { bytesOut: c[0]!, bytesIn: c[1]!, framesOut: c[2]!, framesIn: c[3]!, ticksOut: c[4]!, ticksIn: c[5]!, keyUpdatesOut: c[6]!, keyUpdatesIn: c[7]! };
+}
+
+/** Loads a build of native/fastpath.c from `file` (the shipped one, or a sanitizer build in the engine's tests). */
+export function loadBinding(file: string): Binding {
+  return createRequire(import.meta.url)(file) as Binding;
 }
 
 let engine: NativeEngine | undefined;
@@ -115,7 +155,7 @@ export function nativeEngine(mode: DataPlaneMode): { engine: NativeEngine | unde
     if (!existsSync(NATIVE_MODULE)) loadError = `${NATIVE_MODULE} is not built (scripts/build-native.sh)`;
     else {
       try {
-        engine = new NativeEngine(createRequire(import.meta.url)(NATIVE_MODULE) as Binding);
+        engine = new NativeEngine(loadBinding(NATIVE_MODULE));
       } catch (err) {
         loadError = `${NATIVE_MODULE} did not load: ${(err as Error).message}`;
       }

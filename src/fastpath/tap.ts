@@ -32,6 +32,8 @@ class Direction {
   private unclassified: Buffer[] = [];
   /** Set once the suite and this direction's secret are known. */
   keys: TrafficKeys | undefined;
+  /** The application traffic secret the keys come from (the native plane derives KeyUpdate's next keys from it). */
+  secret: Buffer | undefined;
 
   constructor(private readonly tap: TlsTap) {}
 
@@ -71,9 +73,12 @@ class Direction {
 /** What a link needs to leave node:tls: both directions' keys and sequence numbers, and the unread ciphertext. */
 export interface TapState {
   suite: Suite;
+  role: TapRole;
   tx: TrafficKeys;
+  txSecret: Buffer;
   txSeq: number;
   rx: TrafficKeys;
+  rxSecret: Buffer;
   rxSeq: number;
   /** Ciphertext read from the socket that node:tls has not consumed, in order. */
   unread: Buffer;
@@ -141,8 +146,14 @@ export class TlsTap extends Duplex {
     if (!this.suite) return;
     const ours = this.role === 'client' ? this.secrets.client : this.secrets.server;
     const theirs = this.role === 'client' ? this.secrets.server : this.secrets.client;
-    if (ours && !this.txDir.keys) this.txDir.keys = trafficKeys(this.suite, ours);
-    if (theirs && !this.rxDir.keys) this.rxDir.keys = trafficKeys(this.suite, theirs);
+    if (ours && !this.txDir.keys) {
+      this.txDir.keys = trafficKeys(this.suite, ours);
+      this.txDir.secret = ours;
+    }
+    if (theirs && !this.rxDir.keys) {
+      this.rxDir.keys = trafficKeys(this.suite, theirs);
+      this.rxDir.secret = theirs;
+    }
     this.txDir.classify();
     this.rxDir.classify();
   }
@@ -219,7 +230,7 @@ export class TlsTap extends Duplex {
     if (this.detached) return 'already detached';
     if (this.opaque) return 'the peer sent bytes that are not TLS records';
     if (!this.suite) return 'the negotiated cipher suite is not one the native data plane supports';
-    if (!this.txDir.keys || !this.rxDir.keys) return 'the traffic secrets were not logged';
+    if (!this.txDir.keys || !this.rxDir.keys || !this.txDir.secret || !this.rxDir.secret) return 'the traffic secrets were not logged';
     if (this.txDir.pending || this.rxDir.pending) return 'records not yet classified';
     if (!this.flushed) return 'node:tls still has bytes to write';
     // Everything node:tls has not consumed: records queued in this stream, the
@@ -237,7 +248,17 @@ export class TlsTap extends Duplex {
     const rxSeq = this.rxDir.appRecords - queuedRecords;
     assert.ok(rxSeq >= 0, 'more records queued than were counted');
     this.detached = true;
-    return { suite: this.suite, tx: this.txDir.keys, txSeq: this.txDir.appRecords, rx: this.rxDir.keys, rxSeq, unread: Buffer.concat(unread) };
+    return {
+      suite: this.suite,
+      role: this.role,
+      tx: this.txDir.keys,
+      txSecret: this.txDir.secret,
+      txSeq: this.txDir.appRecords,
+      rx: this.rxDir.keys,
+      rxSecret: this.rxDir.secret,
+      rxSeq,
+      unread: Buffer.concat(unread),
+    };
   }
 }
 

@@ -56,7 +56,7 @@ type Flow = 'out' | 'in';
 export class Link {
   readonly startedAt = Date.now();
   private readonly bytes = { out: 0, in: 0 };
-  private readonly flushed = { bytesOut: 0, bytesIn: 0, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0 };
+  private readonly flushed: NativeCounters = { bytesOut: 0, bytesIn: 0, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0, keyUpdatesOut: 0, keyUpdatesIn: 0 };
   private handshakeTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private socketsOpen = 2;
@@ -186,7 +186,7 @@ export class Link {
         if (typeof result === 'number') {
           // Bytes Node relayed itself; everything after (the leftovers included) the engine counts.
           this.nativeId = result;
-          this.nativeCounters = { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0 };
+          this.nativeCounters = { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0, keyUpdatesOut: 0, keyUpdatesIn: 0 };
           this.deps.metrics.handovers.labels('native').inc();
           return;
         }
@@ -226,7 +226,7 @@ export class Link {
     }
     const l = this.localStream;
     const r = this.remoteStream;
-    return { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: l.frames, framesIn: r.frames, ticksOut: l.ticks, ticksIn: r.ticks };
+    return { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: l.frames, framesIn: r.frames, ticksOut: l.ticks, ticksIn: r.ticks, keyUpdatesOut: 0, keyUpdatesIn: 0 };
   }
 
   private forward(chunk: Buffer, flow: Flow): void {
@@ -309,12 +309,16 @@ export class Link {
     add(metrics.frames, 'in', t.framesIn, f.framesIn);
     if (t.ticksOut > f.ticksOut) metrics.ticks.labels(peer, 'out').inc(t.ticksOut - f.ticksOut);
     if (t.ticksIn > f.ticksIn) metrics.ticks.labels(peer, 'in').inc(t.ticksIn - f.ticksIn);
+    if (t.keyUpdatesOut > f.keyUpdatesOut) metrics.keyUpdates.labels(peer, 'out').inc(t.keyUpdatesOut - f.keyUpdatesOut);
+    if (t.keyUpdatesIn > f.keyUpdatesIn) metrics.keyUpdates.labels(peer, 'in').inc(t.keyUpdatesIn - f.keyUpdatesIn);
     this.flushed.bytesOut = Math.max(f.bytesOut, t.bytesOut);
     this.flushed.bytesIn = Math.max(f.bytesIn, t.bytesIn);
     this.flushed.framesOut = Math.max(f.framesOut, t.framesOut);
     this.flushed.framesIn = Math.max(f.framesIn, t.framesIn);
     this.flushed.ticksOut = Math.max(f.ticksOut, t.ticksOut);
     this.flushed.ticksIn = Math.max(f.ticksIn, t.ticksIn);
+    this.flushed.keyUpdatesOut = Math.max(f.keyUpdatesOut, t.keyUpdatesOut);
+    this.flushed.keyUpdatesIn = Math.max(f.keyUpdatesIn, t.keyUpdatesIn);
   }
 
   get isFinished(): boolean {

@@ -27,7 +27,7 @@ export const REFUSAL_REASONS = [
   'handshake_too_large', // a handshake message over the limit
   'handshake_timeout', // distribution handshake did not finish in time
   'frame_too_large', // a distribution frame over the limit
-  'bad_record', // on the native data plane: a TLS record from the peer gateway that fails to open, or one it does not take (KeyUpdate)
+  'bad_record', // on the native data plane: a TLS record or post-handshake message from the peer gateway that RFC 8446 says ends the connection (bad tag, record_overflow, unexpected_message, ...)
   'buffer_limit', // too many bytes held before the link was established
   'limit_reached', // connection limits (total or per peer) reached
   'peer_unreachable', // the peer gateway could not be reached
@@ -81,6 +81,7 @@ export class GatewayMetrics {
   readonly bytes: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
   readonly frames: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
   readonly ticks: Counter<'peer' | 'direction'>;
+  readonly keyUpdates: Counter<'peer' | 'direction'>;
   readonly epmdRegistrations: Counter<'result'>;
   readonly epmdLookups: Counter<'scope' | 'result'>;
   readonly epmdNodesRegistered: Gauge;
@@ -143,6 +144,12 @@ export class GatewayMetrics {
       registers,
     });
     this.ticks = new Counter({ name: 'beamgate_ticks_total', help: 'Distribution keep-alive ticks relayed.', labelNames: ['peer', 'direction'], registers });
+    this.keyUpdates = new Counter({
+      name: 'beamgate_tls_key_updates_total',
+      help: 'TLS 1.3 KeyUpdates on native links: out, sent when a key has sealed its share of records (RFC 8446 §5.5) or the peer asked; in, taken from the peer.',
+      labelNames: ['peer', 'direction'],
+      registers,
+    });
     this.epmdRegistrations = new Counter({ name: 'beamgate_epmd_registrations_total', help: 'EPMD ALIVE2 registrations, by result.', labelNames: ['result'], registers });
     this.epmdLookups = new Counter({ name: 'beamgate_epmd_lookups_total', help: 'EPMD PORT_PLEASE2 and NAMES requests, by scope and result.', labelNames: ['scope', 'result'], registers });
     this.epmdNodesRegistered = new Gauge({ name: 'beamgate_epmd_nodes_registered', help: 'Local nodes registered with this gateway now.', registers });

@@ -239,12 +239,12 @@ describe.each(['TLS_AES_256_GCM_SHA384', 'TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20
           localFd: fdOf(nodeSide),
           remoteFd: fdOf(p.clientTap.raw),
           cipher: c.suite.aead,
-          txKey: c.tx.key,
-          txIv: c.tx.iv,
+          hash: c.suite.hash,
+          txSecret: c.txSecret,
           txSeq: c.txSeq,
-          rxKey: c.rx.key,
-          rxIv: c.rx.iv,
+          rxSecret: c.rxSecret,
           rxSeq: c.rxSeq,
+          client: true,
           toRemote: Buffer.alloc(0),
           toLocal: Buffer.alloc(0),
           fromRemote: c.unread,
@@ -271,7 +271,7 @@ describe.each(['TLS_AES_256_GCM_SHA384', 'TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20
       const atNode = readBytes(node, back.length);
       p.server.write(back);
       expect((await atNode).equals(back)).toBe(true);
-      expect(engine!.counters(id)).toEqual({ bytesOut: out.length + 4, bytesIn: back.length, framesOut: 1, framesIn: 2, ticksOut: 1, ticksIn: 0 });
+      expect(engine!.counters(id)).toEqual({ bytesOut: out.length + 4, bytesIn: back.length, framesOut: 1, framesIn: 2, ticksOut: 1, ticksIn: 0, keyUpdatesOut: 0, keyUpdatesIn: 0 });
 
       // The node hangs up: node:tls sees close_notify and EOF, answers with its own, and the link is over.
       const serverEnded = new Promise<void>((r) => p.server.once('end', r));

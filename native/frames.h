@@ -1,0 +1,24 @@
+// The distribution frame scanner of the native data plane: walks the 4-byte
+// length prefixes of a link's frames (ticks are frames of length 0) as bytes
+// pass, without copying them, and refuses a frame over the link's limit.
+// Shared by the relay thread and the fuzz target.
+
+#ifndef BEAMGATE_FRAMES_H
+#define BEAMGATE_FRAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  uint32_t remaining;     // payload bytes of the current frame still to pass
+  uint32_t header;        // a length prefix split across reads
+  uint32_t header_bytes;  // how much of it has arrived (0-3)
+  uint64_t max_frame;
+} frame_scan_t;
+
+// Walks p[0, n); adds the frames and ticks that start in it. False (reason
+// set, as "refused:frame_too_large:...") on a frame over the limit.
+bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, uint64_t *ticks, char *reason, size_t reason_len);
+
+#endif

@@ -1,0 +1,65 @@
+// The relay thread of the native data plane: owns every adopted link's two
+// sockets and cipher state, and moves bytes between them with epoll. One
+// other thread, the owner (Node's JS thread, through fastpath.c), adopts
+// links, asks them to close, reads their counters and frees them once their
+// close has been reported; the relay thread does everything else. The two
+// share only the command queue and the link table (under one mutex) and the
+// counters (atomics).
+
+#ifndef BEAMGATE_RELAY_H
+#define BEAMGATE_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frames.h"
+
+typedef struct link link_t;
+
+typedef struct {
+  size_t read_bytes;       // the most one read takes from a socket
+  uint64_t rekey_records;  // records sealed under one key before we send a KeyUpdate (RFC 8446 §5.5)
+  size_t max_hs_message;   // the largest post-handshake message a peer may send
+  // Called once per link when it has closed (on the relay thread, or on the
+  // owner's inside relay_adopt); the owner then calls relay_release.
+  void (*report)(link_t *l);
+} relay_config_t;
+
+typedef struct {
+  int local_fd, remote_fd;  // duplicated: the caller keeps (and closes) its own
+  const char *cipher, *hash;
+  const uint8_t *tx_secret, *rx_secret;
+  size_t tx_secret_len, rx_secret_len;
+  uint64_t tx_seq, rx_seq;
+  bool client;  // we are the TLS client of this connection
+  const uint8_t *to_remote, *to_local, *from_remote;
+  size_t to_remote_len, to_local_len, from_remote_len;
+  frame_scan_t out_scan, in_scan;  // max_frame is taken from here
+  uint64_t out_frames, out_ticks, in_frames, in_ticks;
+  uint32_t grace_ms;
+} relay_adopt_t;
+
+// bytesOut, bytesIn, framesOut, framesIn, ticksOut, ticksIn, keyUpdatesOut, keyUpdatesIn
+#define RELAY_COUNTERS 8
+
+// Starts the relay thread; false (err set) if it is running or cannot start.
+bool relay_start(const relay_config_t *cfg, char *err, size_t err_len);
+// Owner thread only. The link's id, or -1 with err set (nothing was taken).
+long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len);
+// Owner thread only: asks a link to end (abortive: at once; else both streams
+// end, then close within the grace). False if no such link.
+bool relay_close(uint32_t id, bool abortive);
+// Owner thread only: false once the link is gone.
+bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]);
+// Bytes all links hold in buffers now: output a socket has not taken, records
+// split across reads, post-handshake messages split across records.
+size_t relay_buffered(void);
+// Of a reported link, on the owner thread.
+uint32_t relay_link_id(const link_t *l);
+const char *relay_link_reason(const link_t *l);
+void relay_link_counters(const link_t *l, uint64_t out[RELAY_COUNTERS]);
+// Owner thread only, once per reported link: frees it.
+void relay_release(link_t *l);
+
+#endif
