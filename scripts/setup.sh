@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what beamgate needs on a fresh Debian machine with Node.js 20:
-# Erlang/OTP (real nodes for the demo and tests), Elixir, stunnel4 and
+# Erlang/OTP (real nodes for the demo and tests), Elixir, the native engine's
+# sanitizer and fuzzing toolchain (gcc's ASan/UBSan, clang-14, libssl-dev), stunnel4 and
 # Prometheus (tests and benchmark), docker-compose (validates the compose file),
 # RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
 # in the tests), then the npm packages, then builds, then the Debian roots with
@@ -20,6 +21,15 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
+# The native engine's own tests: its AddressSanitizer build (gcc's libasan,
+# libubsan) and the libFuzzer target (clang-14 with its fuzzer runtime, and
+# libcrypto's headers).
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -e "$(gcc -print-file-name=libasan.so 2>/dev/null)" ] || need+=(libasan8)
+[ -e "$(gcc -print-file-name=libubsan.so 2>/dev/null)" ] || need+=(libubsan1)
+command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+[ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 if [ "${BEAMGATE_OTP_ROOTS:-1}" != "0" ]; then
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer target over the native data plane's record layer and
+# frame scanner (native/fuzz/record_fuzz.c) into build/record-fuzz, with
+# AddressSanitizer and UBSan. Needs clang-14 with its fuzzer runtime
+# (Debian's clang-14 and libclang-rt-14-dev, which scripts/setup.sh installs)
+# and libcrypto's headers (libssl-dev). Run it as
+#   build/record-fuzz -runs=N native/fuzz/corpus   (see test/native/fuzz.test.ts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cc="${FUZZ_CC:-clang-14}"
+command -v "$cc" >/dev/null 2>&1 || { echo "build-fuzz: $cc is not installed (scripts/setup.sh installs clang-14 and libclang-rt-14-dev)" >&2; exit 1; }
+mkdir -p build
+"$cc" -g -O1 -std=gnu11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -o build/record-fuzz.tmp native/fuzz/record_fuzz.c native/record.c native/frames.c -lcrypto
+mv build/record-fuzz.tmp build/record-fuzz
+echo "build-fuzz: built build/record-fuzz"
