@@ -8,6 +8,7 @@
 #
 #   BEAMGATE_OTP_ROOTS=0         skip (the RabbitMQ 4 tests say they are skipped)
 #   BEAMGATE_ROOTS_DIR=DIR       where the roots live (default /var/cache/beamgate/roots)
+#   BEAMGATE_OTP_ROOT_SUITES=... without trixie: skip too (nothing to make it from)
 #
 # Built in DIR/trixie-rabbitmq.partial and renamed to DIR/trixie-rabbitmq only
 # once it works; its log is DIR/trixie-rabbitmq.log. The install starts no
@@ -77,6 +78,11 @@ if [ -d "$ROOT" ] && works "$ROOT"; then
   exit 0
 fi
 if [ ! -x "$BASE/usr/bin/erl" ]; then
+  # Left out on purpose (otp-roots.sh was told to make other roots only): say so, as BEAMGATE_OTP_ROOTS=0 does.
+  case " ${BEAMGATE_OTP_ROOT_SUITES:-trixie} " in
+    *" trixie "*) ;;
+    *) echo "rabbitmq-root: skipped (BEAMGATE_OTP_ROOT_SUITES leaves out trixie, which it is made from)"; exit 0 ;;
+  esac
   echo "rabbitmq-root: $BASE does not exist: run bash scripts/otp-roots.sh first" >&2
   exit 1
 fi
