@@ -75,9 +75,13 @@ function installedVersion(root: string): string | null {
   return dir ? dir.slice('rabbitmq_server-'.length) : null;
 }
 
+/** How long `erl` may take to print its release (in a root, on a loaded machine). */
+const OTP_PROBE_TIMEOUT_MS = 60_000;
+
+/** The OTP release `erl` reports when run with `prefix` (into a root, or none), or '?'. */
 function otpIn(prefix: string[]): string {
   const [cmd, ...args] = [...prefix, 'erl', '-noshell', '-eval', 'io:put_chars(erlang:system_info(otp_release)), halt().'];
-  const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: OTP_PROBE_TIMEOUT_MS });
   return r.status === 0 ? r.stdout.trim() : '?';
 }
 
