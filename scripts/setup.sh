@@ -6,7 +6,9 @@
 # RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
 # in the tests), then the npm packages, then builds, then the Debian roots with
 # OTP 27 and 29 for the compatibility suite and the benchmark
-# (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
+# (scripts/otp-roots.sh), and the RabbitMQ 4 root derived from trixie's for the
+# RabbitMQ suite (scripts/rabbitmq-root.sh); all cached, BEAMGATE_OTP_ROOTS=0
+# skips them. Safe to run again.
 # On a machine run by systemd it disables Debian's epmd.socket (a real EPMD on
 # every address, scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
@@ -74,4 +76,5 @@ npm run build
 # The optional native data plane (needs cc and Node's headers; without them links stay on node:tls).
 bash scripts/build-native.sh
 bash scripts/otp-roots.sh
+bash scripts/rabbitmq-root.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"

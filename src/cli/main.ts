@@ -12,6 +12,7 @@ import { ConfigError, gatewayOrThrow, loadRoster, tlsPathsFor } from '../config/
 import { ConfigWatcher, MAX_RELOAD_INTERVAL_S, MIN_RELOAD_INTERVAL_S } from '../config/watch.js';
 import { isValidCookie, writeCookieHome } from '../erlang/cookie.js';
 import { erlFlags, etcHosts, inetrc, shellQuote, walledOff } from '../erlang/flags.js';
+import { exportLines, parseRabbitVersion, rabbitmqEnv } from '../erlang/rabbitmq.js';
 import { Gateway } from '../gateway.js';
 import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
@@ -41,8 +42,11 @@ usage:
                                                        --retire-old-ca, leave only it in the bundle
   beamgate hosts      --config ROSTER --gateway NAME [--format inetrc|hosts] [--out FILE]
                                                        host name mapping for the nodes on NAME's host
-  beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden]
-                                                       the erl flags a node needs behind its gateway
+  beamgate node-flags --config ROSTER --node NAME --inetrc PATH [--hidden] [--rabbitmq VERSION]
+                                                       the erl flags a node needs behind its gateway; with
+                                                       --rabbitmq 3.10|4.0, the environment RabbitMQ's
+                                                       scripts need for that broker and its CLI, as export
+                                                       lines (docs/rabbitmq.md)
   beamgate cookie-home --out DIR                       write the cookie read from stdin to DIR/.erlang.cookie
                                                        (mode 0400, DIR 0700): start nodes with HOME=DIR
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
@@ -96,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       node: { type: 'string' },
       inetrc: { type: 'string' },
+      rabbitmq: { type: 'string' },
       hidden: { type: 'boolean' },
       dir: { type: 'string' },
       once: { type: 'boolean' },
@@ -252,6 +257,13 @@ async function main(argv: string[]): Promise<number> {
       const host = values.node.slice(values.node.indexOf('@') + 1);
       const gw = node ? roster.gateways.get(node.gateway) : [...roster.gateways.values()].find((g) => g.host === host);
       if (!gw) throw new ConfigError([`${values.node}: no gateway has host ${host}`]);
+      if (values.rabbitmq !== undefined) {
+        // The broker's and the CLI's forms differ by RabbitMQ version: src/erlang/rabbitmq.ts says why.
+        if (!node) throw new ConfigError([`--rabbitmq: ${values.node} is not a node of the roster (a broker needs its port there)`]);
+        const env = rabbitmqEnv({ node: values.node, distPort: node.port, epmdPort: gw.epmdPort, inetrcPath: values.inetrc, rabbitmq: parseRabbitVersion(values.rabbitmq) });
+        console.log(exportLines(env));
+        return 0;
+      }
       const walled = walledOff(roster, values.node);
       const flags = erlFlags({
         name: values.node,

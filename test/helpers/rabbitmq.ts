@@ -1,9 +1,15 @@
 // Real RabbitMQ brokers (Debian's rabbitmq-server) behind beamgate, one per
 // namespace host: the roster, certificates and inetrc files, a gateway per
 // host as a `beamgate run` process, then each broker started the way
-// RabbitMQ's own scripts start it (`rabbitmq-server` with environment
-// variables, no hand-made erl command line), and rabbitmqctl and an AMQP
-// client run inside the hosts with bounded timeouts.
+// RabbitMQ's own scripts start it (`rabbitmq-server` with the environment
+// `beamgate node-flags --rabbitmq` gives, no hand-made erl command line), and
+// rabbitmqctl and an AMQP client run inside the hosts with bounded timeouts.
+//
+// Two installs: this machine's (bookworm, RabbitMQ 3.10 on OTP 25) and the
+// RabbitMQ 4 root scripts/rabbitmq-root.sh makes (trixie, 4.0 on OTP 27), in
+// which the broker and its CLI run through `unshare --mount` + `chroot`
+// (src/erlang/roots.ts) inside the namespace host, with the lab's directory
+// bound in. The gateways and the AMQP client run from this machine in both.
 //
 // Each host has its own HOME (the cookie, mode 0400, in $HOME/.erlang.cookie:
 // never in argv), its own Mnesia and log directories and config files; the
@@ -13,7 +19,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +28,8 @@ import { issueCerts } from '../../src/cli/certs.js';
 import { loadRoster, type Roster } from '../../src/config/roster.js';
 import { writeCookieHome } from '../../src/erlang/cookie.js';
 import { inetrc } from '../../src/erlang/flags.js';
+import { type RabbitMajor, rabbitmqEnv } from '../../src/erlang/rabbitmq.js';
+import { ROOTS_DIR, rootPrefix } from '../../src/erlang/roots.js';
 import { NetGateway, NetnsLab } from './netns.js';
 
 /** RabbitMQ's own start script (the upstream one: Debian's /usr/sbin wrapper would su to the rabbitmq user and reset HOME). */
@@ -45,9 +53,81 @@ export const AMQP_TIMEOUT_MS = 60_000;
 /** Output of a command kept at most. */
 const MAX_OUTPUT = 4 * 1024 * 1024;
 
+/** Where scripts/rabbitmq-root.sh puts the RabbitMQ 4 root. */
+export const RABBITMQ4_ROOT = join(ROOTS_DIR, 'trixie-rabbitmq');
+
+/** A RabbitMQ install the lab runs brokers and CLI from. */
+export interface RabbitInstall {
+  major: RabbitMajor;
+  /** The full version, from the rabbit application's directory (e.g. 3.10.8, 4.0.5). */
+  version: string;
+  /** The OTP release it runs on. */
+  otp: string;
+  /** The Debian root it lives in, or undefined for this machine's own. */
+  root: string | undefined;
+}
+
+/** The version of the rabbit application under `root` (or this machine), or null when none is installed. */
+function installedVersion(root: string): string | null {
+  const lib = join(root, 'usr/lib/rabbitmq/lib');
+  if (!existsSync(join(root, RABBITMQ_SERVER)) || !existsSync(join(root, RABBITMQCTL)) || !existsSync(lib)) return null;
+  const dir = readdirSync(lib).find((d) => d.startsWith('rabbitmq_server-'));
+  return dir ? dir.slice('rabbitmq_server-'.length) : null;
+}
+
+/** How long `erl` may take to print its release (in a root, on a loaded machine). */
+const OTP_PROBE_TIMEOUT_MS = 60_000;
+
+/** The OTP release `erl` reports when run with `prefix` (into a root, or none), or '?'. */
+function otpIn(prefix: string[]): string {
+  const [cmd, ...args] = [...prefix, 'erl', '-noshell', '-eval', 'io:put_chars(erlang:system_info(otp_release)), halt().'];
+  const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: OTP_PROBE_TIMEOUT_MS });
+  return r.status === 0 ? r.stdout.trim() : '?';
+}
+
+/**
+ * The install of RabbitMQ `major`, or a sentence saying why there is none:
+ * 3 is this machine's package (scripts/setup.sh installs it), 4 the root
+ * scripts/rabbitmq-root.sh makes (set-up makes it unless BEAMGATE_OTP_ROOTS=0).
+ */
+export function findRabbitmq(major: RabbitMajor): RabbitInstall | string {
+  const known = found.get(major);
+  if (known !== undefined) return known;
+  const result = probeRabbitmq(major);
+  found.set(major, result);
+  return result;
+}
+const found = new Map<RabbitMajor, RabbitInstall | string>();
+
+function probeRabbitmq(major: RabbitMajor): RabbitInstall | string {
+  if (major === '3') {
+    const version = installedVersion('/');
+    if (version === null) return `RabbitMQ is not installed (${RABBITMQ_SERVER}); scripts/setup.sh installs Debian's rabbitmq-server`;
+    if (!version.startsWith('3.')) return `this machine's RabbitMQ is ${version}, not 3.x`;
+    return { major, version, otp: otpIn([]), root: undefined };
+  }
+  const version = installedVersion(RABBITMQ4_ROOT);
+  if (version === null) return `RabbitMQ 4 needs the root ${RABBITMQ4_ROOT}, which does not exist: run bash scripts/rabbitmq-root.sh (scripts/setup.sh does, unless BEAMGATE_OTP_ROOTS=0)`;
+  if (!version.startsWith('4.')) return `${RABBITMQ4_ROOT} holds RabbitMQ ${version}, not 4.x`;
+  if (process.getuid?.() !== 0) return `RabbitMQ 4 runs in ${RABBITMQ4_ROOT} with unshare and chroot, which need root`;
+  return { major, version, otp: otpIn(rootPrefix(RABBITMQ4_ROOT, [])), root: RABBITMQ4_ROOT };
+}
+
 export function rabbitmqUnavailableReason(): string | null {
-  if (!existsSync(RABBITMQ_SERVER) || !existsSync(RABBITMQCTL)) return `RabbitMQ is not installed (${RABBITMQ_SERVER}); scripts/setup.sh installs Debian's rabbitmq-server`;
-  return null;
+  const found = findRabbitmq('3');
+  return typeof found === 'string' ? found : null;
+}
+
+/**
+ * Why a CLI run failed before it could do anything, when its own VM did not
+ * boot (e.g. RABBITMQ_CTL_ERL_ARGS quoted for another RabbitMQ version:
+ * `Could not start kernel pid (application_controller) ({bad_environment_value,"PATH"})`),
+ * or null when it booted (and then perhaps could not reach the broker).
+ */
+export function cliBootFailure(r: CommandResult): string | null {
+  const out = `${r.stdout}\n${r.stderr}`;
+  const line = out.split('\n').find((l) => /Could not start kernel pid|Kernel pid terminated|Runtime terminating during boot/.test(l));
+  return line === undefined ? null : line.trim().slice(0, 500);
 }
 
 export interface RabbitHostSpec {
@@ -69,6 +149,14 @@ export interface RabbitLabOptions {
   netTicktimeS: number;
   /** Lines of rabbitmq.conf every broker gets after the harness's own. */
   rabbitConf?: string[];
+  /** Where brokers and CLI run from (default: this machine's RabbitMQ 3). */
+  install?: RabbitInstall;
+  /**
+   * The CLI environment as written for another RabbitMQ major release than
+   * the install's (a user following the wrong instructions), to show what
+   * the harness reports then; default the install's own.
+   */
+  ctlFormOf?: RabbitMajor;
 }
 
 export interface CommandResult {
@@ -88,6 +176,8 @@ export class Broker {
     readonly distPort: number,
     readonly dir: string,
     readonly env: NodeJS.ProcessEnv,
+    /** Command words before a RabbitMQ script: into the install's root, or none. */
+    readonly prefix: string[],
   ) {}
 
   get running(): boolean {
@@ -101,6 +191,9 @@ export class Broker {
     return `${this.node} log: ${log.slice(-chars)}\nstdout/stderr: ${this.output.join('').slice(-chars)}`;
   }
 }
+
+/** A broker's CLI could not even start its own VM: no broker state can explain that, so waiting longer is pointless. */
+export class CliBootError extends Error {}
 
 export class RabbitLab {
   readonly gateways = new Map<string, NetGateway>();
@@ -178,14 +271,16 @@ export class RabbitLab {
     );
     writeFileSync(join(base, 'enabled_plugins'), '[].\n');
     writeFileSync(join(base, 'rabbitmq-env.conf'), '');
-    // What beamgate needs of every Erlang node on the host (beamgate node-flags), minus what RabbitMQ sets itself:
-    // the node name (RABBITMQ_NODENAME) and the distribution port (RABBITMQ_DIST_PORT, which the prelaunch turns
-    // into inet_dist_listen_min/max). The scripts split these variables on spaces and do not remove quotes, so the
-    // inetrc path goes as an Erlang string with its double quotes and no shell quoting.
-    const common = ['-start_epmd', 'false', '-kernel', 'inet_dist_use_interface', '{127,0,0,1}', '-kernel', 'inetrc', `"${inetrcPath}"`];
+    // What `beamgate node-flags --rabbitmq` prints for this broker: the node name, the distribution port, the
+    // EPMD port, and the broker's and the CLI's ERL_ARGS, each quoted as this RabbitMQ version's scripts need.
+    const install = this.install;
+    const node = `rabbit@${h.name}`;
+    const epmdPort = this.roster.gateways.get(h.name)!.epmdPort;
+    const forms = (major: RabbitMajor) => Object.fromEntries(rabbitmqEnv({ node, distPort: h.distPort, epmdPort, inetrcPath, rabbitmq: major }));
+    const own = forms(install.major);
     const env: NodeJS.ProcessEnv = {
+      ...own,
       HOME: home,
-      RABBITMQ_NODENAME: `rabbit@${h.name}`,
       RABBITMQ_MNESIA_BASE: join(base, 'mnesia'),
       RABBITMQ_LOG_BASE: join(base, 'log'),
       RABBITMQ_CONFIG_FILE: join(base, 'rabbitmq.conf'),
@@ -195,12 +290,18 @@ export class RabbitLab {
       RABBITMQ_PID_FILE: join(base, 'rabbit.pid'),
       // A broker that stops at boot (the tests make some do) writes its crash dump here, not in the working directory.
       ERL_CRASH_DUMP: join(base, 'erl_crash.dump'),
-      ERL_EPMD_PORT: String(RABBIT_LAB_PORTS.epmd),
-      RABBITMQ_DIST_PORT: String(h.distPort),
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: [...common, '-kernel', 'net_ticktime', String(this.opts.netTicktimeS)].join(' '),
-      RABBITMQ_CTL_ERL_ARGS: common.join(' '),
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: `${own.RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS!} -kernel net_ticktime ${this.opts.netTicktimeS}`,
+      RABBITMQ_CTL_ERL_ARGS: forms(this.opts.ctlFormOf ?? install.major).RABBITMQ_CTL_ERL_ARGS,
     };
-    return new Broker(h.name, `rabbit@${h.name}`, h.distPort, base, env);
+    return new Broker(h.name, node, h.distPort, base, env, install.root ? rootPrefix(install.root, [this.dir]) : []);
+  }
+
+  /** Where the brokers and CLI run from. */
+  get install(): RabbitInstall {
+    if (this.opts.install) return this.opts.install;
+    const own = findRabbitmq('3');
+    if (typeof own === 'string') throw new Error(own);
+    return own;
   }
 
   broker(host: string): Broker {
@@ -219,7 +320,7 @@ export class RabbitLab {
   async startBroker(host: string, timeoutMs = BROKER_START_TIMEOUT_MS): Promise<number> {
     const b = this.broker(host);
     const t0 = Date.now();
-    const proc = this.lab.spawn(host, [RABBITMQ_SERVER], b.env);
+    const proc = this.lab.spawn(host, [...b.prefix, RABBITMQ_SERVER], b.env);
     b.proc = proc;
     proc.stdout!.setEncoding('utf8').on('data', (s: string) => b.output.push(s));
     proc.stderr!.setEncoding('utf8').on('data', (s: string) => b.output.push(s));
@@ -236,6 +337,12 @@ export class RabbitLab {
       const left = Math.max(5, Math.floor((deadline - Date.now()) / 1000));
       last = await this.ctl(host, ['await_startup', '--timeout', String(Math.min(left, 30))], (Math.min(left, 30) + 30) * 1000);
       if (last.code === 0) return;
+      const boot = cliBootFailure(last);
+      if (boot !== null) {
+        throw new CliBootError(
+          `rabbitmqctl on ${host} could not start its own Erlang VM (check RABBITMQ_CTL_ERL_ARGS against \`beamgate node-flags --rabbitmq ${this.install.version}\`): ${boot}\n${last.stderr.slice(-2000)}`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
     throw new Error(`broker ${b.node} not started by the deadline: ${last?.stdout} ${last?.stderr}\n${b.logTail()}`);
@@ -243,13 +350,18 @@ export class RabbitLab {
 
   /** Runs rabbitmqctl (or another of RabbitMQ's CLI tools) inside the host with the broker's environment; never rejects, SIGKILLs after timeoutMs. */
   ctl(host: string, args: string[], timeoutMs = CTL_TIMEOUT_MS, tool = RABBITMQCTL): Promise<CommandResult> {
-    return this.runIn(host, [tool, '-n', this.broker(host).node, ...args], this.broker(host).env, timeoutMs);
+    const b = this.broker(host);
+    return this.runIn(host, [...b.prefix, tool, '-n', b.node, ...args], b.env, timeoutMs);
   }
 
   /** Like ctl, but rejects unless the command exits 0; returns its stdout. */
   async ctlOk(host: string, args: string[], timeoutMs = CTL_TIMEOUT_MS, tool = RABBITMQCTL): Promise<string> {
     const r = await this.ctl(host, args, timeoutMs, tool);
-    if (r.code !== 0) throw new Error(`${tool} ${args.join(' ')} on ${host} exited ${r.code} after ${r.ms} ms: ${r.stdout}\n${r.stderr}`);
+    if (r.code !== 0) {
+      const boot = cliBootFailure(r);
+      if (boot !== null) throw new CliBootError(`${tool} on ${host} could not start its own Erlang VM: ${boot}`);
+      throw new Error(`${tool} ${args.join(' ')} on ${host} exited ${r.code} after ${r.ms} ms: ${r.stdout}\n${r.stderr}`);
+    }
     return r.stdout;
   }
 
@@ -284,7 +396,9 @@ export class RabbitLab {
     const b = this.broker(host);
     if (!b.proc || !b.running) return;
     const gone = once(b.proc, 'exit');
-    await this.ctl(host, ['stop'], BROKER_STOP_TIMEOUT_MS);
+    const stop = await this.ctl(host, ['stop'], BROKER_STOP_TIMEOUT_MS);
+    // A CLI that cannot boot cannot stop the broker either: no point waiting for it to go on its own.
+    if (cliBootFailure(stop) !== null) b.proc.kill('SIGKILL');
     const timer = setTimeout(() => b.proc?.kill('SIGKILL'), BROKER_STOP_TIMEOUT_MS);
     await gone;
     clearTimeout(timer);

@@ -166,6 +166,26 @@ tls: { ca: certs/ca.pem, cert: "certs/{gateway}.pem", key: "certs/{gateway}-key.
     expect(cli(['node-flags', '--config', roster, '--node', 'ops_jane@alpha.example', '--inetrc', 'x']).out).toMatch(/-hidden$/m);
   });
 
+  it('node-flags --rabbitmq: export lines for RabbitMQ\'s scripts, the CLI quoted per version; unknown versions and non-roster nodes refused', () => {
+    const env = (version: string) => cli(['node-flags', '--config', roster, '--node', 'a1@alpha.example', '--inetrc', '/etc/beamgate/alpha.inetrc', '--rabbitmq', version]);
+    const four = env('4.0');
+    expect(four.code, four.err).toBe(0);
+    expect(four.out.trim().split('\n')).toEqual([
+      "export RABBITMQ_NODENAME='a1@alpha.example'",
+      "export RABBITMQ_DIST_PORT='5001'",
+      `export ERL_EPMD_PORT='${epmdPort}'`,
+      `export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-start_epmd false -kernel inet_dist_use_interface {127,0,0,1} -kernel inetrc "/etc/beamgate/alpha.inetrc"'`,
+      `export RABBITMQ_CTL_ERL_ARGS='-start_epmd false -kernel inet_dist_use_interface {127,0,0,1} -kernel inetrc '\\''"/etc/beamgate/alpha.inetrc"'\\'''`,
+    ]);
+    expect(env('3.10').out).toContain(`export RABBITMQ_CTL_ERL_ARGS='-start_epmd false -kernel inet_dist_use_interface {127,0,0,1} -kernel inetrc "/etc/beamgate/alpha.inetrc"'`);
+    const bad = env('5.1');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--rabbitmq: "5.1" is not a RabbitMQ version');
+    const stranger = cli(['node-flags', '--config', roster, '--node', 'ops_jane@alpha.example', '--inetrc', '/x', '--rabbitmq', '4']);
+    expect(stranger.code).toBe(2);
+    expect(stranger.err).toContain('is not a node of the roster');
+  });
+
   it('unknown commands and flags are usage errors', () => {
     expect(cli(['frobnicate']).code).toBe(2);
     expect(cli(['check', '--bogus']).code).toBe(2);

@@ -1,16 +1,19 @@
-// RabbitMQ through beamgate (issue 9): three real brokers (Debian's
-// rabbitmq-server 3.10), one per namespace host, started by RabbitMQ's own
-// scripts with the environment docs/rabbitmq.md gives, clustered with
+// RabbitMQ through beamgate (issues 9 and 21): three real brokers, one per
+// namespace host, started by RabbitMQ's own scripts with the environment
+// docs/rabbitmq.md gives (`beamgate node-flags --rabbitmq`), clustered with
 // `rabbitmqctl join_cluster`. rabbitmqctl works from every host, cluster-wide
 // commands included; a quorum queue spans the three hosts; persistent
 // messages published on one host are consumed on another; one host cut off
 // the network and healed leaves the cluster whole, the queue serving on the
-// majority throughout.
+// majority throughout. The same suite runs three times: Debian bookworm's
+// RabbitMQ 3.10 (this machine's), and trixie's 4.0 (the root
+// scripts/rabbitmq-root.sh makes) once with Mnesia and once with Khepri.
+// With 4.x, a CLI environment quoted for 3.x is a failure named as such.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sample, waitFor } from '../helpers/mesh.js';
 import { netnsUnavailableReason } from '../helpers/netns.js';
-import { RABBIT_LAB_PORTS, RABBITMQ_QUEUES, RabbitLab, rabbitmqUnavailableReason } from '../helpers/rabbitmq.js';
+import { CliBootError, findRabbitmq, RABBIT_LAB_PORTS, RABBITMQ_QUEUES, type RabbitInstall, RabbitLab } from '../helpers/rabbitmq.js';
 
 const HOSTS = ['alpha', 'beta', 'gamma'] as const;
 const NODES = HOSTS.map((h) => `rabbit@${h}`);
@@ -37,13 +40,34 @@ const QUEUE_FAILOVER_TIMEOUT_MS = 60_000;
 const QUEUE_COUNT_TIMEOUT_MS = 30_000;
 /** Messages per batch in the message tests. */
 const BATCH = 300;
+/** How long enabling Khepri (migrating the metadata from Mnesia) on the formed cluster may take. */
+const KHEPRI_ENABLE_TIMEOUT_MS = 180_000;
+/**
+ * A CLI whose own VM cannot boot must be reported within this, far below
+ * BROKER_START_TIMEOUT_MS: it is a named failure, not a start that timed out.
+ */
+const CLI_BOOT_FAILURE_BOUND_MS = 60_000;
 
 const QUEUE = 'bg-qq';
 /** Refusal reasons that would mean the roster does not admit something RabbitMQ runs. */
 const ADMISSION_REFUSALS = ['not_in_roster', 'epmd_not_in_roster', 'epmd_wrong_port', 'epmd_name_taken', 'operator_not_hidden', 'unknown_target'];
 
-const unavailable = netnsUnavailableReason() ?? rabbitmqUnavailableReason();
-if (unavailable) console.warn(`rabbitmq.test.ts: SKIPPED: ${unavailable}`);
+const netns = netnsUnavailableReason();
+/** Each RabbitMQ major release: its install, or why it cannot run here (the suites for it are then skipped, as compat.test.ts does for a missing root). */
+const installs = { '3': netns ?? findRabbitmq('3'), '4': netns ?? findRabbitmq('4') } as const;
+for (const [major, found] of Object.entries(installs)) if (typeof found === 'string') console.warn(`rabbitmq.test.ts: SKIPPED RabbitMQ ${major}: ${found}`);
+const available = (found: RabbitInstall | string): found is RabbitInstall => typeof found !== 'string';
+
+type Metadata = 'mnesia' | 'khepri';
+interface Variant {
+  install: RabbitInstall | string;
+  metadata: Metadata;
+}
+const VARIANTS: Variant[] = [
+  { install: installs['3'], metadata: 'mnesia' },
+  { install: installs['4'], metadata: 'mnesia' },
+  { install: installs['4'], metadata: 'khepri' },
+];
 
 interface ClusterStatus {
   running_nodes: string[];
@@ -51,9 +75,20 @@ interface ClusterStatus {
   partitions: unknown;
 }
 
-describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace hosts, clustered through beamgate', () => {
+const labelOf = (found: RabbitInstall | string, metadata?: Metadata) =>
+  available(found) ? `RabbitMQ ${found.version} on OTP ${found.otp}${metadata ? `, ${metadata === 'khepri' ? 'Khepri' : 'Mnesia'}` : ''}` : 'RabbitMQ (not available)';
+
+for (const v of VARIANTS) {
+  describe.runIf(available(v.install))(`${labelOf(v.install, v.metadata)}: three brokers on three namespace hosts, clustered through beamgate`, () => {
+    clusterSuite(v.install as RabbitInstall, v.metadata);
+  });
+}
+
+function clusterSuite(install: RabbitInstall, metadata: Metadata): void {
   let r: RabbitLab;
   const startMs = new Map<string, number>();
+  /** Every figure line starts so, to tell the runs apart. */
+  const tag = `rabbitmq ${install.version} ${metadata}`;
 
   beforeAll(async () => {
     r = await RabbitLab.start({
@@ -61,12 +96,14 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
       operators: OPERATORS,
       localOnly: LOCAL_ONLY,
       netTicktimeS: NET_TICKTIME_S,
-      // The usual choice for three nodes: a broker that loses the majority pauses, and resumes when it is back.
+      // The usual choice for three nodes with Mnesia: a broker that loses the majority pauses, and resumes when it is
+      // back. Khepri is a Raft cluster of its own and needs no such setting; the line is the same for both runs.
       rabbitConf: ['cluster_partition_handling = pause_minority'],
+      install,
     });
     // The three boot at once: each only needs its own gateway.
     await Promise.all(HOSTS.map(async (h) => startMs.set(h, await r.startBroker(h))));
-    console.log(`rabbitmq: brokers started (rabbitmq-server to await_startup) in ${JSON.stringify(Object.fromEntries(startMs))} ms`);
+    console.log(`${tag}: brokers started (rabbitmq-server to await_startup) in ${JSON.stringify(Object.fromEntries(startMs))} ms`);
   }, 240_000);
 
   afterAll(async () => {
@@ -130,8 +167,32 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
     for (const h of HOSTS) await waitFor(`cluster_status on ${h} shows three running nodes`, () => whole(h), HEAL_TIMEOUT_MS);
     const formedMs = Date.now() - t0;
     for (const h of HOSTS) expect([...(await clusterStatus(h)).disk_nodes].sort(), `disc nodes seen from ${h}`).toEqual(NODES);
-    console.log(`rabbitmq: cluster formed (stop_app, join_cluster, start_app on beta and gamma, until cluster_status on all three hosts shows three running nodes) in ${formedMs} ms`);
+    console.log(`${tag}: cluster formed (stop_app, join_cluster, start_app on beta and gamma, until cluster_status on all three hosts shows three running nodes) in ${formedMs} ms`);
   }, 300_000);
+
+  /** khepri_db's state as each host's broker reports it (4.x only: 3.10 has no such flag). */
+  const khepriStates = async () => {
+    const states: Record<string, string> = {};
+    for (const h of HOSTS) {
+      const flags = JSON.parse(await r.ctlOk(h, ['list_feature_flags', 'name', 'state', '--formatter', 'json'])) as { name: string; state: string }[];
+      states[h] = flags.find((f) => f.name === 'khepri_db')?.state ?? 'absent';
+    }
+    return states;
+  };
+  if (metadata === 'khepri') {
+    it('Khepri: enable_feature_flag --opt-in khepri_db on alpha moves the cluster to Khepri; every host reports it enabled', async () => {
+      const t0 = Date.now();
+      await r.ctlOk('alpha', ['enable_feature_flag', '--opt-in', 'khepri_db'], KHEPRI_ENABLE_TIMEOUT_MS);
+      const enableMs = Date.now() - t0;
+      expect(await khepriStates()).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 'enabled'])));
+      for (const h of HOSTS) await waitFor(`cluster_status on ${h} shows three running nodes on Khepri`, () => whole(h), HEAL_TIMEOUT_MS);
+      console.log(`${tag}: khepri_db enabled on the formed cluster (enable_feature_flag run to exit) in ${enableMs} ms`);
+    }, KHEPRI_ENABLE_TIMEOUT_MS + HEAL_TIMEOUT_MS);
+  } else if (install.major === '4') {
+    it('Mnesia: khepri_db stays disabled on every host (RabbitMQ 4.0 keeps Mnesia unless asked)', async () => {
+      expect(await khepriStates()).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 'disabled'])));
+    });
+  }
 
   it('a quorum queue replicated on all three; cluster-wide list_queues from every host', async () => {
     expect(await r.amqp('alpha', ['publish', QUEUE, 'warmup', '0', '0'])).toEqual({ published: 0 });
@@ -145,7 +206,7 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
       expect([...q!.members].sort(), `members seen from ${h}`).toEqual(NODES);
       expect([...q!.online].sort(), `online members seen from ${h}`).toEqual(NODES);
     }
-    console.log(`rabbitmq: cluster-wide list_queues latency (rabbitmqctl run to exit) ${JSON.stringify(latencies)} ms`);
+    console.log(`${tag}: cluster-wide list_queues latency (rabbitmqctl run to exit) ${JSON.stringify(latencies)} ms`);
   });
 
   it('persistent messages published on alpha are consumed on gamma, none lost, none twice', async () => {
@@ -204,8 +265,8 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
     const after = (await r.amqp(cut, ['drain', QUEUE])).bodies as string[];
     expect(after.sort()).toEqual(bodies('late', BATCH));
     console.log(
-      `rabbitmq: cut ${cut} (the queue leader): majority saw it disconnected (nodes()) after ${seenMs} ms, a publish on the majority confirmed ${servedAfterMs} ms after the cut, ` +
-        `${BATCH * 3} messages through the majority in ${duringMs} ms; after the heal: cluster_status whole on all hosts in ${wholeMs} ms, all queue members back in ${queueWholeMs} ms`,
+      `${tag}: cut ${cut} (the queue leader): majority saw it disconnected (nodes()) after ${seenMs} ms, a publish on the majority confirmed ${servedAfterMs} ms after the cut, ` +
+        `${BATCH * 3} messages through the majority in ${duringMs} ms (with the batch before the cut, ${BATCH * 4} persistent messages confirmed on publish and consumed, none lost, none twice); after the heal: cluster_status whole on all hosts in ${wholeMs} ms, all queue members back in ${queueWholeMs} ms`,
     );
     for (const gw of r.gateways.values()) expect(gw.alive, `gateway ${gw.name} still running`).toBe(true);
   }, 400_000);
@@ -221,11 +282,13 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
     }
   });
 
-  it('the gateways took RabbitMQ boot helper nodes (epmd-starter-*, rabbit_prelaunch_*) as local-only names and refused none', async () => {
+  // 3.10 starts an epmd-starter-* node at boot in any case; 4.0 only when EPMD does not answer `names`, and the gateway does.
+  const starter = install.major === '3';
+  it(`the gateways took RabbitMQ boot helper nodes (${starter ? 'epmd-starter-*, ' : ''}rabbit_prelaunch_*) as local-only names${starter ? '' : ' (no epmd-starter-* came)'} and refused none`, async () => {
     for (const gw of r.gateways.values()) {
-      // They did come: each gateway registered both kinds as local-only names (and the CLI as an operator).
+      // They did come: each gateway registered them as local-only names (and the CLI as an operator).
       const registered = (kind: string, prefix: string) => gw.logged('node registered', { kind }).some((l) => String(l.name).startsWith(prefix));
-      expect(registered('local', 'epmd-starter-'), `${gw.name} registered an epmd-starter-* node`).toBe(true);
+      expect(registered('local', 'epmd-starter-'), `${gw.name} registered an epmd-starter-* node`).toBe(starter);
       expect(registered('local', 'rabbit_prelaunch_'), `${gw.name} registered a rabbit_prelaunch_* node`).toBe(true);
       expect(registered('operator', 'rabbitmqcli-'), `${gw.name} registered a rabbitmqcli-* node`).toBe(true);
       const helpers = gw.logs.filter((l) => /epmd-starter-|rabbit_prelaunch_/.test(JSON.stringify(l)) && l.level !== 'info' && l.level !== 'debug');
@@ -233,15 +296,21 @@ describe.runIf(unavailable === null)('RabbitMQ: three brokers on three namespace
       // Nothing RabbitMQ runs was refused admission (the cut's unreachable peers are counted apart, as peer_unreachable).
       const metrics = await gw.metrics();
       for (const reason of ADMISSION_REFUSALS) expect(sample(metrics, 'beamgate_refusals_total', { reason }), `${reason} refusals on ${gw.name}`).toBe(0);
-      console.log(`rabbitmq: refusals on ${gw.name}: ${metrics.split('\n').filter((l) => l.startsWith('beamgate_refusals_total{') && !l.endsWith(' 0')).join(', ') || 'none'}`);
+      console.log(`${tag}: refusals on ${gw.name}: ${metrics.split('\n').filter((l) => l.startsWith('beamgate_refusals_total{') && !l.endsWith(' 0')).join(', ') || 'none'}`);
     }
   });
-});
+}
 
-describe.runIf(unavailable === null)('RabbitMQ: what the roster must say, or a broker does not boot', () => {
+for (const found of [installs['3'], installs['4']]) {
+  describe.runIf(available(found))(`${labelOf(found)}: what the roster must say, or a broker does not boot`, () => {
+    bootFailureSuite(found as RabbitInstall);
+  });
+}
+
+function bootFailureSuite(install: RabbitInstall): void {
   /** Boots rabbit@alpha behind a three-gateway mesh; returns why it stopped and the names alpha's gateway refused to register. */
   async function bootFailure(opts: { localOnly?: string[]; gatewayKeys?: Record<string, unknown> }): Promise<{ why: string; refused: string[] }> {
-    const r = await RabbitLab.start({ hosts: HOSTS.map((name) => ({ name, distPort: DIST_PORT })), operators: OPERATORS, netTicktimeS: NET_TICKTIME_S, ...opts });
+    const r = await RabbitLab.start({ hosts: HOSTS.map((name) => ({ name, distPort: DIST_PORT })), operators: OPERATORS, netTicktimeS: NET_TICKTIME_S, install, ...opts });
     try {
       const why = await r.startBroker('alpha').then(
         () => 'started',
@@ -264,5 +333,27 @@ describe.runIf(unavailable === null)('RabbitMQ: what the roster must say, or a b
     const { why, refused } = await bootFailure({ localOnly: LOCAL_ONLY, gatewayKeys: { standInPorts: 'mirror' } });
     expect(why).toMatch(/exited during start[\s\S]*dist_port_already_used,25672/);
     expect(refused).toEqual([]);
+  }, 240_000);
+}
+
+describe.runIf(available(installs['4']))(`${labelOf(installs['4'])}: a CLI environment quoted for RabbitMQ 3 is a named failure`, () => {
+  it("RABBITMQ_CTL_ERL_ARGS with 3.10's -kernel inetrc \"PATH\": the broker boots, its CLI's VM does not, and the start fails saying so at once", async () => {
+    const r = await RabbitLab.start({ hosts: [{ name: 'alpha', distPort: DIST_PORT }], operators: OPERATORS, localOnly: LOCAL_ONLY, netTicktimeS: NET_TICKTIME_S, install: installs['4'] as RabbitInstall, ctlFormOf: '3' });
+    try {
+      const t0 = Date.now();
+      const err = await r.startBroker('alpha').then(
+        () => null,
+        (e: Error) => e,
+      );
+      const failedAfterMs = Date.now() - t0;
+      expect(err, 'the start with the 3.x CLI quoting on 4.x').toBeInstanceOf(CliBootError);
+      expect(err!.message).toMatch(/rabbitmqctl on alpha could not start its own Erlang VM[\s\S]*bad_environment_value/);
+      expect(failedAfterMs, 'named failure, not the start timeout').toBeLessThan(CLI_BOOT_FAILURE_BOUND_MS);
+      // The broker itself took its (correctly quoted) flags and runs: only the CLI is wrong.
+      expect(r.broker('alpha').running).toBe(true);
+      console.log(`rabbitmq ${(installs['4'] as RabbitInstall).version}: CLI with 3.x quoting reported after ${failedAfterMs} ms: ${err!.message.split('\n')[0]}`);
+    } finally {
+      await r.stop();
+    }
   }, 240_000);
 });
