@@ -100,7 +100,9 @@ export class Gateway {
     const plane = nativeEngine(opts.dataPlane ?? 'auto');
     this.engine = plane.engine;
     this.enginePlane = plane.engine ? 'native' : `node (${plane.why})`;
-    this.heapGuard = opts.guardHeap ? new YoungGenerationGuard(() => this.current.roster.limits) : undefined;
+    this.heapGuard = opts.guardHeap
+      ? new YoungGenerationGuard(() => this.current.roster.limits, undefined, () => this.engine?.trim())
+      : undefined;
     this.current = { roster: opts.roster, self: gatewayOrThrow(opts.roster, opts.gateway), secureContext: makeSecureContext(opts.material), cas: opts.material.cas };
     this.table = new LinkTable(() => this.current.roster.limits);
     this.refusals = new RefusalLog(this.logger, () => this.current.roster.limits);
@@ -141,6 +143,8 @@ export class Gateway {
       },
     });
     this.metrics.dataPlane.labels(this.engine ? 'native' : 'node').set(1);
+    const engine = this.engine;
+    if (engine) this.metrics.nativeBufferedSource = () => engine.buffered();
     this.ctx = {
       engine: this.engine,
       active: () => this.current,

@@ -82,6 +82,9 @@ export class GatewayMetrics {
   readonly frames: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
   readonly ticks: Counter<'peer' | 'direction'>;
   readonly keyUpdates: Counter<'peer' | 'direction'>;
+  readonly nativeBuffered: Gauge;
+  /** What beamgate_native_buffered_bytes reports at each scrape: set by a gateway running the native plane. */
+  nativeBufferedSource: () => number = () => 0;
   readonly epmdRegistrations: Counter<'result'>;
   readonly epmdLookups: Counter<'scope' | 'result'>;
   readonly epmdNodesRegistered: Gauge;
@@ -122,6 +125,14 @@ export class GatewayMetrics {
       registers,
     });
     this.dataPlane = new Gauge({ name: 'beamgate_data_plane_info', help: 'Always 1; the data plane that relays established links (native or node).', labelNames: ['plane'], registers });
+    this.nativeBuffered = new Gauge({
+      name: 'beamgate_native_buffered_bytes',
+      help: 'Bytes the native data plane holds for its links now: output a socket has not taken, records and post-handshake messages split across reads (0 on the node:tls plane).',
+      registers,
+    });
+    const source = () => this.nativeBufferedSource();
+    const buffered = this.nativeBuffered;
+    this.beforeScrape.push(() => buffered.set(source()));
     this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
     this.tlsHandshakeSeconds = new Histogram({
       name: 'beamgate_tls_handshake_seconds',

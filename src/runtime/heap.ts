@@ -20,7 +20,10 @@
 // (new space keeps its size) while the TLS port accepts more than
 // `floodConnectionsPerSecond`, and back to V8's default once `floodQuietMs`
 // has passed with every second under it (floods come in bursts: a pause
-// between two must not let new space grow at the start of the next). A
+// between two must not let new space grow at the start of the next). Once a
+// flood is over, glibc is asked to give back what it freed (malloc_trim: every
+// arena, not only the top of the main heap, where free() alone returns
+// nothing), through the native module when it is loaded. A
 // gateway starts bounded, as if it had just seen a flood: what it allocates
 // starting up and its first connections do not grow new space either. `--max-semi-space-size` would need every launch path's command
 // line, and would bound bulk relaying too.
@@ -52,6 +55,8 @@ export class YoungGenerationGuard {
     /** Connections per CHURN_WINDOW_MS above which the growth is stopped, and how long it must be quiet before it may grow again. */
     private readonly limits: () => { floodConnectionsPerSecond: number; floodQuietMs: number },
     private readonly apply: (bounded: boolean) => void = setYoungGenerationBounded,
+    /** Runs once each flood is over (malloc_trim, through the native module where it is loaded). */
+    private readonly floodOver: () => void = () => {},
   ) {
     this.bound(Date.now());
   }
@@ -97,5 +102,6 @@ export class YoungGenerationGuard {
     clearInterval(this.timer);
     this.timer = undefined;
     this.apply(false);
+    this.floodOver();
   }
 }

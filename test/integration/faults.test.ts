@@ -289,8 +289,12 @@ describe('faults', () => {
       ['alpha', 'beta'],
       ['beta', 'alpha'],
     ] as const) {
-      const m = await pm.gw(gw).metrics();
-      // a1 may dial the dead node again at once (OTP does), so count every close since the kill: metric and log agree.
+      // a1 may dial the dead node again at once (OTP does) before beta's registry says b1 is gone: wait for that
+      // link to end too, then count every close since the kill: metric and log agree.
+      const m = await waitFor(`${gw}: no link open`, async () => {
+        const now = await pm.gw(gw).metrics();
+        return sample(now, 'beamgate_links_open') === 0 ? now : undefined;
+      }, SETTLE_MS);
       const closedLines = pm.gw(gw).logs.slice(gw === 'alpha' ? alphaLogs : betaLogs).filter((l) => l.msg === 'link closed' && l.peer === peer).length;
       expect(closedLines).toBeGreaterThanOrEqual(1);
       expect(sample(m, 'beamgate_links_closed_total', { peer })).toBe(closedBefore[gw] + closedLines);
