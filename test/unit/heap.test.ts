@@ -39,6 +39,25 @@ describe('young-generation guard', () => {
     expect(applied).toEqual([true, false]);
   });
 
+  it('gives freed memory back once each flood is over, and only then', () => {
+    let trims = 0;
+    const guard = new YoungGenerationGuard(
+      () => ({ floodConnectionsPerSecond: 10, floodQuietMs: 2 * CHURN_WINDOW_MS }),
+      () => {},
+      () => trims++,
+    );
+    vi.advanceTimersByTime(2 * CHURN_WINDOW_MS);
+    expect(trims).toBe(1); // the start counts as a flood
+    for (let i = 0; i < 11; i++) guard.connection();
+    vi.advanceTimersByTime(CHURN_WINDOW_MS);
+    expect(trims).toBe(1);
+    vi.advanceTimersByTime(2 * CHURN_WINDOW_MS);
+    expect(trims).toBe(2);
+    vi.advanceTimersByTime(10 * CHURN_WINDOW_MS);
+    expect(trims).toBe(2);
+    guard.stop();
+  });
+
   it('counts per window: the same connections spread over time never bound', () => {
     const applied: boolean[] = [];
     const guard = new YoungGenerationGuard(() => ({ floodConnectionsPerSecond: 10, floodQuietMs: 3 * CHURN_WINDOW_MS }), (b) => applied.push(b));

@@ -92,6 +92,12 @@ limits: { maxLinks: 0, bogus: 1 }
       'limits.metricsHeadersTimeoutMs: must not exceed limits.metricsRequestTimeoutMs',
       'limits.peerProbeIntervalMs: must be at least 1000',
     ]);
+    // Node's timers fire at once past 2^31 - 1 ms, and the native engine's grace was once read into an int.
+    expect(limits('linkCloseGraceMs: 2147483647').linkCloseGraceMs).toBe(2 ** 31 - 1);
+    expect(problems(`${base}limits: { linkCloseGraceMs: 2147483648, drainTimeoutMs: 4294967296 }\n`)).toEqual([
+      'limits.drainTimeoutMs: must be at most 2147483647 (about 24.8 days: the longest wait a timer takes)',
+      'limits.linkCloseGraceMs: must be at most 2147483647 (about 24.8 days: the longest wait a timer takes)',
+    ]);
   });
 
   it('refuses mixing -name and -sname hosts, and missing sections', () => {
