@@ -5,7 +5,10 @@
 # RabbitMQ (Debian's rabbitmq-server: real brokers clustered through beamgate
 # in the tests), then the npm packages, then builds, then the Debian roots with
 # OTP 27 and 29 for the compatibility suite and the benchmark
-# (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them). Safe to run again.
+# (scripts/otp-roots.sh, cached; BEAMGATE_OTP_ROOTS=0 skips them), Debian's
+# docker.io and the bookworm root with Node 20 that the real-engine test
+# imports as a base image (scripts/image-roots.sh, cached;
+# BEAMGATE_IMAGE_ROOTS=0 skips it). Safe to run again.
 # On a machine run by systemd it disables Debian's epmd.socket (a real EPMD on
 # every address, scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
@@ -18,6 +21,8 @@ command -v elixir >/dev/null 2>&1 || need+=(elixir)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# The engine the compose deployment runs in (test/integration/docker.test.ts starts dockerd when none runs).
+[ -x /usr/sbin/dockerd ] || need+=(docker.io)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
 if [ "${BEAMGATE_OTP_ROOTS:-1}" != "0" ]; then
@@ -64,4 +69,5 @@ npm run build
 # The optional native data plane (needs cc and Node's headers; without them links stay on node:tls).
 bash scripts/build-native.sh
 bash scripts/otp-roots.sh
+bash scripts/image-roots.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"
