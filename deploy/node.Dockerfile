@@ -5,5 +5,7 @@
 ARG ERLANG_IMAGE=erlang
 ARG OTP_RELEASE=27
 FROM ${ERLANG_IMAGE}:${OTP_RELEASE}
+# On PATH: `docker-compose exec node-alpha-app beamgate-erl-node ops_jane@alpha.example -remsh app@beta.example`.
 COPY erl-node.sh /usr/local/bin/beamgate-erl-node
+RUN chmod 0755 /usr/local/bin/beamgate-erl-node
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/beamgate-erl-node"]
