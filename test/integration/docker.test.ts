@@ -111,6 +111,41 @@ async function must(cmd: string, args: string[], opts: Parameters<typeof sh>[2])
 
 const docker = (args: string[], timeoutMs = COMMAND_TIMEOUT_MS) => must('docker', args, { timeoutMs });
 const engineAnswers = async () => (await sh('docker', ['version', '--format', '{{.Server.Version}}'], { timeoutMs: COMMAND_TIMEOUT_MS })).code === 0;
+/**
+ * What dockerd changes on the machine and leaves behind when it stops: its
+ * iptables chains (and FORWARD policy DROP), IPv4 forwarding on, the docker0
+ * bridge. Read before an engine this test starts, and put back after it stops.
+ */
+interface HostNetState {
+  /** iptables-save's dump, to restore from. */
+  iptables: string;
+  /** The rules of the tables dockerd writes (filter, nat), to compare. */
+  rules: string;
+  ipForward: string;
+  docker0: boolean;
+}
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+const IPTABLES_TABLES = ['filter', 'nat'];
+async function hostNetState(): Promise<HostNetState> {
+  return {
+    iptables: await must('iptables-save', [], { timeoutMs: COMMAND_TIMEOUT_MS }),
+    rules: (await Promise.all(IPTABLES_TABLES.map((t) => must('iptables', ['-t', t, '-S'], { timeoutMs: COMMAND_TIMEOUT_MS })))).join(''),
+    ipForward: readFileSync(IP_FORWARD, 'utf8').trim(),
+    docker0: existsSync('/sys/class/net/docker0'),
+  };
+}
+async function restoreHostNet(was: HostNetState): Promise<void> {
+  // Docker's chains go first: a table the dump does not name (nat, on a machine that had none) is not flushed by iptables-restore.
+  for (const t of IPTABLES_TABLES) {
+    await must('iptables', ['-t', t, '-F'], { timeoutMs: COMMAND_TIMEOUT_MS });
+    await must('iptables', ['-t', t, '-X'], { timeoutMs: COMMAND_TIMEOUT_MS });
+  }
+  await must('iptables', ['-P', 'FORWARD', 'ACCEPT'], { timeoutMs: COMMAND_TIMEOUT_MS });
+  await must('iptables-restore', [], { timeoutMs: COMMAND_TIMEOUT_MS, input: was.iptables });
+  writeFileSync(IP_FORWARD, `${was.ipForward}\n`);
+  if (!was.docker0 && existsSync('/sys/class/net/docker0')) await must('ip', ['link', 'delete', 'docker0'], { timeoutMs: COMMAND_TIMEOUT_MS });
+}
+
 const imageExists = async (name: string) => (await sh('docker', ['image', 'inspect', name], { timeoutMs: COMMAND_TIMEOUT_MS })).code === 0;
 const allImageIds = async () => new Set((await docker(['images', '-a', '-q', '--no-trunc'])).split('\n').filter(Boolean));
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
@@ -124,6 +159,7 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
   let dir: string;
   let project: string;
   let dockerd: ChildProcess | undefined;
+  let hostNetBefore: HostNetState | undefined;
   let imagesBefore: Set<string> | undefined;
   let up = false;
   let downDone = false;
@@ -182,6 +218,7 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
     const t0 = Date.now();
     if (!(await engineAnswers())) {
       if (!existsSync('/usr/sbin/dockerd')) throw new Error('docker.test: no Docker engine answers and /usr/sbin/dockerd is not installed (scripts/setup.sh installs Debian\'s docker.io)');
+      hostNetBefore = await hostNetState();
       const log = join(tmpdir(), `beamgate-dockerd-${process.pid}.log`);
       const fd = openSync(log, 'w');
       dockerd = spawn('/usr/sbin/dockerd', [], { stdio: ['ignore', fd, fd] });
@@ -272,6 +309,13 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
         dockerd.kill('SIGKILL');
         problems.push('dockerd did not stop on SIGTERM');
       }
+    }
+    // The machine's network as it was before the engine this test started.
+    if (hostNetBefore && dockerd) {
+      await restoreHostNet(hostNetBefore);
+      const now = await hostNetState();
+      if (now.rules !== hostNetBefore.rules) problems.push(`iptables not as before:\n${now.rules}\nwas:\n${hostNetBefore.rules}`);
+      if (now.ipForward !== hostNetBefore.ipForward || now.docker0 !== hostNetBefore.docker0) problems.push(`ip_forward ${now.ipForward}, docker0 ${now.docker0}: not as before`);
     }
     console.log(`docker.test figures: ${figures.join('; ')}`);
     expect(problems).toEqual([]);
