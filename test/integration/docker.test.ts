@@ -150,9 +150,17 @@ const imageExists = async (name: string) => (await sh('docker', ['image', 'inspe
 const allImageIds = async () => new Set((await docker(['images', '-a', '-q', '--no-trunc'])).split('\n').filter(Boolean));
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
 
-/** `docker import` of a root directory, as the brief of the base images says: tar -C ROOT -c . | docker import - NAME. */
-async function importRoot(root: string, name: string, changes: string[]): Promise<void> {
-  await must('sh', ['-c', `tar -C "$0" -c . | docker import ${changes.map((c) => `--change '${c}'`).join(' ')} - "$1" >/dev/null`, root, name], { timeoutMs: IMPORT_TIMEOUT_MS });
+/** This machine's CA bundle: what the build's `npm ci` must trust to reach the registry from here (a proxy's CA included). */
+const CA_BUNDLE = 'etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * `docker import` of a root directory (tar -C ROOT -c . | docker import - NAME),
+ * with `hostFiles` (paths relative to /) taken from this machine instead of the root.
+ */
+async function importRoot(root: string, name: string, changes: string[], hostFiles: string[] = []): Promise<void> {
+  const tar = ['tar', '-c', ...hostFiles.map((f) => `--exclude=./${f}`), '-C', root, '.', ...(hostFiles.length > 0 ? ['-C', '/', ...hostFiles] : [])];
+  const cmd = `${tar.map((a) => `'${a}'`).join(' ')} | docker import ${changes.map((c) => `--change '${c}'`).join(' ')} - '${name}' >/dev/null`;
+  await must('sh', ['-c', cmd], { timeoutMs: IMPORT_TIMEOUT_MS });
 }
 
 describe('docker-compose.yml in a real Docker engine: three hosts, a gateway restart and a gateway crash', () => {
@@ -236,7 +244,7 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
     }
     const t1 = Date.now();
     // Node's own CA list does not have what this machine may add to the system's (a proxy's CA): the stand-in trusts the system's, for npm ci.
-    if (!(await imageExists(STANDIN.node))) await importRoot(NODE_ROOT, STANDIN.node, ['CMD ["node"]', 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt']);
+    if (!(await imageExists(STANDIN.node))) await importRoot(NODE_ROOT, STANDIN.node, ['CMD ["node"]', `ENV NODE_EXTRA_CA_CERTS=/${CA_BUNDLE}`], [CA_BUNDLE]);
     const erlangImage = `${STANDIN.erlangRepo}:${STANDIN.otp}`;
     if (!(await imageExists(erlangImage))) await importRoot(ERLANG_ROOT, erlangImage, ['CMD ["erl"]']);
     if (!(await imageExists(STANDIN.prometheus))) {
