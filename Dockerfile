@@ -3,11 +3,16 @@
 #   docker run -v $PWD/config:/app/config:ro -v $PWD/certs/...:/app/certs/...:ro \
 #     -e BEAMGATE_GATEWAY=alpha beamgate:local --config /app/config/cluster.yaml
 
-FROM node:20-bookworm-slim AS build
+# The Node.js 20 base image: upstream's by default; docker-compose.yml passes
+# NODE_IMAGE, for a private registry or a local stand-in.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # A C compiler for the native data plane (build/fastpath.node); Node's headers,
-# OpenSSL's among them, come with the image. It stays in this stage.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+# OpenSSL's among them, come with the image. It stays in this stage (a base
+# that has one already needs no apt).
+RUN command -v gcc >/dev/null || { apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*; }
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --no-audit --no-fund
 COPY src ./src
@@ -16,7 +21,7 @@ COPY scripts/build-native.sh ./scripts/build-native.sh
 # Compile, build the native data plane, then drop the compiler and test tools from node_modules.
 RUN npm run build && bash scripts/build-native.sh && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 # package.json is read at run time (the version in beamgate_build_info).

@@ -8,7 +8,9 @@
 # OTP 27 and 29 for the compatibility suite and the benchmark
 # (scripts/otp-roots.sh), and the RabbitMQ 4 root derived from trixie's for the
 # RabbitMQ suite (scripts/rabbitmq-root.sh); all cached, BEAMGATE_OTP_ROOTS=0
-# skips them. Safe to run again.
+# skips them. Also Debian's docker.io and the bookworm root with Node 20 that
+# the real-engine test imports as a base image (scripts/image-roots.sh, cached;
+# BEAMGATE_IMAGE_ROOTS=0 skips it). Safe to run again.
 # On a machine run by systemd it disables Debian's epmd.socket (a real EPMD on
 # every address, scripts/no-real-epmd.sh); it never starts an epmd.
 set -euo pipefail
@@ -21,6 +23,8 @@ command -v elixir >/dev/null 2>&1 || need+=(elixir)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# The engine the compose deployment runs in (test/integration/docker.test.ts starts dockerd when none runs).
+[ -x /usr/sbin/dockerd ] || need+=(docker.io)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
 # The native engine's own tests: its AddressSanitizer build (gcc's libasan,
@@ -77,4 +81,5 @@ npm run build
 bash scripts/build-native.sh
 bash scripts/otp-roots.sh
 bash scripts/rabbitmq-root.sh
+bash scripts/image-roots.sh
 echo "setup: done (erl: $(command -v erl), node: $(node --version))"

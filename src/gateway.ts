@@ -18,6 +18,7 @@ import { LinkLog } from './log/link-log.js';
 import { RefusalLog } from './log/refusal-log.js';
 import { applyHttpLimits, startHttp } from './metrics/http.js';
 import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
+import { publishRosterNodes, unregisteredNodes } from './metrics/roster-nodes.js';
 import type { ActiveConfig, MeshContext } from './mesh/context.js';
 import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
@@ -174,6 +175,7 @@ export class Gateway {
       this.updateCertExpiry();
       const peers = this.peerNames();
       this.metrics.setRegistryPeers(peers, (p) => this.registry.views.names(p)?.length, (p) => this.registry.standIns.count(p));
+      publishRosterNodes(this.metrics.rosterNodeRegistered, nodesOf(this.current.roster, this.current.self.name), (short) => this.epmd.registrations.has(short));
     });
   }
 
@@ -345,6 +347,8 @@ export class Gateway {
     peers: { total: number; reachable: string[]; unreachable: string[] };
     links: number;
     registered_nodes: string[];
+    /** Roster nodes of this host not registered now: the gateway is ready all the same (src/metrics/roster-nodes.ts). */
+    unregistered_nodes: string[];
     registry: ReturnType<MeshRegistry['readiness']>;
   } {
     const { roster, self } = this.current;
@@ -356,6 +360,7 @@ export class Gateway {
       peers: { total: peers.length, reachable: peers.filter((p) => this.reachable.has(p)), unreachable: peers.filter((p) => !this.reachable.has(p)) },
       links: this.table.count,
       registered_nodes: [...this.epmd.registrations.keys()],
+      unregistered_nodes: unregisteredNodes(nodesOf(roster, self.name), (short) => this.epmd.registrations.has(short)),
       registry: this.registry.readiness(),
     };
   }

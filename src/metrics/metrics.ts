@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { MAX_POLICY_GROUPS } from '../policy/parse.js';
+import { rosterNodeGauge } from './roster-nodes.js';
 
 /** Why a connection or request was refused: the only values of the `reason` label. */
 export const REFUSAL_REASONS = [
@@ -95,6 +96,8 @@ export class GatewayMetrics {
   readonly registrySynced: Gauge<'peer'>;
   readonly standIns: Gauge<'peer'>;
   readonly policyDenied: Counter<'from_group' | 'to_group'>;
+  /** Per roster node of this host: registered with this gateway's EPMD now (src/metrics/roster-nodes.ts). */
+  readonly rosterNodeRegistered: Gauge<'node'>;
 
   /** Called before every scrape so per-link counters are exact when read. */
   private readonly beforeScrape: (() => void)[] = [];
@@ -197,6 +200,7 @@ export class GatewayMetrics {
       labelNames: ['from_group', 'to_group'],
       registers,
     });
+    this.rosterNodeRegistered = rosterNodeGauge(this.registry);
     // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);
     for (const result of TLS_RESULTS) this.tlsHandshakes.labels('client', result).inc(0);

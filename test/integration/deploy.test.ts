@@ -25,8 +25,12 @@ import { descendantsOf, erlangNodes, secretExposures } from '../helpers/proc-vie
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const at = (...p: string[]) => join(ROOT, ...p);
-/** The variables docker-compose.yml requires; any values validate. */
-const COMPOSE_ENV = { ERLANG_COOKIE: 'compose-validation-cookie', GRAFANA_ADMIN_PASSWORD: 'compose-validation-password' };
+/** The variable docker-compose.yml requires; any value validates. */
+const COMPOSE_ENV = { ERLANG_COOKIE: 'compose-validation-cookie' };
+/** And the one deploy/grafana.yml adds, where Grafana runs. */
+const GRAFANA_ENV = { ...COMPOSE_ENV, GRAFANA_ADMIN_PASSWORD: 'compose-validation-password' };
+/** The node image docker-compose.yml builds (BEAMGATE_NODE_IMAGE unset). */
+const NODE_IMAGE = 'beamgate-node:local';
 /** How long a real node started through deploy/erl-node.sh may take to register on a busy machine. */
 const NODE_START_TIMEOUT_MS = 30_000;
 /** Compiling the sources from scratch, on a busy 2-core machine. */
@@ -56,7 +60,11 @@ function runAsync(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs
 }
 
 function compose(files: string[], args: string[], env: NodeJS.ProcessEnv = COMPOSE_ENV) {
-  return run('docker-compose', [...files.flatMap((f) => ['-f', f]), ...args], env);
+  // Only the variables given: a GRAFANA_ADMIN_PASSWORD in the caller's environment must not hide a file that needs it.
+  const { GRAFANA_ADMIN_PASSWORD: _, ...rest } = process.env;
+  const r = spawnSync('docker-compose', [...files.flatMap((f) => ['-f', f]), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...rest, ...env } });
+  if (r.error) throw new Error(`docker-compose ${args.join(' ')}: ${r.error.message}`);
+  return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 // --- PromQL: which metric names an expression reads --------------------------
@@ -143,17 +151,49 @@ describe('docker-compose.yml', () => {
     expect(alone.err).toBe('');
     const machine = compose(['docker-compose.yml', 'deploy/machine.yml'], ['config', '-q']);
     expect(machine.code, machine.err).toBe(0);
+    const grafana = compose(['docker-compose.yml', 'deploy/machine.yml', 'deploy/grafana.yml'], ['config', '-q'], GRAFANA_ENV);
+    expect(grafana.code, grafana.err).toBe(0);
+  });
+
+  it('needs no Grafana variable on a machine without Grafana; deploy/grafana.yml, where it runs, refuses to start without its password', () => {
+    expect(resolved.services.grafana).toBeUndefined();
+    const noPassword = compose(['docker-compose.yml', 'deploy/grafana.yml'], ['config', '-q']);
+    expect(noPassword.code).not.toBe(0);
+    expect(noPassword.err).toContain('GRAFANA_ADMIN_PASSWORD');
+  });
+
+  it('names every image by a variable whose default is the upstream image, and builds the node image on a current OTP', () => {
+    const text = readFileSync(at('docker-compose.yml'), 'utf8');
+    for (const [v, def] of [['NODE_IMAGE', 'node:20-bookworm-slim'], ['ERLANG_IMAGE', 'erlang'], ['OTP_RELEASE', '27'], ['PROMETHEUS_IMAGE', 'prom/prometheus:v2.53.0']]) {
+      expect(text, v).toContain(`\${${v}:-${def}}`);
+    }
+    expect(readFileSync(at('deploy', 'grafana.yml'), 'utf8')).toContain('${GRAFANA_IMAGE:-grafana/grafana:');
+    // Every image line of every file is a variable.
+    for (const f of ['docker-compose.yml', 'deploy/grafana.yml']) {
+      for (const m of readFileSync(at(f), 'utf8').matchAll(/^\s+image: (.+)$/gm)) expect(m[1], `${f}: image ${m[1]}`).toMatch(/^"\$\{[A-Z_]+:-[^}]+\}(:\$\{[A-Z_]+:-[^}]+\})?"$/);
+    }
+    const nodeDockerfile = readFileSync(at('deploy', 'node.Dockerfile'), 'utf8');
+    expect(nodeDockerfile).toMatch(/^ARG OTP_RELEASE=2[78]$/m);
+    expect(nodeDockerfile).toMatch(/^FROM \$\{ERLANG_IMAGE\}:\$\{OTP_RELEASE\}$/m);
+    const node = resolved.services['node-alpha-app']!.build as { args: Record<string, string> };
+    expect(node.args).toEqual({ ERLANG_IMAGE: 'erlang', OTP_RELEASE: '27' });
   });
 
   it('refuses to start without the Erlang cookie rather than run nodes with a made-up one', () => {
-    const r = compose(['docker-compose.yml'], ['config', '-q'], { ERLANG_COOKIE: '', GRAFANA_ADMIN_PASSWORD: 'x' });
+    const r = compose(['docker-compose.yml'], ['config', '-q'], { ERLANG_COOKIE: '' });
     expect(r.code).not.toBe(0);
     expect(r.err).toContain('ERLANG_COOKIE');
   });
 
-  it('runs one gateway per roster gateway, each with only its own key and never the CA key', () => {
+  it('runs one gateway per roster gateway in its host holder\'s namespace, each with only its own key and never the CA key', () => {
     for (const name of roster.gateways.keys()) {
       const svc = resolved.services[`gateway-${name}`];
+      const holder = resolved.services[`host-${name}`];
+      expect(holder, `service host-${name}`).toBeDefined();
+      // The namespace belongs to the holder, which the gateway joins: a gateway restart leaves it (and the nodes in it) in place.
+      expect(svc!.network_mode).toBe(`service:host-${name}`);
+      expect(holder!.restart).toBe('unless-stopped');
+      expect(svc!.restart).toBe('unless-stopped');
       expect(svc, `service gateway-${name}`).toBeDefined();
       expect((svc!.environment as Record<string, string>).BEAMGATE_GATEWAY).toBe(name);
       const mounts = (svc!.volumes as (string | { source: string; target: string })[]).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
@@ -162,31 +202,34 @@ describe('docker-compose.yml', () => {
       expect(keys[0]).toContain(`/certs/${name}-key.pem:/app/certs/${name}-key.pem`);
       expect(mounts.some((m) => m.includes('ca-key.pem'))).toBe(false);
       // Reached by the roster's address host from the other gateways and Prometheus.
-      const aliases = (svc!.networks as Record<string, { aliases?: string[] }>).mesh?.aliases ?? [];
+      const aliases = (holder!.networks as Record<string, { aliases?: string[] }>).mesh?.aliases ?? [];
       expect(aliases).toContain(roster.gateways.get(name)!.address.host);
-      // Nothing of a gateway is published on the Docker host in the one-engine cluster.
+      // Nothing of a host is published on the Docker host in the one-engine cluster.
       expect(svc!.ports).toBeUndefined();
+      expect(holder!.ports).toBeUndefined();
     }
   });
 
   it('puts every Erlang node in its own gateway\'s network namespace, with flags for a node that gateway owns', () => {
-    const nodeServices = Object.entries(resolved.services).filter(([, s]) => s.image === 'erlang:25');
+    const nodeServices = Object.entries(resolved.services).filter(([, s]) => s.image === NODE_IMAGE);
     expect(nodeServices.length).toBe(roster.nodes.size);
     const started = new Set<string>();
     for (const [name, svc] of nodeServices) {
-      const gw = /^service:gateway-(\w+)$/.exec(String(svc.network_mode))?.[1];
+      const gw = /^service:host-(\w+)$/.exec(String(svc.network_mode))?.[1];
       expect(gw, `${name}.network_mode`).toBeDefined();
       const node = (svc.command as string[])[0]!;
       expect(admissionOn(roster, gw!, node).kind, `${name} runs ${node} behind ${gw}`).toBe('node');
-      expect(svc.entrypoint).toEqual(['/bin/sh', '/deploy/erl-node.sh']);
+      // The node image's entrypoint is erl-node.sh (deploy/node.Dockerfile).
+      expect(svc.entrypoint).toBeUndefined();
       expect(svc.depends_on).toMatchObject({ [`gateway-${gw}`]: { condition: 'service_healthy' }, 'node-setup': { condition: 'service_completed_successfully' } });
       started.add(node);
     }
     expect([...started].sort()).toEqual([...roster.nodes.keys()].sort());
-    // node-setup writes flags for each of them (and for an operator per host).
+    // node-setup writes flags for each of them, and for every operator pattern of the roster (GATEWAY=PATTERN@HOST).
     const pairs = (resolved.services['node-setup']!.command as string[]).map((p) => p.split('='));
-    for (const [gw, node] of pairs) expect(admissionOn(roster, gw!, node!).kind, `${gw}=${node}`).not.toBe('none');
+    for (const [gw, node] of pairs) expect(admissionOn(roster, gw!, node!.replaceAll('*', 'x')).kind, `${gw}=${node}`).not.toBe('none');
     for (const node of roster.nodes.values()) expect(pairs).toContainEqual([node.gateway, node.name]);
+    for (const o of roster.operators) expect(pairs, `operators ${o.pattern} of ${o.gateway}`).toContainEqual([o.gateway, `${o.pattern}@${roster.gateways.get(o.gateway)!.host}`]);
   });
 
   it('gives the cookie to node-setup alone: no node container has it in its environment, and they run as the user that owns the cookie file', () => {
@@ -194,15 +237,18 @@ describe('docker-compose.yml', () => {
       .filter(([, svc]) => JSON.stringify(svc.environment ?? {}).includes(COMPOSE_ENV.ERLANG_COOKIE))
       .map(([name]) => name);
     expect(withCookie).toEqual(['node-setup']);
-    const nodeServices = Object.values(resolved.services).filter((s) => s.image === 'erlang:25');
+    const nodeServices = Object.values(resolved.services).filter((s) => s.image === NODE_IMAGE);
     expect(nodeServices.length).toBeGreaterThan(0);
     // node-setup runs as the beamgate image's user (uid 1000, see the Dockerfile), which then owns home/.erlang.cookie.
     for (const svc of nodeServices) expect(svc.user).toBe('1000:1000');
   });
 
   it('publishes Prometheus and Grafana on the Docker host\'s loopback only', () => {
+    const withGrafana = compose(['docker-compose.yml', 'deploy/grafana.yml'], ['config'], GRAFANA_ENV);
+    expect(withGrafana.code, withGrafana.err).toBe(0);
+    const all = parseYaml(withGrafana.out) as typeof resolved;
     for (const svc of ['prometheus', 'grafana']) {
-      const ports = resolved.services[svc]!.ports as (string | { host_ip?: string })[];
+      const ports = all.services[svc]!.ports as (string | { host_ip?: string })[];
       expect(ports.length).toBeGreaterThan(0);
       for (const p of ports) expect(typeof p === 'string' ? p : p.host_ip).toMatch(/^127\.0\.0\.1/);
     }
@@ -246,10 +292,11 @@ describe('Dockerfile and .dockerignore', () => {
     }
   });
 
-  it('runs `node dist/cli/main.js run` as a non-root user, from a node:20 image', () => {
-    expect(dockerfile).toMatch(/^FROM node:20\S* AS build$/m);
+  it('runs `node dist/cli/main.js run` as a non-root user, from a node:20 image (NODE_IMAGE, upstream\'s by default)', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
     const stages = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]!);
-    expect(stages.at(-1)).toMatch(/^node:20/);
+    expect(stages.at(-1)).toBe('${NODE_IMAGE}');
     const users = [...dockerfile.matchAll(/^USER (\S+)$/gm)].map((m) => m[1]);
     expect(users.at(-1)).toBeDefined();
     expect(users.at(-1)).not.toMatch(/^(root|0)(:|$)/);
@@ -430,7 +477,7 @@ describe('Prometheus and Grafana configuration', () => {
     expect(ds.datasources[0]!.url).toBe('http://prometheus:9090');
     for (const e of dashboardExprs(dashboard)) if (e.uid !== undefined) expect(e.uid, e.where).toBe(uid);
     const provider = parseYaml(readFileSync(at('deploy', 'grafana', 'provisioning', 'dashboards', 'beamgate.yml'), 'utf8')) as { providers: { options: { path: string } }[] };
-    const composeText = readFileSync(at('docker-compose.yml'), 'utf8');
+    const composeText = readFileSync(at('deploy', 'grafana.yml'), 'utf8');
     expect(composeText).toContain(`./deploy/grafana/dashboards:${provider.providers[0]!.options.path}:ro`);
     expect(dashboard.uid).toBe('beamgate');
   });
@@ -495,6 +542,25 @@ describe('deploy/node-setup.sh and deploy/erl-node.sh with real gateways and erl
     const b1vm = erlangNodes(descendantsOf(process.pid)).get('b1@beta.demo');
     expect(b1vm, 'the VM of b1 under this test').toBeDefined();
     expect(secretExposures([b1vm!], t.cookie)).toEqual([]);
+  });
+
+  it('GATEWAY=PATTERN@HOST serves every name of an operator pattern: any ops_* name reaches a node across gateways, a name outside it gets no flags', async () => {
+    const r = run('sh', [at('deploy', 'node-setup.sh'), 'alpha=ops_*@alpha.demo', 'beta=b1@beta.demo'], env());
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(runDir, 'operators.1.pattern'), 'utf8').trim()).toBe('ops_*@alpha.demo');
+    expect(readFileSync(join(runDir, 'operators.1.cmd'), 'utf8')).toMatch(/^erl -name ops_x@alpha\.demo .*-dist_listen false -hidden/);
+    const check = await runAsync('sh', [at('deploy', 'erl-node.sh'), 'ops_jane@alpha.demo', '-noshell', '-eval', `io:format("~s ping:~p~n", [node(), net_adm:ping('b1@beta.demo')]), halt().`], env(), NODE_START_TIMEOUT_MS);
+    expect(check.code, check.err).toBe(0);
+    expect(check.out).toContain('ops_jane@alpha.demo ping:pong');
+    for (const name of ['jane@alpha.demo', 'ops_jane@beta.demo', 'ops_j.ne@alpha.demo']) {
+      const refused = run('sh', [at('deploy', 'erl-node.sh'), name], env());
+      expect(refused.code, name).toBe(2);
+      expect(refused.err).toContain('node-setup has not written flags');
+    }
+    // Run again without the pattern, its flags go: a run replaces what an earlier one wrote.
+    expect(run('sh', [at('deploy', 'node-setup.sh'), 'beta=b1@beta.demo'], env()).code).toBe(0);
+    expect(existsSync(join(runDir, 'operators.1.pattern'))).toBe(false);
+    expect(run('sh', [at('deploy', 'erl-node.sh'), 'ops_jane@alpha.demo'], env()).err).toContain('node-setup has not written flags');
   });
 });
 

@@ -175,6 +175,9 @@ describe('observability of a running mesh, through a real Prometheus', () => {
     expect(await prom.waitValue('beamgate_links_open{gateway="alpha",peer="beta",direction="outbound"}', (v) => v === 1, 'the a1 -> b1 link')).toBe(1);
     expect(await prom.value('beamgate_links_open{gateway="beta",peer="alpha",direction="inbound"}')).toBe(1);
     expect(await prom.value('beamgate_epmd_nodes_registered{gateway="alpha"}')).toBe(1);
+    // Every roster node of each host is registered: the series BeamgateNodeNotRegistered watches is 1.
+    expect(await prom.value('beamgate_roster_node_registered{gateway="alpha",node="a1@alpha.demo"}')).toBe(1);
+    expect(await prom.value('beamgate_roster_node_registered{gateway="beta",node="b1@beta.demo"}')).toBe(1);
     expect(await prom.value('beamgate_epmd_registrations_total{gateway="beta",result="ok"}')).toBe(1);
     expect(await prom.value('sum(beamgate_epmd_lookups_total{gateway="alpha",result="found"})')).toBeGreaterThanOrEqual(1);
     expect(await prom.value('beamgate_tls_handshake_seconds_count{gateway="alpha",role="client"}')).toBeGreaterThanOrEqual(1);
@@ -286,7 +289,7 @@ describe('observability of a running mesh, through a real Prometheus', () => {
     expect(health).toMatchObject({ status: 200, type: 'application/json', body: { status: 'alive' } });
     await waitFor('alpha to have probed beta', () => t.gateways.get('alpha')!.readiness().peers.reachable.includes('beta'), PROMETHEUS_WAIT_MS);
     const ready = await getJson(url('alpha', '/readyz'));
-    expect(ready).toMatchObject({ status: 200, type: 'application/json', body: { ready: true, listening: true, gateway: 'alpha', peers: { total: 1, reachable: ['beta'], unreachable: [] }, links: 1 } });
+    expect(ready).toMatchObject({ status: 200, type: 'application/json', body: { ready: true, listening: true, gateway: 'alpha', peers: { total: 1, reachable: ['beta'], unreachable: [] }, links: 1, unregistered_nodes: [] } });
   });
 
   it('/readyz answers 503 while a gateway drains; the close log lines carry bytes and duration matching the counters', async () => {
@@ -332,6 +335,31 @@ describe('observability of a running mesh, through a real Prometheus', () => {
       }
       // Each refusal line names its reason from the fixed set.
       for (const l of t.logOf(gw).filter((x) => String(x.msg).includes('refused'))) expect(REFUSAL_REASONS).toContain(l.reason);
+    }
+  });
+});
+
+describe('the alert rules of deploy/alerts.yml, by promtool\'s rule tests', () => {
+  it('deploy/alerts.test.yml passes: BeamgateNodeNotRegistered fires for a roster node away for a minute, not for one back within it', () => {
+    const r = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: new URL('../../deploy/', import.meta.url), encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('SUCCESS');
+    // The tests cover every alert this change added (and would catch it renamed).
+    expect(readFileSync(new URL('../../deploy/alerts.test.yml', import.meta.url), 'utf8')).toContain('alertname: BeamgateNodeNotRegistered');
+  });
+
+  it('promtool\'s rule tests fail when an alert does not fire as the test expects (the check can fail)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'beamgate-alerts-'));
+    try {
+      // The same rules with the alert's `for` dropped: it fires at once, and the "pending, not firing" case fails.
+      writeFileSync(join(dir, 'alerts.yml'), readFileSync(new URL('../../deploy/alerts.yml', import.meta.url), 'utf8').replace(/(alert: BeamgateNodeNotRegistered\n\s+expr: [^\n]+\n)\s+for: 1m\n/, '$1'));
+      writeFileSync(join(dir, 'alerts.test.yml'), readFileSync(new URL('../../deploy/alerts.test.yml', import.meta.url), 'utf8'));
+      expect(readFileSync(join(dir, 'alerts.yml'), 'utf8')).not.toMatch(/BeamgateNodeNotRegistered\n\s+expr: [^\n]+\n\s+for:/);
+      const r = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: dir, encoding: 'utf8', timeout: 30_000 });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toContain('BeamgateNodeNotRegistered');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
