@@ -98,6 +98,8 @@ function sh(cmd: string, args: string[], opts: { timeoutMs: number; cwd?: string
       clearTimeout(timer);
       resolve({ code, out, err });
     });
+    // A command that exits without reading its input closes the pipe first: EPIPE here is not an error of the test.
+    p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
   });
 }

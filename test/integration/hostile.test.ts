@@ -8,6 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -488,6 +489,92 @@ describe('a flood from a genuine peer leaves the gateway process\'s memory where
     expectNoSeries(m, 'beamgate_relayed_bytes_total', { peer: 'alpha' });
     expect(sample(m, 'beamgate_links_open')).toBe(0);
   }, 240_000);
+});
+
+/** The mixed hostile load: how long, and how many connections at once. */
+const MIXED_LOAD_MS = 120_000;
+const MIXED_AT_ONCE = 32;
+/** RSS after the mixed load may stay this far above its start (the issue's bound). */
+const MIXED_RSS_ALLOWANCE_KB = 20 * 1024;
+/** floodQuietMs (10 s) until the trim after a flood, with room on a loaded machine. */
+const MIXED_SETTLE_MS = 45_000;
+
+describe('a two-minute mixed hostile load on every listener leaves the gateway process\'s memory where it was', () => {
+  let pm: ProcessMesh;
+  let node: FakeNode;
+
+  beforeAll(async () => {
+    pm = await startProcessMesh({ gateways: { alpha: [], beta: ['b1'] }, start: ['beta'] });
+    const beta = pm.mesh.roster.gateways.get('beta')!;
+    node = await fakeNode(beta.epmdPort, 'b1', pm.mesh.roster.nodes.get('b1@beta.demo')!.port);
+  });
+  afterAll(async () => {
+    node?.close();
+    await pm?.stop();
+  });
+
+  it(`${MIXED_LOAD_MS / 1000} s of cut-short links, garbage, plain TCP on the TLS port, bad EPMD and metrics requests, ${MIXED_AT_ONCE} at once`, async () => {
+    const gw = pm.gw('beta');
+    const beta = pm.mesh.roster.gateways.get('beta')!;
+    const port = beta.address.port;
+    const paths = tlsPathsFor(pm.mesh.roster, 'alpha');
+    const id = { cert: readFileSync(paths.cert, 'utf8'), key: readFileSync(paths.key, 'utf8'), ca: readFileSync(paths.ca, 'utf8') };
+    const preamble = encodePreamble({ kind: 'link', target: 'b1@beta.demo' });
+    const viaTls = (send: (s: tls.TLSSocket) => void) => () =>
+      new Promise<void>((resolve) => {
+        const s = tls.connect({ host: '127.0.0.1', port, ...id, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+        s.once('secureConnect', () => send(s));
+        s.on('data', () => undefined);
+        s.on('error', () => undefined);
+        s.once('close', () => resolve());
+      });
+    const viaTcp = (to: number, bytes: () => Buffer) => () =>
+      new Promise<void>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: to }, () => s.end(bytes()));
+        s.on('data', () => undefined);
+        s.on('error', () => undefined);
+        s.once('close', () => resolve());
+      });
+    const kinds: (() => Promise<void>)[] = [
+      viaTls((s) => s.end(preamble)),
+      viaTls((s) => s.end(preamble.subarray(0, 3))),
+      viaTls((s) => s.end(randomBytes(600))),
+      viaTls((s) => s.end(Buffer.concat([preamble, encodeHandshakeMessage(sendNameV6('a1@alpha.demo', FLAGS)).subarray(0, 5)]))),
+      viaTls((s) => s.end(Buffer.concat([preamble, Buffer.alloc(70_000, 1)]))),
+      viaTcp(port, () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')),
+      viaTcp(port, () => randomBytes(2000)),
+      viaTcp(port, () => Buffer.from([22, 3, 1, 0xff, 0xff, 1, 0, 0xff, 0xfb])), // a ClientHello that claims more than it holds
+      viaTcp(beta.epmdPort, () => randomBytes(40)),
+      viaTcp(beta.epmdPort, () => encodeAlive2Request({ name: 'intruder', port: 1, nodeType: NODE_TYPE_NORMAL, protocol: 0, highestVersion: 6, lowestVersion: 5, extra: Buffer.alloc(0) })),
+      viaTcp(beta.metrics!.port, () => Buffer.from(`GET /metrics HTTP/1.1\r\n${'X: y\r\n'.repeat(200)}\r\n`)),
+    ];
+    await Promise.all(kinds.map((k) => k())); // what first connections allocate once belongs to the baseline
+    await waitFor('beta to have no link slot held', async () => sample(await gw.metrics(), 'beamgate_links_open') === 0);
+    const before = gw.memory().rssKb;
+    const rss = new RssSampler([gw]);
+    rss.start(500);
+    const until = Date.now() + MIXED_LOAD_MS;
+    let sent = 0;
+    await Promise.all(
+      Array.from({ length: MIXED_AT_ONCE }, async () => {
+        while (Date.now() < until) await kinds[sent++ % kinds.length]!();
+      }),
+    );
+    const settled = await waitFor(
+      `beta's RSS back within ${MIXED_RSS_ALLOWANCE_KB} KiB of ${before} KiB`,
+      () => {
+        const now = gw.memory().rssKb;
+        return now <= before + MIXED_RSS_ALLOWANCE_KB ? now : undefined;
+      },
+      MIXED_SETTLE_MS,
+    ).catch(() => undefined);
+    rss.stop();
+    const s = rss.summary('beta');
+    console.log(`mixed hostile load: ${sent} connections in ${MIXED_LOAD_MS} ms; RSS ${before} KiB before, ${s.peakKb} KiB peak, ${settled ?? `still ${gw.memory().rssKb}`} KiB after`);
+    expect(settled, `RSS back within ${MIXED_RSS_ALLOWANCE_KB} KiB of ${before} KiB`).toBeDefined();
+    assertIntact(gw);
+    expect(node.connections).toBe(0);
+  }, MIXED_LOAD_MS + MIXED_SETTLE_MS + 120_000);
 });
 
 /** Local addresses of the TCP listeners on `port`, from the kernel's tables (IPv6 ones as `tcp6:HEX`). */
