@@ -55,6 +55,8 @@ interface TestLink {
   node: net.Socket;
   nodeGot: () => Buffer;
   nodeEnded: Promise<void>;
+  /** Settles when the node's socket has closed: everything the engine wrote to it has been read. */
+  nodeClosed: Promise<void>;
   /** The peer gateway: seals with `seal` (the engine's receiving keys), reads the engine's records. */
   peer: net.Socket;
   seal: Direction;
@@ -84,6 +86,7 @@ async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
   const got: Buffer[] = [];
   node.on('data', (c: Buffer) => got.push(c));
   const nodeEnded = new Promise<void>((r) => node.once('end', r));
+  const nodeClosed = new Promise<void>((r) => node.once('close', () => r()));
   node.on('error', () => {});
   peer.on('data', (c: Buffer) => reader.feed(c));
   peer.on('error', () => {});
@@ -114,11 +117,19 @@ async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
   // The engine holds duplicates of both descriptors.
   engineLocal.destroy();
   engineRemote.destroy();
-  return { id, node, nodeGot: () => Buffer.concat(got), nodeEnded, peer, seal, reader, closed };
+  return { id, node, nodeGot: () => Buffer.concat(got), nodeEnded, nodeClosed, peer, seal, reader, closed };
 }
 
 function closeNotify(d: Direction): Buffer {
   return d.seal(ALERT, Buffer.from([1, 0]));
+}
+
+/** The engine reports a close before the test's side of the node socket has read what came before it. */
+async function nodeClosedWithin(l: TestLink): Promise<void> {
+  return Promise.race([
+    l.nodeClosed,
+    new Promise<never>((_, j) => setTimeout(() => j(new Error(`link ${l.id}: node socket not closed within ${CLOSE_TIMEOUT_MS} ms`)), CLOSE_TIMEOUT_MS)),
+  ]);
 }
 
 async function closedWithin(l: TestLink): Promise<Closed> {
@@ -371,6 +382,7 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     l.peer.write(build(l.seal));
     const c = await closedWithin(l);
     expect(c.reason).toMatch(reason);
+    await nodeClosedWithin(l);
     expect(l.nodeGot().equals(frame(Buffer.from('before')))).toBe(true);
   });
 
