@@ -23,6 +23,7 @@ import type { ActiveConfig, MeshContext } from './mesh/context.js';
 import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
+import { StandbyHolds, StandbyPool } from './mesh/standby.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { chainsToBundle, readmit } from './mesh/readmit.js';
 import { targetLabel } from './mesh/source.js';
@@ -93,6 +94,9 @@ export class Gateway {
   /** The native data plane, when this gateway runs it; else links stay on node:tls. */
   private readonly engine: NativeEngine | undefined;
   private readonly enginePlane: string;
+  /** Ready TLS connections to each peer for the next links, and those peers hold to us (src/mesh/standby.ts). */
+  private readonly standby: StandbyPool;
+  private readonly standbyHolds: StandbyHolds;
 
   constructor(opts: GatewayOptions) {
     this.logger = (opts.logger ?? new Logger(opts.roster.log.level)).child({ gateway: opts.gateway });
@@ -161,6 +165,9 @@ export class Gateway {
       registeredPort: (short) => this.epmd.registeredPort(short),
       dialStarted: (peer) => this.dialStarted(peer),
       registryLink: (peer, sock, head) => this.registry.attach(peer, sock, head),
+      takeStandby: (peer) => this.standby.take(peer),
+      offerStandby: (peer, sock) => this.standby.offer(peer, sock),
+      standbyHeld: (peer, delta) => this.standbyHolds.change(peer, delta),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
         if (reason === 'policy_denied' && typeof fields.from_group === 'string' && typeof fields.to_group === 'string') {
@@ -169,6 +176,8 @@ export class Gateway {
         this.refusals.warn('connection refused', reason, this.rosterPeer(fields.peer), { detail: message, ...fields });
       },
     };
+    this.standby = new StandbyPool(this.ctx);
+    this.standbyHolds = new StandbyHolds(this.metrics);
     this.metrics.setPolicyGroups(policyLabels(opts.roster));
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
@@ -263,6 +272,7 @@ export class Gateway {
     this.updateCertExpiry();
     this.probePeers();
     this.scheduleProbes();
+    this.standby.start();
     this.logger.info('gateway listening', {
       tls: formatHostPort(self.listen),
       epmd_port: self.epmdPort,
@@ -329,6 +339,7 @@ export class Gateway {
       if (outcome.ok && !was) this.logger.info('peer reachable', { peer });
       if (outcome.ok) this.registry.kick(peer);
       if (!outcome.ok && was) this.logger.warn('peer unreachable', { peer, detail: outcome.detail });
+      if (!outcome.ok) this.standby.unreachable(peer);
       this.setReachable(peer, outcome.ok);
     };
   }
@@ -456,6 +467,7 @@ export class Gateway {
     this.registry.standIns.setMaxConnections(limits.maxLinks);
     if (this.http) applyHttpLimits(this.http, limits);
     if (limits.peerProbeIntervalMs !== this.probeInterval) this.scheduleProbes();
+    this.standby.reloaded();
     this.logger.setLevel(cfg.roster.log.level);
     this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();
@@ -524,6 +536,7 @@ export class Gateway {
     const started = Date.now();
     this.listening = false;
     clearInterval(this.probeTimer);
+    this.standby.stop();
     const closing: Promise<void>[] = [];
     if (this.tlsServer) closing.push(closeServer(this.tlsServer));
     this.tlsServer = undefined;
@@ -548,6 +561,7 @@ export class Gateway {
   async stop(): Promise<void> {
     this.listening = false;
     clearInterval(this.probeTimer);
+    this.standby.stop();
     const closing: Promise<void>[] = [];
     const close = (s: net.Server | undefined) => {
       if (s) closing.push(new Promise((r) => s.close(() => r())));

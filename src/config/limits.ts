@@ -71,6 +71,14 @@ export interface Limits {
   /** First wait before a lost registry link is dialled again; it doubles up to registryRedialMaxMs. */
   registryRedialMinMs: number;
   registryRedialMaxMs: number;
+  /**
+   * TLS connections to each peer gateway kept ready for the next links
+   * (src/mesh/standby.ts): a link that takes one starts without a TLS
+   * handshake. 0 turns them off; at most MAX_STANDBY_PER_PEER.
+   */
+  standbyPerPeer: number;
+  /** How long a ready connection waits to be taken before it is replaced by a fresh one. */
+  standbyIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -121,7 +129,35 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   registryTimeoutMs: 15_000,
   registryRedialMinMs: 250,
   registryRedialMaxMs: 5_000,
+  // A cluster booting at once dials a link per node pair in the same
+  // seconds: ten hosts of three nodes each dial 5 to 9 links per host pair.
+  // With 8 ready per peer nearly all start with no handshake (4 left the
+  // storm test failing 2 runs of 3; docs/scale.md has the figures). Each
+  // costs a TLS connection on both gateways while it waits.
+  standbyPerPeer: 8,
+  standbyIdleMs: 60_000,
 });
+
+/** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */
+export const MAX_STANDBY_PER_PEER = 32;
+/**
+ * How much longer than its own standbyIdleMs a gateway holds a ready
+ * connection a peer dialled before closing it: the dialling side replaces
+ * its connections after standbyIdleMs, so a held one outliving this is one
+ * the peer forgot.
+ */
+export const STANDBY_HOLD_SLACK_MS = 15_000;
+/**
+ * A taken ready connection is replaced only once links have stopped taking
+ * them for this long (or STANDBY_REFILL_MAX_DEFER_MS after the first take of
+ * a burst): the handshakes of the refill would otherwise compete for the CPU
+ * with the very burst of link set-ups they are meant to spare.
+ */
+export const STANDBY_REFILL_QUIET_MS = 2_000;
+export const STANDBY_REFILL_MAX_DEFER_MS = 10_000;
+/** After a failed dial for a ready connection, the wait before the next; it doubles up to STANDBY_RETRY_MAX_MS. */
+export const STANDBY_RETRY_MIN_MS = 1_000;
+export const STANDBY_RETRY_MAX_MS = 30_000;
 
 /**
  * The longest any `...Ms` limit may be: Node's timers fire at once for

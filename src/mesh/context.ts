@@ -42,6 +42,12 @@ export interface MeshContext {
   abandoned(peer: string, direction: LinkDirection, fields: Record<string, string | number | undefined>): void;
   /** A peer dialled a registry link (preamble `R`); `head` is what followed the preamble. */
   registryLink(peer: string, sock: tls.TLSSocket, head: Buffer): void;
+  /** A ready TLS connection to `peer` for a link (src/mesh/standby.ts), or undefined: then the link dials its own. */
+  takeStandby(peer: string): tls.TLSSocket | undefined;
+  /** A verified connection to `peer` whose link was given up before it started: kept ready if the pool has room (true). */
+  offerStandby(peer: string, sock: tls.TLSSocket): boolean;
+  /** A peer's ready connection held here now waits for a link (+1) or no longer does (-1). */
+  standbyHeld(peer: string, delta: 1 | -1): boolean;
   /** Counts and logs a refusal that happened before a Link existed. */
   refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
 }

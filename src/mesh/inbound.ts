@@ -7,6 +7,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { LOCAL_LOOPBACK } from '../config/address.js';
+import { MAX_STANDBY_PER_PEER, STANDBY_HOLD_SLACK_MS } from '../config/limits.js';
 import { revokedSerial } from '../config/roster.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
@@ -65,8 +66,12 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   }
   sock.setNoDelay(true);
 
-  const deadline = Date.now() + limits.distHandshakeTimeoutMs;
+  let deadline = Date.now() + limits.distHandshakeTimeoutMs;
   let settled = false;
+  /** Whether this connection holds a link slot of the peer's; a ready one waiting for its link holds none. */
+  let reserved = true;
+  /** Set while the connection is a ready one the peer holds for a later link (src/mesh/standby.ts). */
+  let standbyTimer: NodeJS.Timeout | undefined;
   let head: Buffer | null = Buffer.alloc(0); // preamble bytes, until parsed
   let target: { name: string; port: number; label: string; operator: boolean } | undefined;
   let source: string | undefined;
@@ -101,17 +106,54 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     settled = true;
     clearTimeout(firstByteTimer);
     clearTimeout(timer);
+    endStandby();
     const where = { ...fields, local_node: target?.name, remote_node: source };
     if (typeof why === 'string') ctx.abandoned(peer, 'inbound', { ...where, detail: why });
     else ctx.refuse(why.reason, why.message, { ...where, ...why.fields });
     sock.destroy();
     local?.destroy();
-    ctx.table.release(peer);
+    if (reserved) ctx.table.release(peer);
+    reserved = false;
   };
   const firstByteTimer = setTimeout(() => fail(new Refusal('handshake_timeout', 'peer sent nothing after TLS')), limits.firstByteTimeoutMs);
-  const timer = setTimeout(() => fail(new Refusal('handshake_timeout', 'link not established in time')), limits.distHandshakeTimeoutMs);
+  let timer = setTimeout(() => fail(new Refusal('handshake_timeout', 'link not established in time')), limits.distHandshakeTimeoutMs);
 
-  const onData = (chunk: Buffer) => {
+  /**
+   * The peer holds this connection ready for a later link: it gives up its
+   * link slot and its handshake deadline, and waits (bounded) for the link's
+   * preamble. The peer replaces its ready connections after its
+   * standbyIdleMs; one held longer than ours plus STANDBY_HOLD_SLACK_MS is one
+   * it forgot.
+   */
+  const beginStandby = (): boolean => {
+    if (!ctx.standbyHeld(peer, 1)) return false;
+    clearTimeout(timer);
+    ctx.table.release(peer);
+    reserved = false;
+    standbyTimer = setTimeout(() => {
+      endStandby();
+      settled = true;
+      sock.destroy();
+    }, limits.standbyIdleMs + STANDBY_HOLD_SLACK_MS);
+    return true;
+  };
+  const endStandby = () => {
+    if (standbyTimer === undefined) return;
+    clearTimeout(standbyTimer);
+    standbyTimer = undefined;
+    ctx.standbyHeld(peer, -1);
+  };
+  /** A link's preamble on a ready connection: from now on it is a link attempt like any other. */
+  const takeStandby = (): boolean => {
+    endStandby();
+    if (!ctx.table.reserve(peer)) return false;
+    reserved = true;
+    deadline = Date.now() + limits.distHandshakeTimeoutMs;
+    timer = setTimeout(() => fail(new Refusal('handshake_timeout', 'link not established in time')), limits.distHandshakeTimeoutMs);
+    return true;
+  };
+
+  const onData = (chunk: Buffer): void => {
     clearTimeout(firstByteTimer);
     let data = chunk;
     if (head) {
@@ -123,12 +165,24 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
         head = buf;
         return;
       }
+      if (p.preamble.kind === 'standby') {
+        if (standbyTimer !== undefined) return fail(new Refusal('bad_preamble', 'a second standby preamble'));
+        if (!beginStandby()) return fail(new Refusal('limit_reached', `peer holds ${MAX_STANDBY_PER_PEER} ready connections already`));
+        head = Buffer.alloc(0);
+        const rest = buf.subarray(p.consumed);
+        return rest.length > 0 ? onData(rest) : undefined;
+      }
+      if (standbyTimer !== undefined && p.preamble.kind === 'link' && !takeStandby()) {
+        return fail(new Refusal('limit_reached', 'link limit reached'));
+      }
       head = null;
       if (p.preamble.kind !== 'link') {
+        endStandby();
         settled = true;
         clearTimeout(firstByteTimer);
         clearTimeout(timer);
-        ctx.table.release(peer);
+        if (reserved) ctx.table.release(peer);
+        reserved = false;
         sock.off('data', onData);
         sock.off('end', onEarlyClose);
         sock.off('error', onEarlyClose);
@@ -166,6 +220,13 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
   // hang-up: waiting for 'close' could start the link and hand a dead dial's
   // send_name to our node (see Link.start).
   const onEarlyClose = () => {
+    // A ready connection the peer closed untaken (replaced, or its gateway stopping): nothing was attempted.
+    if (standbyTimer !== undefined && head?.length === 0) {
+      endStandby();
+      settled = true;
+      sock.destroy();
+      return;
+    }
     if (head ? head.length === 0 : remoteStream.bufferedBytes === 0) return fail('peer closed before the link was up (the dialling node gave up)');
     // A gateway writes its preamble whole: a part of one is never a dial given up.
     if (head) return fail(new Refusal('bad_preamble', `peer closed after ${head.length} bytes of the preamble`));

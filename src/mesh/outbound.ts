@@ -167,10 +167,16 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
   // connection that sends garbage never costs the peer a TLS handshake.
   function dial(): void {
     dialling = true;
-    dialPeer(ctx, peer, true).then(
+    // A ready connection, when there is one, saves the handshake (src/mesh/standby.ts).
+    const ready = ctx.takeStandby(peer.name);
+    (ready ? Promise.resolve(ready) : dialPeer(ctx, peer, true)).then(
       (sock) => {
         if (settled) {
-          // Given up meanwhile: close as a probe does, so the peer sees no handshake cut short.
+          // Given up meanwhile (most often the loser of two crossing dials):
+          // the connection is as good as a ready one, and the next link may take it.
+          // (A ready one taken in the same turn has said its standby preamble already.)
+          if (!ready && ctx.offerStandby(peer.name, sock)) return;
+          // Else close as a probe does, so the peer sees no handshake cut short.
           sock.on('error', () => sock.destroy());
           sock.end(encodePreamble({ kind: 'probe' }));
           return;

@@ -2,12 +2,15 @@
 // for. A link names its target node (PORT_PLEASE2 only told the dialling side
 // which listener was hit, and send_name names the source, not the target); a
 // probe only proves the TLS port works and is then closed; a registry link
-// carries the dialling gateway's EPMD registrations (src/registry/).
+// carries the dialling gateway's EPMD registrations (src/registry/); a
+// standby connection is held ready for a later link, whose own preamble
+// follows when the dialling side takes it (src/mesh/standby.ts).
 
 export const PREAMBLE_MAGIC = Buffer.from('BGW1', 'latin1');
 const KIND_LINK = 0x4c; // 'L'
 const KIND_PROBE = 0x50; // 'P'
 const KIND_REGISTRY = 0x52; // 'R'
+const KIND_STANDBY = 0x53; // 'S'
 /**
  * Magic, kind, name length, name (at most 255 bytes). A protocol constant,
  * not a limit: the name's length is one byte, so no preamble can be longer,
@@ -15,9 +18,9 @@ const KIND_REGISTRY = 0x52; // 'R'
  */
 export const MAX_PREAMBLE_BYTES = PREAMBLE_MAGIC.length + 2 + 255;
 
-export type Preamble = { kind: 'link'; target: string } | { kind: 'probe' } | { kind: 'registry' };
+export type Preamble = { kind: 'link'; target: string } | { kind: 'probe' } | { kind: 'registry' } | { kind: 'standby' };
 
-const KIND_BYTE = { link: KIND_LINK, probe: KIND_PROBE, registry: KIND_REGISTRY } as const;
+const KIND_BYTE = { link: KIND_LINK, probe: KIND_PROBE, registry: KIND_REGISTRY, standby: KIND_STANDBY } as const;
 
 export function encodePreamble(p: Preamble): Buffer {
   const name = Buffer.from(p.kind === 'link' ? p.target : '', 'latin1');
@@ -38,6 +41,7 @@ export function parsePreamble(buf: Buffer): PreambleParse {
   const consumed = m + 2 + len;
   if (kind === KIND_PROBE) return len === 0 ? { kind: 'ok', preamble: { kind: 'probe' }, consumed } : { kind: 'error', reason: 'probe with a name' };
   if (kind === KIND_REGISTRY) return len === 0 ? { kind: 'ok', preamble: { kind: 'registry' }, consumed } : { kind: 'error', reason: 'registry link with a name' };
+  if (kind === KIND_STANDBY) return len === 0 ? { kind: 'ok', preamble: { kind: 'standby' }, consumed } : { kind: 'error', reason: 'standby connection with a name' };
   if (kind !== KIND_LINK) return { kind: 'error', reason: `unknown preamble kind ${kind}` };
   if (len === 0) return { kind: 'error', reason: 'link preamble without a target' };
   return { kind: 'ok', preamble: { kind: 'link', target: buf.toString('latin1', m + 2, consumed) }, consumed };

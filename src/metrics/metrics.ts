@@ -95,6 +95,13 @@ export class GatewayMetrics {
   readonly registryNames: Gauge<'peer'>;
   readonly registrySynced: Gauge<'peer'>;
   readonly standIns: Gauge<'peer'>;
+  /** Ready TLS connections to each peer (src/mesh/standby.ts), taken by links, replaced when idle too long. */
+  readonly standbyReady: Gauge<'peer'>;
+  readonly standbyTaken: Counter<'peer' | 'result'>;
+  readonly standbyExpired: Counter<'peer'>;
+  readonly standbyOffered: Counter<'peer'>;
+  /** Ready connections each peer holds to this gateway, waiting for a link. */
+  readonly standbyHeld: Gauge<'peer'>;
   readonly policyDenied: Counter<'from_group' | 'to_group'>;
   /** Per roster node of this host: registered with this gateway's EPMD now (src/metrics/roster-nodes.ts). */
   readonly rosterNodeRegistered: Gauge<'node'>;
@@ -193,6 +200,36 @@ export class GatewayMetrics {
       registers,
     });
     this.standIns = new Gauge({ name: 'beamgate_stand_ins', help: 'Stand-in listeners for a peer gateway\'s nodes open now.', labelNames: ['peer'], registers });
+    this.standbyReady = new Gauge({
+      name: 'beamgate_standby_ready',
+      help: 'TLS connections to a peer gateway dialled, verified and ready for the next links (limits.standbyPerPeer).',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.standbyTaken = new Counter({
+      name: 'beamgate_standby_taken_total',
+      help: 'Outbound links that started on a ready TLS connection (hit) or had to dial one (miss).',
+      labelNames: ['peer', 'result'],
+      registers,
+    });
+    this.standbyExpired = new Counter({
+      name: 'beamgate_standby_expired_total',
+      help: 'Ready TLS connections closed and replaced after waiting limits.standbyIdleMs untaken.',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.standbyOffered = new Counter({
+      name: 'beamgate_standby_offered_total',
+      help: 'Verified TLS connections a link dialled and did not use (its node gave up first, as the loser of crossing dials does), kept as ready ones.',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.standbyHeld = new Gauge({
+      name: 'beamgate_standby_held',
+      help: 'Ready TLS connections a peer gateway holds to this one, waiting for a link preamble.',
+      labelNames: ['peer'],
+      registers,
+    });
     this.reloads = new Counter({ name: 'beamgate_reloads_total', help: 'Configuration and certificate reloads, by result.', labelNames: ['result'], registers });
     this.policyDenied = new Counter({
       name: 'beamgate_policy_denied_total',
@@ -227,6 +264,11 @@ export class GatewayMetrics {
         this.linksClosed.labels(peer, direction).inc(0);
         this.linksAbandoned.labels(peer, direction).inc(0);
       }
+      this.standbyReady.labels(peer).inc(0);
+      this.standbyHeld.labels(peer).inc(0);
+      this.standbyExpired.labels(peer).inc(0);
+      this.standbyOffered.labels(peer).inc(0);
+      for (const result of ['hit', 'miss'] as const) this.standbyTaken.labels(peer, result).inc(0);
     }
   }
 

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { buildLocalMesh, type LocalGateway, type LocalMesh } from '../../src/cli/local-mesh.js';
 import { cookieEnv, randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
+import type { OtpRuntime } from '../../src/erlang/roots.js';
+import type { Limits } from '../../src/config/limits.js';
 import { ElixirNode, elixirArgs } from './elixir-node.js';
 import { NetGateway, NetnsLab } from './netns.js';
 
@@ -34,6 +36,12 @@ export interface LabClusterOptions {
   nodeArgsFor?: (fullName: string) => string[];
   /** The roster's `policy` section. */
   policy?: unknown;
+  /** Run the Erlang nodes on another OTP release (a Debian root, src/erlang/roots.ts). */
+  runtime?: OtpRuntime;
+  /** How long one node may take to boot and register (many at once on two cores take longer). */
+  nodeStartTimeoutMs?: number;
+  /** The roster's `limits` section. */
+  limits?: Partial<Limits>;
 }
 
 export class LabCluster {
@@ -67,7 +75,7 @@ export class LabCluster {
         metricsPort: LAB_PORTS.metrics,
         nodes: Object.fromEntries([...h.erlang, ...(h.elixir ?? [])].map((short, i) => [short, LAB_PORTS.firstNode + i])),
       }));
-      const mesh = await buildLocalMesh({ dir, gateways: layout, hostSuffix: LAB_HOST_SUFFIX, operators: opts.operators, policy: opts.policy, logLevel: 'info' });
+      const mesh = await buildLocalMesh({ dir, gateways: layout, hostSuffix: LAB_HOST_SUFFIX, operators: opts.operators, policy: opts.policy, logLevel: 'info', ...(opts.limits ? { limits: opts.limits } : {}) });
       const cluster = new LabCluster(lab, dir, mesh, spec, opts);
       const started = await Promise.all(Object.keys(spec).map((gw) => NetGateway.startIn(lab, gw, mesh.rosterPath, gw, LAB_PORTS.metrics)));
       for (const gw of started) cluster.gateways.set(gw.name, gw);
@@ -110,7 +118,8 @@ export class LabCluster {
       args: [...this.mesh.nodeArgs(fullName), ...(this.opts.nodeArgs ?? []), ...(this.opts.nodeArgsFor?.(fullName) ?? [])],
       home: this.home,
       prefix: this.lab.host(this.gatewayOf(fullName)).prefix,
-      startTimeoutMs: 40_000,
+      startTimeoutMs: this.opts.nodeStartTimeoutMs ?? 40_000,
+      ...(this.opts.runtime ? { runtime: this.opts.runtime, binds: [this.dir] } : {}),
     });
     this.erlang.set(fullName, node);
     return node;

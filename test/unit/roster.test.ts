@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rosterProblems } from '../helpers/roster.js';
 import { admissionOn, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
-import { DEFAULT_LIMITS } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
 
@@ -97,6 +97,18 @@ limits: { maxLinks: 0, bogus: 1 }
     expect(problems(`${base}limits: { linkCloseGraceMs: 2147483648, drainTimeoutMs: 4294967296 }\n`)).toEqual([
       'limits.drainTimeoutMs: must be at most 2147483647 (about 24.8 days: the longest wait a timer takes)',
       'limits.linkCloseGraceMs: must be at most 2147483647 (about 24.8 days: the longest wait a timer takes)',
+    ]);
+  });
+
+  it('takes standbyPerPeer from 0 (off) to MAX_STANDBY_PER_PEER, and nothing else', () => {
+    const base = GOOD.replace(/^limits: .*$/m, '');
+    const limits = (l: string) => parseRoster(`${base}limits: { ${l} }\n`, '/etc/beamgate').limits;
+    expect(limits('standbyPerPeer: 0').standbyPerPeer).toBe(0);
+    expect(limits(`standbyPerPeer: ${MAX_STANDBY_PER_PEER}, standbyIdleMs: 5000`)).toMatchObject({ standbyPerPeer: MAX_STANDBY_PER_PEER, standbyIdleMs: 5000 });
+    expect(problems(`${base}limits: { standbyPerPeer: ${MAX_STANDBY_PER_PEER + 1} }\n`)).toEqual([`limits.standbyPerPeer: must be at most ${MAX_STANDBY_PER_PEER}`]);
+    expect(problems(`${base}limits: { standbyPerPeer: -1, standbyIdleMs: 0 }\n`)).toEqual([
+      'limits.standbyPerPeer: must be a whole number, 0 or more',
+      'limits.standbyIdleMs: must be a positive integer',
     ]);
   });
 

@@ -1,0 +1,288 @@
+// Ready TLS connections to each peer gateway, so that a link starts without a
+// TLS handshake. A cluster that boots or heals at once dials hundreds of links
+// in the same seconds, and each node gives its connection only net_setuptime
+// (7 s) to come up: a handshake per link, started only when the node dials,
+// queues behind all the others on a loaded host. Each peer gets up to
+// `standbyPerPeer` connections, dialled in the background one at a time,
+// verified like any other (certificate, roster identity, revocation) and
+// marked with the standby preamble; a link takes one and writes its own
+// preamble on it (src/mesh/outbound.ts), and once the burst of takes is over
+// (STANDBY_REFILL_QUIET_MS) the pool is dialled full again. A ready
+// connection that waits `standbyIdleMs` is replaced, so none outlives the
+// peer's patience (STANDBY_HOLD_SLACK_MS) or a silent path for long.
+
+import assert from 'node:assert/strict';
+import type tls from 'node:tls';
+import { MAX_STANDBY_PER_PEER, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { ActiveConfig, MeshContext } from './context.js';
+import { dialPeer } from './outbound.js';
+import { encodePreamble } from './preamble.js';
+
+interface Ready {
+  sock: tls.TLSSocket;
+  /** The configuration it was dialled under: after a reload only new ones are handed out. */
+  config: ActiveConfig;
+  idle: NodeJS.Timeout;
+}
+
+interface PeerPool {
+  ready: Ready[];
+  /** Whether a dial for this peer is in flight: the pool dials one at a time per peer. */
+  dialling: boolean;
+  /** The wait before the next dial after a failure (0 after a success). */
+  backoffMs: number;
+  retry: NodeJS.Timeout | undefined;
+}
+
+export class StandbyPool {
+  private readonly peers = new Map<string, PeerPool>();
+  private running = false;
+  /** The burst of takes in progress: when it started and when the last take was; refills wait for its end. */
+  private burst: { first: number; last: number } | undefined;
+  private refillTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ctx: MeshContext) {}
+
+  /** Fills every peer's pool (the roster in force says which peers and how many). */
+  start(): void {
+    this.running = true;
+    this.sync();
+  }
+
+  /**
+   * After a reload: connections made under the old configuration are closed
+   * (another certificate, CA or roster may be in force), peers gone from the
+   * roster are forgotten, and every pool is filled again.
+   */
+  reloaded(): void {
+    for (const [peer, pool] of this.peers) {
+      for (const r of pool.ready) this.discard(r);
+      pool.ready = [];
+      if (!this.ctx.active().roster.gateways.has(peer)) this.forget(peer);
+    }
+    this.sync();
+  }
+
+  /** A ready connection to `peer`, now the caller's; undefined when there is none. Either way one more is dialled. */
+  take(peer: string): tls.TLSSocket | undefined {
+    const pool = this.peers.get(peer);
+    if (!pool) {
+      this.ctx.metrics.standbyTaken.labels(peer, 'miss').inc();
+      return undefined;
+    }
+    const config = this.ctx.active();
+    let taken: tls.TLSSocket | undefined;
+    while (!taken && pool.ready.length > 0) {
+      const r = pool.ready.shift()!;
+      clearTimeout(r.idle);
+      r.sock.removeAllListeners('end');
+      r.sock.removeAllListeners('close');
+      r.sock.removeAllListeners('error');
+      if (r.config === config && !r.sock.destroyed && !r.sock.readableEnded) taken = r.sock;
+      else r.sock.destroy();
+    }
+    this.ctx.metrics.standbyTaken.labels(peer, taken ? 'hit' : 'miss').inc();
+    this.gauge(peer);
+    this.deferRefill();
+    return taken;
+  }
+
+  /** Refills every pool once links have stopped taking connections for a while (see STANDBY_REFILL_QUIET_MS). */
+  private deferRefill(): void {
+    const now = Date.now();
+    this.burst = this.burst ? { first: this.burst.first, last: now } : { first: now, last: now };
+    if (this.refillTimer) return;
+    const check = () => {
+      const b = this.burst!;
+      const t = Date.now();
+      const due = Math.min(b.last + STANDBY_REFILL_QUIET_MS, b.first + STANDBY_REFILL_MAX_DEFER_MS);
+      if (t < due) {
+        this.refillTimer = setTimeout(check, due - t);
+        this.refillTimer.unref();
+        return;
+      }
+      this.refillTimer = undefined;
+      this.burst = undefined;
+      this.sync();
+    };
+    this.refillTimer = setTimeout(check, STANDBY_REFILL_QUIET_MS);
+    this.refillTimer.unref();
+  }
+
+  /** Whether refills wait for a burst of takes to end. */
+  private get deferring(): boolean {
+    return this.burst !== undefined;
+  }
+
+  /**
+   * A verified connection to `peer` that a link dialled and then did not use
+   * (its node gave up first): it joins the ready ones if there is room, and
+   * the handshake it cost is not wasted. False: the caller closes it.
+   */
+  offer(peer: string, sock: tls.TLSSocket): boolean {
+    const pool = this.peers.get(peer);
+    const config = this.ctx.active();
+    if (!this.running || !pool || pool.ready.length >= config.roster.limits.standbyPerPeer || sock.destroyed || sock.readableEnded) return false;
+    this.keep(peer, pool, sock, config);
+    this.ctx.metrics.standbyOffered.labels(peer).inc();
+    return true;
+  }
+
+  /** The peer proved unreachable (a dial failed): its ready connections are as suspect as the path, so they go. */
+  unreachable(peer: string): void {
+    const pool = this.peers.get(peer);
+    if (!pool || pool.ready.length === 0) return;
+    for (const r of pool.ready) this.discard(r);
+    pool.ready = [];
+    this.gauge(peer);
+  }
+
+  /** Closes every ready connection and dials no more (stop, drain). */
+  stop(): void {
+    this.running = false;
+    clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
+    this.burst = undefined;
+    for (const peer of [...this.peers.keys()]) this.forget(peer);
+  }
+
+  /** How many are ready for `peer` now. */
+  readyCount(peer: string): number {
+    return this.peers.get(peer)?.ready.length ?? 0;
+  }
+
+  private sync(): void {
+    const { roster, self } = this.ctx.active();
+    for (const peer of roster.gateways.keys()) if (peer !== self.name) this.fill(peer);
+  }
+
+  private forget(peer: string): void {
+    const pool = this.peers.get(peer);
+    if (!pool) return;
+    for (const r of pool.ready) this.discard(r);
+    clearTimeout(pool.retry);
+    this.peers.delete(peer);
+    this.ctx.metrics.standbyReady.labels(peer).set(0);
+  }
+
+  private pool(peer: string): PeerPool {
+    let pool = this.peers.get(peer);
+    if (!pool) {
+      pool = { ready: [], dialling: false, backoffMs: 0, retry: undefined };
+      this.peers.set(peer, pool);
+    }
+    return pool;
+  }
+
+  /** Dials one more for `peer` if it has fewer than it should and none is being dialled. */
+  private fill(peer: string): void {
+    if (!this.running) return;
+    const { roster } = this.ctx.active();
+    const spec = roster.gateways.get(peer);
+    const want = roster.limits.standbyPerPeer;
+    if (!spec || want === 0) return;
+    const pool = this.pool(peer);
+    if (pool.dialling || pool.retry || pool.ready.length >= want || this.deferring) return;
+    pool.dialling = true;
+    const config = this.ctx.active();
+    dialPeer(this.ctx, spec, true).then(
+      (sock) => {
+        pool.dialling = false;
+        pool.backoffMs = 0;
+        if (!this.running || this.peers.get(peer) !== pool || config !== this.ctx.active()) {
+          this.close(sock);
+          return this.fill(peer);
+        }
+        this.keep(peer, pool, sock, config);
+        this.fill(peer);
+      },
+      () => {
+        // The failure was counted, logged and taken as evidence by dialPeer's outcome.
+        pool.dialling = false;
+        if (!this.running || this.peers.get(peer) !== pool) return;
+        pool.backoffMs = Math.min(STANDBY_RETRY_MAX_MS, pool.backoffMs ? pool.backoffMs * 2 : STANDBY_RETRY_MIN_MS);
+        pool.retry = setTimeout(() => {
+          pool.retry = undefined;
+          this.fill(peer);
+        }, pool.backoffMs);
+        pool.retry.unref();
+      },
+    );
+  }
+
+  /** Marks a verified connection as a ready one (the standby preamble) and keeps it until taken, closed or expired. */
+  private keep(peer: string, pool: PeerPool, sock: tls.TLSSocket, config: ActiveConfig): void {
+    sock.write(encodePreamble({ kind: 'standby' }));
+    const r: Ready = { sock, config, idle: setTimeout(() => this.expire(peer, r), config.roster.limits.standbyIdleMs) };
+    r.idle.unref();
+    // The peer closing it (a restart, its own bound) or a broken path: it is gone, and replaced.
+    const gone = () => this.remove(peer, r);
+    sock.on('error', gone);
+    sock.on('end', gone);
+    sock.on('close', gone);
+    pool.ready.push(r);
+    this.gauge(peer);
+  }
+
+  private expire(peer: string, r: Ready): void {
+    const pool = this.peers.get(peer);
+    if (!pool) return;
+    const i = pool.ready.indexOf(r);
+    if (i === -1) return;
+    pool.ready.splice(i, 1);
+    this.ctx.metrics.standbyExpired.labels(peer).inc();
+    this.discard(r);
+    this.gauge(peer);
+    this.fill(peer);
+  }
+
+  private remove(peer: string, r: Ready): void {
+    const pool = this.peers.get(peer);
+    const i = pool ? pool.ready.indexOf(r) : -1;
+    clearTimeout(r.idle);
+    r.sock.destroy();
+    if (!pool || i === -1) return;
+    pool.ready.splice(i, 1);
+    this.gauge(peer);
+    this.fill(peer);
+  }
+
+  private discard(r: Ready): void {
+    clearTimeout(r.idle);
+    r.sock.removeAllListeners('end');
+    r.sock.removeAllListeners('close');
+    r.sock.removeAllListeners('error');
+    this.close(r.sock);
+  }
+
+  /** Ends a ready connection the way the peer expects: a FIN while it waits for a preamble, which it takes quietly. */
+  private close(sock: tls.TLSSocket): void {
+    sock.on('error', () => sock.destroy());
+    sock.end();
+    setTimeout(() => sock.destroy(), this.ctx.active().roster.limits.linkCloseGraceMs).unref();
+  }
+
+  private gauge(peer: string): void {
+    this.ctx.metrics.standbyReady.labels(peer).set(this.readyCount(peer));
+  }
+}
+
+/** The other side: ready connections that peers hold to this gateway, at most MAX_STANDBY_PER_PEER per peer. */
+export class StandbyHolds {
+  private readonly held = new Map<string, number>();
+
+  constructor(private readonly metrics: GatewayMetrics) {}
+
+  /** One more held by `peer` (false: over the bound, refuse it), or one fewer. */
+  change(peer: string, delta: 1 | -1): boolean {
+    const now = this.held.get(peer) ?? 0;
+    if (delta === 1 && now >= MAX_STANDBY_PER_PEER) return false;
+    const next = now + delta;
+    assert.ok(next >= 0, `standby count of ${peer} would go below zero`);
+    if (next === 0) this.held.delete(peer);
+    else this.held.set(peer, next);
+    this.metrics.standbyHeld.labels(peer).set(next);
+    return true;
+  }
+}

@@ -1,0 +1,137 @@
+// Ready TLS connections between gateways (src/mesh/standby.ts), with real
+// gateways, real TLS and real `erl` nodes: each gateway keeps
+// limits.standbyPerPeer verified connections to each peer, a link starts on
+// one without a handshake of its own and is handed to the native data plane
+// like any other, the pool is refilled once the burst is over, a ready
+// connection waiting too long is replaced, a peer that restarts is dialled
+// again, a reload applies a new size, and a peer cannot hold more than
+// MAX_STANDBY_PER_PEER of them.
+
+import tls from 'node:tls';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadGatewayConfig } from '../../src/config/load.js';
+import { MAX_STANDBY_PER_PEER } from '../../src/config/limits.js';
+import { encodePreamble } from '../../src/mesh/preamble.js';
+import { nativeEngine } from '../../src/fastpath/native.js';
+import { sample, startTestMesh, type TestMesh, waitFor } from '../helpers/mesh.js';
+
+/** Ready connections are dialled one at a time per peer; a loaded machine may take a few seconds for several. */
+const FILL_TIMEOUT_MS = 30_000;
+
+describe('ready TLS connections between gateways', () => {
+  let t: TestMesh | undefined;
+  afterEach(async () => {
+    await t?.stop();
+    t = undefined;
+  });
+
+  const metric = async (gw: string, name: string, labels: Record<string, string> = {}) => sample(await t!.metricsText(gw), name, labels);
+  const ready = (gw: string, peer: string) => metric(gw, 'beamgate_standby_ready', { peer });
+  const held = (gw: string, peer: string) => metric(gw, 'beamgate_standby_held', { peer });
+
+  it('keeps standbyPerPeer of them both ways; a link takes one, is handed over, and the pool is refilled after the burst', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 3 } });
+    await waitFor('alpha to hold 3 ready connections to beta, and beta to count them', async () => (await ready('alpha', 'beta')) === 3 && (await held('beta', 'alpha')) === 3, FILL_TIMEOUT_MS);
+    await waitFor('beta to hold 3 to alpha', async () => (await ready('beta', 'alpha')) === 3 && (await held('alpha', 'beta')) === 3, FILL_TIMEOUT_MS);
+    const [a1, b1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('b1@beta.demo')]);
+    const hits = await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'hit' });
+    const handovers = await metric('alpha', 'beamgate_link_handovers_total', { result: 'native' });
+
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    expect(await a1.eval(`rpc:call('b1@beta.demo', erlang, node, [])`)).toBe(`'b1@beta.demo'`);
+    expect(await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'hit' })).toBe(hits + 1);
+    expect(await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'miss' })).toBe(0);
+    // The standby preamble was one more record under the application keys: the hand-over counted it.
+    if (nativeEngine('auto').engine) {
+      await waitFor('the link on the native data plane', async () => (await metric('alpha', 'beamgate_link_handovers_total', { result: 'native' })) > handovers);
+    }
+    // 1 MiB both ways through the link that started on a ready connection.
+    expect(
+      await b1.eval(`B = crypto:strong_rand_bytes(1048576), rpc:call('a1@alpha.demo', erlang, md5, [B]) =:= erlang:md5(B)`),
+    ).toBe('true');
+    await waitFor('alpha to refill its pool to beta', async () => (await ready('alpha', 'beta')) === 3 && (await held('beta', 'alpha')) === 3, FILL_TIMEOUT_MS);
+    expect(await b1.eval('nodes()')).toBe(`['a1@alpha.demo']`);
+  });
+
+  it('links dial their own with standbyPerPeer 0', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 0 } });
+    const [a1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('b1@beta.demo')]);
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+    expect(await ready('alpha', 'beta')).toBe(0);
+    expect(await held('beta', 'alpha')).toBe(0);
+    expect(await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'miss' })).toBe(1);
+    expect(await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'hit' })).toBe(0);
+  });
+
+  it('replaces one that waited standbyIdleMs, and dials a restarted peer again', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 2, standbyIdleMs: 1_000 } });
+    await waitFor('two ready', async () => (await ready('alpha', 'beta')) === 2, FILL_TIMEOUT_MS);
+    await waitFor('both replaced at least once', async () => (await metric('alpha', 'beamgate_standby_expired_total', { peer: 'beta' })) >= 2, FILL_TIMEOUT_MS);
+    await waitFor('two ready again, and beta holding no more than two', async () => (await ready('alpha', 'beta')) === 2 && (await held('beta', 'alpha')) === 2, FILL_TIMEOUT_MS);
+
+    await t.gateways.get('beta')!.stop();
+    await waitFor('the ready connections to the stopped beta gone', async () => (await ready('alpha', 'beta')) === 0, FILL_TIMEOUT_MS);
+    await t.startGateway('beta');
+    // Dials to the stopped peer failed and backed off (STANDBY_RETRY_MIN_MS, doubling); one succeeds once it is back.
+    await waitFor('two ready to the new beta', async () => (await ready('alpha', 'beta')) === 2, 60_000);
+    const a1 = await t.startNode('a1@alpha.demo');
+    await t.startNode('b1@beta.demo');
+    expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+  }, 120_000);
+
+  it('applies a new standbyPerPeer on reload: the old ones are closed and the new number dialled', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 4 } });
+    await waitFor('four ready', async () => (await ready('alpha', 'beta')) === 4 && (await held('beta', 'alpha')) === 4, FILL_TIMEOUT_MS);
+    const doc = parse(readFileSync(t.mesh.rosterPath, 'utf8')) as { limits: Record<string, number> };
+    doc.limits.standbyPerPeer = 1;
+    writeFileSync(t.mesh.rosterPath, stringify(doc));
+    expect(await t.gateways.get('alpha')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
+    // beta still runs the old roster and keeps its own four to alpha.
+    await waitFor('one ready from alpha, the others closed on beta', async () => (await ready('alpha', 'beta')) === 1 && (await held('beta', 'alpha')) === 1, FILL_TIMEOUT_MS);
+    expect(await ready('beta', 'alpha')).toBe(4);
+  });
+
+  it(`refuses a peer's ready connection beyond ${MAX_STANDBY_PER_PEER}, with a log line and a metric`, async () => {
+    // alpha stays down: the test dials beta with alpha's certificate itself.
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, skipStart: ['alpha'], limits: { standbyPerPeer: 1 } });
+    const alpha = loadGatewayConfig(t.mesh.rosterPath, 'alpha');
+    const beta = t.mesh.roster.gateways.get('beta')!;
+    const limitRefusals = await metric('beta', 'beamgate_refusals_total', { reason: 'limit_reached' });
+    const open: tls.TLSSocket[] = [];
+    const dialStandby = () =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const sock = tls.connect({
+          host: beta.address.host,
+          port: beta.address.port,
+          cert: alpha.material.cert,
+          key: alpha.material.key,
+          ca: alpha.material.cas.map((c) => c.pem),
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: () => undefined,
+        });
+        sock.once('secureConnect', () => {
+          sock.write(encodePreamble({ kind: 'standby' }));
+          resolve(sock);
+        });
+        sock.once('error', reject);
+      });
+    try {
+      for (let i = 0; i < MAX_STANDBY_PER_PEER; i++) open.push(await dialStandby());
+      await waitFor(`beta to hold ${MAX_STANDBY_PER_PEER}`, async () => (await held('beta', 'alpha')) === MAX_STANDBY_PER_PEER, FILL_TIMEOUT_MS);
+      const extra = await dialStandby();
+      await new Promise<void>((r) => extra.once('close', () => r()));
+      expect(await metric('beta', 'beamgate_refusals_total', { reason: 'limit_reached' })).toBe(limitRefusals + 1);
+      expect(await held('beta', 'alpha')).toBe(MAX_STANDBY_PER_PEER);
+      expect(t.logOf('beta').some((l) => l.reason === 'limit_reached' && String(l.detail).includes(`holds ${MAX_STANDBY_PER_PEER} ready connections`) && l.peer === 'alpha')).toBe(true);
+      // Closing them untaken is no refusal and no abandoned link.
+      for (const s of open) s.end();
+      await waitFor('beta to hold none', async () => (await held('beta', 'alpha')) === 0, FILL_TIMEOUT_MS);
+      expect(await metric('beta', 'beamgate_links_abandoned_total', { peer: 'alpha' })).toBe(0);
+      expect(await metric('beta', 'beamgate_refusals_total', { reason: 'limit_reached' })).toBe(limitRefusals + 1);
+    } finally {
+      for (const s of open) s.destroy();
+    }
+  });
+});
