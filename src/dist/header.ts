@@ -11,6 +11,7 @@
 import { DIST_ATOM_CACHE_SLOTS } from '../config/limits.js';
 import type { AtomCache } from './atom-cache.js';
 import { fail } from './errors.js';
+import { atomFromUtf8 } from './term.js';
 
 export const PASS_THROUGH = 112;
 export const VERSION_MAGIC = 131;
@@ -25,8 +26,6 @@ export type FrameHeader =
   | { kind: 'pass-through'; body: number }
   | { kind: 'first-fragment'; sequence: bigint; fragment: bigint; atoms: string[]; body: number }
   | { kind: 'continuation'; sequence: bigint; fragment: bigint; body: number };
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function need(buf: Buffer, at: number, n: number, what: string): void {
   if (buf.length - at < n) fail('bad_header', `${what} truncated: needs ${n} bytes at offset ${at}, ${buf.length - at} left`);
@@ -62,13 +61,8 @@ function atomCacheRefs(buf: Buffer, at: number, cache: AtomCache): { atoms: stri
       const len = longAtoms ? buf.readUInt16BE(at) : buf[at]!;
       at += lenBytes;
       need(buf, at, len, 'atom cache entry text');
-      let text: string;
-      try {
-        text = utf8.decode(buf.subarray(at, at + len));
-      } catch {
-        fail('bad_header', `atom cache entry ${i} (slot ${slot}) is not valid UTF-8`);
-      }
-      if (len > 255 && [...text].length > 255) fail('bad_header', `atom cache entry ${i} (slot ${slot}) has more than 255 characters`);
+      const text = atomFromUtf8(buf.subarray(at, at + len));
+      if (text === undefined) fail('bad_header', `atom cache entry ${i} (slot ${slot}) is not valid UTF-8 or has more than 255 characters`);
       at += len;
       cache.set(slot, text);
       atoms.push(text);
