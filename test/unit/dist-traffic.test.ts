@@ -15,7 +15,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { ErlNode } from '../../src/erlang/node.js';
+import { findRuntime } from '../../src/erlang/roots.js';
 import { checkOrder, decodeHandshakeMessage, type HandshakeMessage, type Side } from '../../src/framing/handshake.js';
+import { ALTACT_FLAG } from '../../src/dist/control.js';
 import { DirectionDecoder, type FrameResult } from '../../src/dist/decoder.js';
 import { atomName, type Term } from '../../src/dist/term.js';
 import { canon } from '../helpers/etf.js';
@@ -67,231 +69,248 @@ class Tap {
   }
 }
 
-const seen: Seen[] = [];
-const waiters: { pred: () => boolean; resolve: () => void }[] = [];
-function record(s: Seen): void {
-  seen.push(s);
-  for (const w of waiters.splice(0)) {
-    if (w.pred()) w.resolve();
-    else waiters.push(w);
+// The host's OTP 25, and OTP 27 and 29 from their Debian roots where this machine has them.
+const RELEASES = ['25', '27', '29'].map((otp) => {
+  const r = findRuntime(otp);
+  return typeof r === 'string' ? { otp, runtime: undefined, why: r } : { otp, runtime: r, why: '' };
+});
+
+for (const { otp, runtime, why } of RELEASES) {
+  if (!runtime) console.log(`OTP ${otp} skipped: ${why}`);
+  describe.skipIf(!runtime)(`real OTP ${otp} distribution traffic through the decoder`, () => {
+  const seen: Seen[] = [];
+  const waiters: { pred: () => boolean; resolve: () => void }[] = [];
+  function record(s: Seen): void {
+    seen.push(s);
+    for (const w of waiters.splice(0)) {
+      if (w.pred()) w.resolve();
+      else waiters.push(w);
+    }
   }
-}
-/** Resolves when `pred` holds over what the taps have seen; fails after `ms`. */
-function waitFor(what: string, pred: () => boolean, ms = 60_000): Promise<void> {
-  if (pred()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`not seen within ${ms} ms: ${what}`)), ms);
-    waiters.push({ pred, resolve: () => (clearTimeout(t), resolve()) });
-  });
-}
-
-const messages = (side?: Side) =>
-  seen.flatMap((s) => (s.result.kind === 'message' && (!side || s.side === side) ? [{ side: s.side, ...s.result }] : []));
-const ops = (side: Side) => new Set(messages(side).map((m) => m.control.op));
-
-let dir: string;
-let server: Server;
-const sockets: Socket[] = [];
-const taps: Tap[] = [];
-let a: ErlNode;
-let b: ErlNode;
-let bName: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'beamgate-dist-'));
-  const home = writeCookieHome(join(dir, 'home'), randomCookie());
-  const port = await freePort();
-  const [relayIp, bIp, aIp] = [randomAlias(), randomAlias(), randomAlias()];
-  // Every node listens on `port` and dials `port` (-erl_epmd_port, no EPMD):
-  // b's name says the relay's address, b listens on its own, a dials the relay.
-  bName = `b@${relayIp}`;
-  server = createServer((down) => {
-    const up = createConnection({ host: bIp, port });
-    sockets.push(down, up);
-    const ini = new Tap('initiator', record);
-    const acc = new Tap('acceptor', record);
-    taps.push(ini, acc);
-    down.on('data', (c: Buffer) => {
-      ini.push(c);
-      up.write(c);
+  /** Resolves when `pred` holds over what the taps have seen; fails after `ms`. */
+  function waitFor(what: string, pred: () => boolean, ms = 60_000): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`not seen within ${ms} ms: ${what}`)), ms);
+      waiters.push({ pred, resolve: () => (clearTimeout(t), resolve()) });
     });
-    up.on('data', (c: Buffer) => {
-      acc.push(c);
-      down.write(c);
-    });
-    down.on('error', () => up.destroy());
-    up.on('error', () => down.destroy());
-    down.on('close', () => up.destroy());
-    up.on('close', () => down.destroy());
-  });
-  server.listen(port, relayIp);
-  await once(server, 'listening');
-  const args = (name: string, ip: string) => [
-    '-name', name, '-proto_dist', 'inet_tcp', '-start_epmd', 'false', '-erl_epmd_port', String(port),
-    '-kernel', 'inet_dist_use_interface', `{${ip.replace(/\./g, ',')}}`, '-kernel', 'net_ticktime', '20',
-  ];
-  [b, a] = await Promise.all([
-    ErlNode.start(bName, { args: args(bName, bIp), home, startTimeoutMs: 60_000 }),
-    ErlNode.start(`a@${aIp}`, { args: args(`a@${aIp}`, aIp), home, startTimeoutMs: 60_000 }),
-  ]);
-  // A registered echo server on b: replies {echo, Msg} to {From, Msg}.
-  await b.eval(`register(echo, spawn(fun Loop() -> receive {From, M} when is_pid(From) -> From ! {echo, M}, Loop(); _ -> Loop() end end))`);
-}, 120_000);
+  }
 
-afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  for (const s of sockets) s.destroy();
-  server?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+  const messages = (side?: Side) =>
+    seen.flatMap((s) => (s.result.kind === 'message' && (!side || s.side === side) ? [{ side: s.side, ...s.result }] : []));
+  const ops = (side: Side) => new Set(messages(side).map((m) => m.control.op));
 
-describe('real OTP distribution traffic through the decoder', () => {
-  it('decodes every frame of a link carrying sends, links, monitors, spawns, exits, atom churn and a fragmented message', async () => {
-    const B = `'${bName}'`;
-    expect(await a.eval(`net_adm:ping(${B})`, 60_000)).toBe('pong');
+  let dir: string;
+  let server: Server;
+  const sockets: Socket[] = [];
+  const taps: Tap[] = [];
+  let a: ErlNode;
+  let b: ErlNode;
+  let bName: string;
 
-    // A registered send and the reply to a pid.
-    expect(await a.eval(`{echo, ${B}} ! {self(), hello}, receive {echo, X} -> X after 30000 -> timeout end`)).toBe('hello');
-    // A $gen_call head, as a supervisor call would carry (the echo server ignores it).
-    await a.eval(`{echo, ${B}} ! {'$gen_call', {self(), make_ref()}, which_children}, ok`);
-    // erpc (a SPAWN_REQUEST of erpc:execute_call/4) and rpc.
-    expect(await a.eval(`erpc:call(${B}, erlang, node, [], 30000)`)).toBe(`'${bName}'`);
-    expect(await a.eval(`rpc:call(${B}, erlang, system_info, [otp_release], 30000)`)).toBe('"25"');
-    // spawn/2 (erlang:apply/2 of a fun), link and monitor from a, then exit(Pid, kill).
-    await a.eval(
-      `V = spawn(${B}, fun() -> receive after infinity -> ok end end), ` +
-        `Self = self(), L = spawn(fun() -> process_flag(trap_exit, true), link(V), Self ! linked, receive {'EXIT', _, R} -> Self ! {exited, R} end end), ` +
-        `receive linked -> ok after 30000 -> exit(no_link) end, ` +
-        `M = erlang:monitor(process, V), exit(V, kill), ` +
-        `receive {'DOWN', M, process, _, killed} -> ok after 30000 -> exit(no_down) end, ` +
-        `receive {exited, killed} -> ok after 30000 -> exit(no_exit) end`,
-    );
-    // Atom churn: 30 messages of 100 fresh atoms each way (the echo sends them back).
-    await a.eval(
-      `[begin {echo, ${B}} ! {self(), [list_to_atom("churn_" ++ integer_to_list(I * 100 + J)) || J <- lists:seq(0, 99)]}, ` +
-        `receive {echo, _} -> ok after 30000 -> exit(no_echo) end end || I <- lists:seq(0, 29)], ok`,
-      120_000,
-    );
-    // A large message (8 MB binary and some atoms after it), echoed back.
-    expect(await a.eval(`{echo, ${B}} ! {self(), {big, binary:copy(<<"0123456789abcdef">>, 512 * 1024), [x, y, z], 'done'}}, receive {echo, {big, Bin, _, 'done'}} -> byte_size(Bin) after 60000 -> timeout end`, 90_000)).toBe(String(8 * 1024 * 1024));
-
-    // Nothing failed to decode, in either direction.
-    const errors = seen.filter((s) => s.result.kind === 'error');
-    expect(errors).toEqual([]);
-    expect(taps.length).toBe(2);
-
-    const iniOps = ops('initiator');
-    const accOps = ops('acceptor');
-    for (const op of ['REG_SEND', 'SPAWN_REQUEST', 'LINK', 'MONITOR_P']) expect(iniOps, op).toContain(op);
-    expect(['EXIT2', 'PAYLOAD_EXIT2'].some((op) => iniOps.has(op as never))).toBe(true);
-    expect(['SEND', 'SEND_SENDER'].some((op) => accOps.has(op as never))).toBe(true);
-    for (const op of ['SPAWN_REPLY', 'PAYLOAD_MONITOR_P_EXIT', 'PAYLOAD_EXIT']) expect(accOps, op).toContain(op);
-
-    // The registered send names its target; the gen_call's head is read.
-    const reg = messages('initiator').filter((m) => m.control.op === 'REG_SEND');
-    const names = new Set(reg.map((m) => (m.control.op === 'REG_SEND' ? m.control.toName : '')));
-    // net_adm:ping is a gen_call to net_kernel ({is_auth, Node}); global and rex talk on every new link.
-    expect([...names].sort()).toEqual(['echo', 'global_name_server', 'net_kernel', 'rex']);
-    for (const side of ['initiator', 'acceptor'] as const) {
-      const sys = messages(side).filter((m) => m.control.op === 'REG_SEND' && m.control.toName !== 'echo');
-      console.log(`${side} system sends:`, sys.map((m) => `${m.control.op === 'REG_SEND' ? m.control.toName : ''} ${m.payloadHead?.tag ?? '-'}/${m.payloadHead?.request ?? '-'}${m.payloadHead?.tag ? '' : ` ${canon(m.payloadHead!.term)}`}`));
-    }
-    const ping = reg.find((m) => m.control.op === 'REG_SEND' && m.control.toName === 'net_kernel');
-    expect([ping?.payloadHead?.tag, ping?.payloadHead?.request]).toEqual(['$gen_call', 'is_auth']);
-    const call = reg.find((m) => m.control.op === 'REG_SEND' && m.control.toName === 'echo' && m.payloadHead?.tag === '$gen_call');
-    expect(call?.payloadHead?.request).toBe('which_children');
-
-    // The spawn requests: erpc's target MFA and spawn/2's fun, with the requester's pid and reference.
-    const spawns = messages('initiator').flatMap((m) => (m.control.op === 'SPAWN_REQUEST' ? [{ c: m.control, head: m.payloadHead }] : []));
-    const calls = spawns.map((s) => s.head?.call && `${s.head.call.module}:${s.head.call.function}/${s.head.call.arity}`);
-    expect(calls).toContain('erlang:node/0');
-    expect(calls).toContain('erlang:system_info/1');
-    const viaFun = spawns.find((s) => s.head?.fun);
-    expect(viaFun?.c.mfa).toEqual({ module: 'erlang', function: 'apply', arity: 2 });
-    expect(viaFun?.head?.fun?.module).toBe('erl_eval');
-    for (const s of spawns) {
-      expect(s.c.from.type).toBe('pid');
-      expect(s.c.reqId.type).toBe('ref');
-    }
-    console.log('spawn requests seen:', spawns.map((s) => `${s.c.mfa.module}:${s.c.mfa.function}/${s.c.mfa.arity} -> ${calls[spawns.indexOf(s)] ?? (s.head?.fun ? `fun of ${s.head.fun.module}` : '?')}`));
-
-    // Atom churn: every echoed list still resolves to the right atoms after slots were reused.
-    const churnLists = (side: Side) =>
-      messages(side).flatMap((m) => {
-        const t = m.payloadHead?.term;
-        const el = typeof t === 'object' && t.type === 'tuple' ? t.elements : [];
-        const list = el[1];
-        const inner = typeof list === 'object' && list.type === 'tuple' ? list.elements[1] : list;
-        if (typeof inner !== 'object' || inner.type !== 'list') return [];
-        const names = inner.elements.map((x: Term) => atomName(x) ?? '');
-        return names[0]?.startsWith('churn_') ? [names] : [];
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'beamgate-dist-'));
+    const home = writeCookieHome(join(dir, 'home'), randomCookie());
+    const port = await freePort();
+    const [relayIp, bIp, aIp] = [randomAlias(), randomAlias(), randomAlias()];
+    // Every node listens on `port` and dials `port` (-erl_epmd_port, no EPMD):
+    // b's name says the relay's address, b listens on its own, a dials the relay.
+    bName = `b@${relayIp}`;
+    server = createServer((down) => {
+      const up = createConnection({ host: bIp, port });
+      sockets.push(down, up);
+      const ini = new Tap('initiator', record);
+      const acc = new Tap('acceptor', record);
+      taps.push(ini, acc);
+      down.on('data', (c: Buffer) => {
+        ini.push(c);
+        up.write(c);
       });
-    for (const side of ['initiator', 'acceptor'] as const) {
-      const lists = churnLists(side);
-      expect(lists.length, side).toBe(30);
-      lists.forEach((names, i) => expect(names).toEqual(Array.from({ length: 8 }, (_, j) => `churn_${i * 100 + j}`)));
-    }
-    for (const t of taps) expect(t.decoder.cache.writes, t.side).toBeGreaterThan(2048);
+      up.on('data', (c: Buffer) => {
+        acc.push(c);
+        down.write(c);
+      });
+      down.on('error', () => up.destroy());
+      up.on('error', () => down.destroy());
+      down.on('close', () => up.destroy());
+      up.on('close', () => down.destroy());
+    });
+    server.listen(port, relayIp);
+    await once(server, 'listening');
+    const args = (name: string, ip: string) => [
+      '-name', name, '-proto_dist', 'inet_tcp', '-start_epmd', 'false', '-erl_epmd_port', String(port),
+      '-kernel', 'inet_dist_use_interface', `{${ip.replace(/\./g, ',')}}`, '-kernel', 'net_ticktime', '20',
+    ];
+    [b, a] = await Promise.all([
+      ErlNode.start(bName, { args: args(bName, bIp), home, runtime, startTimeoutMs: 60_000 }),
+      ErlNode.start(`a@${aIp}`, { args: args(`a@${aIp}`, aIp), home, runtime, startTimeoutMs: 60_000 }),
+    ]);
+    // A registered echo server on b: replies {echo, Msg} to {From, Msg}.
+    await b.eval(`register(echo, spawn(fun Loop() -> receive {From, M} when is_pid(From) -> From ! {echo, M}, Loop(); _ -> Loop() end end))`);
+  }, 120_000);
 
-    // The large message came in fragments each way (OTP cuts at 64 KB when both ends set DFLAG_FRAGMENTS).
-    const big = messages().filter((m) => m.bytes > 8 * 1024 * 1024);
-    expect(big.map((m) => m.side).sort()).toEqual(['acceptor', 'initiator']);
-    for (const m of big) expect(m.fragments).toBeGreaterThan(100);
-    expect(seen.filter((s) => s.result.kind === 'fragment-pending').length).toBeGreaterThan(200);
-
-    // A tick (net_ticktime 20: a zero-length frame every 5 s on a quiet link).
-    await waitFor('a tick', () => seen.some((s) => s.result.kind === 'tick'), 60_000);
-
-    for (const side of ['initiator', 'acceptor'] as const) {
-      const counts = new Map<string, number>();
-      for (const m of messages(side)) counts.set(m.control.op, (counts.get(m.control.op) ?? 0) + 1);
-      console.log(`${side} operations:`, Object.fromEntries(counts));
-    }
-    const bytes = taps.reduce((n, t) => n + t.decodeBytes, 0);
-    const ns = taps.reduce((n, t) => n + t.decodeNs, 0n);
-    console.log(
-      `frames ${taps.map((t) => `${t.side} ${t.frames.length}`).join(', ')}; cache writes ${taps.map((t) => t.decoder.cache.writes).join('/')}; ` +
-        `big message fragments ${big.map((m) => m.fragments).join('/')}; decode ${(bytes / 1e6).toFixed(1)} MB in ${(Number(ns) / 1e6).toFixed(1)} ms`,
-    );
-  }, 300_000);
-
-  it('decodes the captured traffic again at speed (fresh decoders, same frames)', () => {
-    // Replays what the first test captured; it has to have run.
-    expect(taps.length).toBe(2);
-    let bytes = 0;
-    let frames = 0;
-    const t0 = process.hrtime.bigint();
-    const rounds = 5;
-    for (let r = 0; r < rounds; r++) {
-      for (const t of taps) {
-        const d = new DirectionDecoder();
-        for (const f of t.frames) {
-          const res = d.decode(f);
-          if (res.kind === 'error') throw new Error(`${t.side}: ${res.reason}`);
-          bytes += f.length;
-          frames++;
-        }
-      }
-    }
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    console.log(`replay: ${frames} frames, ${(bytes / 1e6).toFixed(1)} MB in ${(s * 1000).toFixed(0)} ms: ${(bytes / 1e6 / s).toFixed(0)} MB/s, ${(frames / s / 1000).toFixed(0)}k frames/s`);
-    expect(frames).toBe(rounds * taps.reduce((n, t) => n + t.frames.length, 0));
-    // Small messages alone (no fragments, which are mostly copying): the per-message cost.
-    const small = taps.map((t) => t.frames.filter((f) => f.length > 0 && f[1] === 68));
-    let n = 0;
-    let sb = 0;
-    const t1 = process.hrtime.bigint();
-    for (let r = 0; r < 20; r++) {
-      for (const fs of small) {
-        const d = new DirectionDecoder();
-        for (const f of fs) {
-          if (d.decode(f).kind !== 'message') throw new Error('a small frame did not decode');
-          n++;
-          sb += f.length;
-        }
-      }
-    }
-    const s2 = Number(process.hrtime.bigint() - t1) / 1e9;
-    console.log(`replay of unfragmented messages: ${n} in ${(s2 * 1000).toFixed(0)} ms: ${(n / s2 / 1000).toFixed(0)}k messages/s, ${(sb / 1e6 / s2).toFixed(0)} MB/s, ${(sb / n).toFixed(0)} bytes on average`);
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    for (const s of sockets) s.destroy();
+    server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-});
+
+    it('decodes every frame of a link carrying sends, links, monitors, spawns, exits, atom churn and a fragmented message', async () => {
+      const B = `'${bName}'`;
+      expect(await a.eval(`net_adm:ping(${B})`, 60_000)).toBe('pong');
+
+      // A registered send and the reply to a pid.
+      expect(await a.eval(`{echo, ${B}} ! {self(), hello}, receive {echo, X} -> X after 30000 -> timeout end`)).toBe('hello');
+      // A $gen_call head, as a supervisor call would carry (the echo server ignores it).
+      await a.eval(`{echo, ${B}} ! {'$gen_call', {self(), make_ref()}, which_children}, ok`);
+      // erpc (a SPAWN_REQUEST of erpc:execute_call/4) and rpc.
+      expect(await a.eval(`erpc:call(${B}, erlang, node, [], 30000)`)).toBe(`'${bName}'`);
+      expect(await a.eval(`rpc:call(${B}, erlang, system_info, [otp_release], 30000)`)).toBe(`"${otp}"`);
+      // spawn/2 (erlang:apply/2 of a fun), link and monitor from a, then exit(Pid, kill).
+      await a.eval(
+        `V = spawn(${B}, fun() -> receive after infinity -> ok end end), ` +
+          `Self = self(), L = spawn(fun() -> process_flag(trap_exit, true), link(V), Self ! linked, receive {'EXIT', _, R} -> Self ! {exited, R} end end), ` +
+          `receive linked -> ok after 30000 -> exit(no_link) end, ` +
+          `M = erlang:monitor(process, V), exit(V, kill), ` +
+          `receive {'DOWN', M, process, _, killed} -> ok after 30000 -> exit(no_down) end, ` +
+          `receive {exited, killed} -> ok after 30000 -> exit(no_exit) end`,
+      );
+      // Atom churn: 30 messages of 100 fresh atoms each way (the echo sends them back).
+      await a.eval(
+        `[begin {echo, ${B}} ! {self(), [list_to_atom("churn_" ++ integer_to_list(I * 100 + J)) || J <- lists:seq(0, 99)]}, ` +
+          `receive {echo, _} -> ok after 30000 -> exit(no_echo) end end || I <- lists:seq(0, 29)], ok`,
+        120_000,
+      );
+      // A large message (8 MB binary and some atoms after it), echoed back.
+      expect(await a.eval(`{echo, ${B}} ! {self(), {big, binary:copy(<<"0123456789abcdef">>, 512 * 1024), [x, y, z], 'done'}}, receive {echo, {big, Bin, _, 'done'}} -> byte_size(Bin) after 60000 -> timeout end`, 90_000)).toBe(String(8 * 1024 * 1024));
+
+      // Nothing failed to decode, in either direction.
+      const errors = seen.filter((s) => s.result.kind === 'error');
+      expect(errors).toEqual([]);
+      expect(taps.length).toBe(2);
+
+      const iniOps = ops('initiator');
+      const accOps = ops('acceptor');
+      for (const op of ['REG_SEND', 'SPAWN_REQUEST', 'LINK', 'MONITOR_P']) expect(iniOps, op).toContain(op);
+      expect(['EXIT2', 'PAYLOAD_EXIT2'].some((op) => iniOps.has(op as never))).toBe(true);
+      expect(['SEND', 'SEND_SENDER'].some((op) => accOps.has(op as never))).toBe(true);
+      for (const op of ['SPAWN_REPLY', 'PAYLOAD_MONITOR_P_EXIT', 'PAYLOAD_EXIT']) expect(accOps, op).toContain(op);
+      // Replies to gen_server calls go to the caller's alias (OTP 24+): ALIAS_SEND, or
+      // ALTACT_SIG_SEND with its ALIAS flag once both ends are OTP 28+.
+      const aliasOp = Number(otp) >= 28 ? 'ALTACT_SIG_SEND' : Number(otp) >= 27 ? 'ALIAS_SEND' : undefined;
+      if (aliasOp) expect(accOps).toContain(aliasOp);
+      const altact = messages().flatMap((m) => (m.control.op === 'ALTACT_SIG_SEND' ? [m.control] : []));
+      for (const c of altact) expect(c.flags & ALTACT_FLAG.ALIAS).toBe(ALTACT_FLAG.ALIAS);
+      if (altact.length) console.log(`OTP ${otp} ALTACT_SIG_SEND flags:`, altact.map((c) => c.flags), 'targets:', altact.map((c) => c.to.type));
+
+      // The registered send names its target; the gen_call's head is read.
+      const reg = messages('initiator').filter((m) => m.control.op === 'REG_SEND');
+      const names = new Set(reg.map((m) => (m.control.op === 'REG_SEND' ? m.control.toName : '')));
+      // net_adm:ping is a gen_call to net_kernel ({is_auth, Node}); global and rex talk on every new link.
+      expect([...names].sort()).toEqual(['echo', 'global_name_server', 'net_kernel', 'rex']);
+      for (const side of ['initiator', 'acceptor'] as const) {
+        const sys = messages(side).filter((m) => m.control.op === 'REG_SEND' && m.control.toName !== 'echo');
+        console.log(`${side} system sends:`, sys.map((m) => `${m.control.op === 'REG_SEND' ? m.control.toName : ''} ${m.payloadHead?.tag ?? '-'}/${m.payloadHead?.request ?? '-'}${m.payloadHead?.tag ? '' : ` ${canon(m.payloadHead!.term)}`}`));
+      }
+      const ping = reg.find((m) => m.control.op === 'REG_SEND' && m.control.toName === 'net_kernel');
+      expect([ping?.payloadHead?.tag, ping?.payloadHead?.request]).toEqual(['$gen_call', 'is_auth']);
+      const call = reg.find((m) => m.control.op === 'REG_SEND' && m.control.toName === 'echo' && m.payloadHead?.tag === '$gen_call');
+      expect(call?.payloadHead?.request).toBe('which_children');
+
+      // The spawn requests: erpc's target MFA and spawn/2's fun, with the requester's pid and reference.
+      const spawns = messages('initiator').flatMap((m) => (m.control.op === 'SPAWN_REQUEST' ? [{ c: m.control, head: m.payloadHead }] : []));
+      const calls = spawns.map((s) => s.head?.call && `${s.head.call.module}:${s.head.call.function}/${s.head.call.arity}`);
+      expect(calls).toContain('erlang:node/0');
+      expect(calls).toContain('erlang:system_info/1');
+      const viaFun = spawns.find((s) => s.head?.fun);
+      expect(viaFun?.c.mfa).toEqual({ module: 'erlang', function: 'apply', arity: 2 });
+      expect(viaFun?.head?.fun?.module).toBe('erl_eval');
+      for (const s of spawns) {
+        expect(s.c.from.type).toBe('pid');
+        expect(s.c.reqId.type).toBe('ref');
+      }
+      console.log('spawn requests seen:', spawns.map((s) => `${s.c.mfa.module}:${s.c.mfa.function}/${s.c.mfa.arity} -> ${calls[spawns.indexOf(s)] ?? (s.head?.fun ? `fun of ${s.head.fun.module}` : '?')}`));
+
+      // Atom churn: every echoed list still resolves to the right atoms after slots were reused.
+      const churnLists = (side: Side) =>
+        messages(side).flatMap((m) => {
+          const t = m.payloadHead?.term;
+          const el = typeof t === 'object' && t.type === 'tuple' ? t.elements : [];
+          const list = el[1];
+          const inner = typeof list === 'object' && list.type === 'tuple' ? list.elements[1] : list;
+          if (typeof inner !== 'object' || inner.type !== 'list') return [];
+          const names = inner.elements.map((x: Term) => atomName(x) ?? '');
+          return names[0]?.startsWith('churn_') ? [names] : [];
+        });
+      for (const side of ['initiator', 'acceptor'] as const) {
+        const lists = churnLists(side);
+        expect(lists.length, side).toBe(30);
+        lists.forEach((names, i) => expect(names).toEqual(Array.from({ length: 8 }, (_, j) => `churn_${i * 100 + j}`)));
+      }
+      for (const t of taps) expect(t.decoder.cache.writes, t.side).toBeGreaterThan(2048);
+
+      // The large message came in fragments each way (OTP cuts at 64 KB when both ends set DFLAG_FRAGMENTS).
+      const big = messages().filter((m) => m.bytes > 8 * 1024 * 1024);
+      expect(big.map((m) => m.side).sort()).toEqual(['acceptor', 'initiator']);
+      for (const m of big) expect(m.fragments).toBeGreaterThan(100);
+      expect(seen.filter((s) => s.result.kind === 'fragment-pending').length).toBeGreaterThan(200);
+
+      // A tick (net_ticktime 20: a zero-length frame every 5 s on a quiet link).
+      await waitFor('a tick', () => seen.some((s) => s.result.kind === 'tick'), 60_000);
+
+      for (const side of ['initiator', 'acceptor'] as const) {
+        const counts = new Map<string, number>();
+        for (const m of messages(side)) counts.set(m.control.op, (counts.get(m.control.op) ?? 0) + 1);
+        console.log(`${side} operations:`, Object.fromEntries(counts));
+      }
+      const bytes = taps.reduce((n, t) => n + t.decodeBytes, 0);
+      const ns = taps.reduce((n, t) => n + t.decodeNs, 0n);
+      console.log(
+        `frames ${taps.map((t) => `${t.side} ${t.frames.length}`).join(', ')}; cache writes ${taps.map((t) => t.decoder.cache.writes).join('/')}; ` +
+          `big message fragments ${big.map((m) => m.fragments).join('/')}; decode ${(bytes / 1e6).toFixed(1)} MB in ${(Number(ns) / 1e6).toFixed(1)} ms`,
+      );
+    }, 300_000);
+
+    it('decodes the captured traffic again at speed (fresh decoders, same frames)', () => {
+      // Replays what the first test captured; it has to have run.
+      expect(taps.length).toBe(2);
+      let bytes = 0;
+      let frames = 0;
+      const t0 = process.hrtime.bigint();
+      const rounds = 5;
+      for (let r = 0; r < rounds; r++) {
+        for (const t of taps) {
+          const d = new DirectionDecoder();
+          for (const f of t.frames) {
+            const res = d.decode(f);
+            if (res.kind === 'error') throw new Error(`${t.side}: ${res.reason}`);
+            bytes += f.length;
+            frames++;
+          }
+        }
+      }
+      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      console.log(`replay: ${frames} frames, ${(bytes / 1e6).toFixed(1)} MB in ${(s * 1000).toFixed(0)} ms: ${(bytes / 1e6 / s).toFixed(0)} MB/s, ${(frames / s / 1000).toFixed(0)}k frames/s`);
+      expect(frames).toBe(rounds * taps.reduce((n, t) => n + t.frames.length, 0));
+      // Small messages alone (no fragments, which are mostly copying): the per-message cost.
+      const small = taps.map((t) => t.frames.filter((f) => f.length > 0 && f[1] === 68));
+      let n = 0;
+      let sb = 0;
+      const t1 = process.hrtime.bigint();
+      for (let r = 0; r < 20; r++) {
+        for (const fs of small) {
+          const d = new DirectionDecoder();
+          for (const f of fs) {
+            if (d.decode(f).kind !== 'message') throw new Error('a small frame did not decode');
+            n++;
+            sb += f.length;
+          }
+        }
+      }
+      const s2 = Number(process.hrtime.bigint() - t1) / 1e9;
+      console.log(`replay of unfragmented messages: ${n} in ${(s2 * 1000).toFixed(0)} ms: ${(n / s2 / 1000).toFixed(0)}k messages/s, ${(sb / 1e6 / s2).toFixed(0)} MB/s, ${(sb / n).toFixed(0)} bytes on average`);
+    });
+
+  });
+}
