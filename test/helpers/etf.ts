@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Term } from '../../src/dist/term.js';
+import type { OtpRuntime } from '../../src/erlang/roots.js';
 
 const hexAtom = (s: string) => Buffer.from(s, 'utf8').toString('hex').toUpperCase();
 
@@ -115,14 +116,18 @@ export interface ErlEncoded {
   compressed: Buffer;
 }
 
-/** Evaluates each Erlang expression (no trailing dot) in one escript run of the host's erl. */
-export function erlEncode(exprs: readonly string[], timeoutMs = 120_000): ErlEncoded[] {
+/**
+ * Evaluates each Erlang expression (no trailing dot) in one escript run of the
+ * host's erl, or of `runtime`'s (another OTP release's root).
+ */
+export function erlEncode(exprs: readonly string[], runtime?: OtpRuntime, timeoutMs = 120_000): ErlEncoded[] {
   const dir = mkdtempSync(join(tmpdir(), 'beamgate-etf-'));
   try {
     const script = join(dir, 'enc.escript');
     writeFileSync(script, ESCRIPT);
     writeFileSync(join(dir, 'in.txt'), exprs.map((e) => e.replace(/\n/g, ' ')).join('\n') + '\n');
-    const r = spawnSync('escript', [script, join(dir, 'in.txt'), join(dir, 'out.txt')], { encoding: 'utf8', timeout: timeoutMs });
+    const [cmd, ...args] = [...(runtime?.prefix([dir]) ?? []), 'escript', script, join(dir, 'in.txt'), join(dir, 'out.txt')];
+    const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: timeoutMs });
     if (r.status !== 0) throw new Error(`escript failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`.slice(0, 4000));
     const lines = readFileSync(join(dir, 'out.txt'), 'utf8').split('\n').filter((l) => l !== '');
     if (lines.length !== exprs.length) throw new Error(`escript answered ${lines.length} of ${exprs.length} expressions`);

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DIST_MAX_TERM_DEPTH } from '../../src/config/limits.js';
 import { decodeExternal, FULL, MAX_MATERIALISED_DEPTH, TermReader, validateExternal } from '../../src/dist/term.js';
+import { findRuntime, type OtpRuntime } from '../../src/erlang/roots.js';
 import { canon, type ErlEncoded, erlEncode } from '../helpers/etf.js';
 
 const bytesSrc = (b: number[]) => b.join(',');
@@ -201,3 +202,28 @@ describe(`ETF decoder against erl's term_to_binary (fast-check seed ${seed})`, (
     expect(full.terms).toBe(70002);
   });
 });
+
+// The same generated terms encoded by OTP 27 and 29 (their Debian roots, when this machine has them).
+for (const otp of ['27', '29']) {
+  const runtime = findRuntime(otp);
+  describe.skipIf(typeof runtime === 'string')(`ETF decoder against OTP ${otp}'s term_to_binary (seed ${seed})`, () => {
+    let other: { src: string; enc: ErlEncoded }[] = [];
+    beforeAll(() => {
+      const srcs = [...fc.sample(term, { numRuns: 200, seed: seed + Number(otp) }), ...FIXED];
+      const encs = erlEncode(srcs, runtime as OtpRuntime);
+      other = srcs.map((src, i) => ({ src, enc: encs[i]! }));
+    }, 180_000);
+
+    it('decodes every term as that release wrote it, in every encoding', () => {
+      expect(other.length).toBe(200 + FIXED.length);
+      for (const { src, enc } of other) {
+        for (const [form, buf] of [['plain', enc.ext], ['minor_version 0', enc.minor0], ['compressed', enc.compressed]] as const) {
+          const r = decodeExternal(buf);
+          if (!r.ok) throw new Error(`OTP ${otp} ${form} ${src}: ${r.error.code} ${r.error.reason}`);
+          expect(canon(r.term), `OTP ${otp} ${form} ${src}`).toBe(enc.canon);
+        }
+        expect(validateExternal(enc.ext), src).toEqual({ ok: true });
+      }
+    });
+  });
+}
