@@ -42,12 +42,13 @@ function atomCacheRefs(buf: Buffer, at: number, cache: AtomCache): { atoms: stri
   if (n === 0) return { atoms: [], body: at }; // Flags and AtomCacheRefs are omitted
   const flagBytes = (n >> 1) + 1;
   need(buf, at, flagBytes, 'atom cache flags');
-  const flags = buf.subarray(at, at + flagBytes);
+  const flags = at;
   at += flagBytes;
-  const nibble = (i: number) => (i & 1 ? flags[i >> 1]! >> 4 : flags[i >> 1]!) & 0x0f;
+  // Reference i's half byte: the low half of byte i/2 for even i, the high half for odd i.
+  const nibble = (i: number) => (i & 1 ? buf[flags + (i >> 1)]! >> 4 : buf[flags + (i >> 1)]!) & 0x0f;
   // The half byte after the n references' half bytes: bit 0 is LongAtoms (2-byte lengths).
   const longAtoms = (nibble(n) & 0x01) !== 0;
-  const atoms: string[] = [];
+  const atoms: string[] = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     const f = nibble(i);
     const isNew = (f & 0x08) !== 0;
@@ -61,13 +62,13 @@ function atomCacheRefs(buf: Buffer, at: number, cache: AtomCache): { atoms: stri
       const len = longAtoms ? buf.readUInt16BE(at) : buf[at]!;
       at += lenBytes;
       need(buf, at, len, 'atom cache entry text');
-      const text = atomFromUtf8(buf.subarray(at, at + len));
+      const text = atomFromUtf8(buf, at, at + len);
       if (text === undefined) fail('bad_header', `atom cache entry ${i} (slot ${slot}) is not valid UTF-8 or has more than 255 characters`);
       at += len;
       cache.set(slot, text);
-      atoms.push(text);
+      atoms[i] = text;
     } else {
-      atoms.push(cache.get(slot));
+      atoms[i] = cache.get(slot);
     }
   }
   return { atoms, body: at };

@@ -175,35 +175,36 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * are ASCII, which skips the TextDecoder (about ten times slower on short
  * strings).
  */
-export function atomFromUtf8(raw: Buffer): string | undefined {
-  // Short ASCII atoms are built in JS: Buffer.toString costs a native call
-  // each, which dominates a header full of new cache entries.
-  if (raw.length <= 64) {
+export function atomFromUtf8(buf: Buffer, start = 0, end = buf.length): string | undefined {
+  const len = end - start;
+  // Short ASCII atoms are built in JS: a Buffer view or toString costs a
+  // native call each, which dominates a header full of new cache entries.
+  if (len <= 64) {
     let s = '';
-    let i = 0;
-    for (; i < raw.length; i++) {
-      const c = raw[i]!;
+    let i = start;
+    for (; i < end; i++) {
+      const c = buf[i]!;
       if (c >= 0x80) break;
       s += String.fromCharCode(c);
     }
-    if (i === raw.length) return s;
+    if (i === end) return s;
   } else {
     let ascii = true;
-    for (let i = 0; i < raw.length; i++) {
-      if (raw[i]! >= 0x80) {
+    for (let i = start; i < end; i++) {
+      if (buf[i]! >= 0x80) {
         ascii = false;
         break;
       }
     }
-    if (ascii) return raw.length <= 255 ? raw.toString('latin1') : undefined;
+    if (ascii) return len <= 255 ? buf.toString('latin1', start, end) : undefined;
   }
   let s: string;
   try {
-    s = utf8.decode(raw);
+    s = utf8.decode(buf.subarray(start, end));
   } catch {
     return undefined;
   }
-  return raw.length <= 255 || [...s].length <= 255 ? s : undefined;
+  return len <= 255 || [...s].length <= 255 ? s : undefined;
 }
 
 function isAtomTag(tag: number): boolean {
@@ -276,7 +277,9 @@ export class TermReader {
       case TAG.ATOM_UTF8:
       case TAG.SMALL_ATOM_UTF8: {
         const len = tag === TAG.ATOM_UTF8 ? this.u16('atom length') : this.u8('atom length');
-        const s = atomFromUtf8(this.bytes(len, 'atom text'));
+        this.need(len, 'atom text');
+        const s = atomFromUtf8(this.buf, this.pos, this.pos + len);
+        this.pos += len;
         if (s === undefined) fail('bad_value', `atom at offset ${this.pos - len} is not valid UTF-8 or has more than 255 characters`);
         return s;
       }
