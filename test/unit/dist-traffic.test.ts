@@ -176,6 +176,16 @@ for (const { otp, runtime, why } of RELEASES) {
           `receive {'DOWN', M, process, _, killed} -> ok after 30000 -> exit(no_down) end, ` +
           `receive {exited, killed} -> ok after 30000 -> exit(no_exit) end`,
       );
+      // What the firewall will have to stop, decoded here: a group leader set on a
+      // remote process, a sys call to a named process, an io request from a
+      // process spawned by erpc on b to its group leader on a; and unlink.
+      await a.eval(
+        `E = erpc:call(${B}, erlang, whereis, [echo], 30000), ` +
+          `W = spawn(${B}, fun() -> receive after infinity -> ok end end), group_leader(whereis(user), W), exit(W, kill), ` +
+          `link(E), unlink(E), ` +
+          `{'EXIT', {timeout, _}} = (catch sys:get_state({echo, ${B}}, 500)), ` +
+          `ok = erpc:call(${B}, io, format, ["printed on a~n"], 30000)`,
+      );
       // Atom churn: 30 messages of 100 fresh atoms each way (the echo sends them back).
       await a.eval(
         `[begin {echo, ${B}} ! {self(), [list_to_atom("churn_" ++ integer_to_list(I * 100 + J)) || J <- lists:seq(0, 99)]}, ` +
@@ -194,6 +204,13 @@ for (const { otp, runtime, why } of RELEASES) {
       const accOps = ops('acceptor');
       for (const op of ['REG_SEND', 'SPAWN_REQUEST', 'LINK', 'MONITOR_P']) expect(iniOps, op).toContain(op);
       expect(['EXIT2', 'PAYLOAD_EXIT2'].some((op) => iniOps.has(op as never))).toBe(true);
+      for (const op of ['GROUP_LEADER', 'UNLINK_ID']) expect(iniOps, op).toContain(op);
+      expect(accOps).toContain('UNLINK_ID_ACK');
+      const sys = messages('initiator').find((m) => m.control.op === 'REG_SEND' && m.control.toName === 'echo' && m.payloadHead?.tag === 'system');
+      expect(sys?.payloadHead?.request).toBe('get_state');
+      const io = messages('acceptor').find((m) => m.payloadHead?.tag === 'io_request');
+      expect(io?.payloadHead?.request).toBe('put_chars');
+      console.log(`OTP ${otp} io_request carried by ${io?.control.op}`);
       expect(['SEND', 'SEND_SENDER'].some((op) => accOps.has(op as never))).toBe(true);
       for (const op of ['SPAWN_REPLY', 'PAYLOAD_MONITOR_P_EXIT', 'PAYLOAD_EXIT']) expect(accOps, op).toContain(op);
       // Replies to gen_server calls go to the caller's alias (OTP 24+): ALIAS_SEND, or
