@@ -158,9 +158,9 @@ function small(t: Term | undefined, op: string, field: string): number {
   return bad(op, `${field} is not a small integer`);
 }
 
+/** Any term (a reason, a token, options); past the control bounds it is an `elided` marker, validated. */
 function present(t: Term | undefined, op: string, field: string): Term {
   if (t === undefined) bad(op, `${field} missing`);
-  if (typeof t === 'object' && t.type === 'elided') return t; // a deep reason or token: validated, not kept
   return t;
 }
 

@@ -65,8 +65,7 @@ export interface Tuple {
 }
 /**
  * A list (LIST_EXT): `length` elements before `tail` (NIL for a proper list).
- * `elements` may hold fewer than `length` when materialisation was bounded,
- * and then `tail` is elided.
+ * `elements` may hold fewer than `length` when materialisation was bounded.
  */
 export interface List {
   type: 'list';
@@ -621,7 +620,8 @@ export class TermReader {
         const length = this.u32('list length');
         this.plausible(length + 1, 'list');
         const elements = this.readElements(length, bounds, depth);
-        const tail = elements.length < length ? this.elide(depth + 1) : this.read(bounds, depth + 1);
+        // The tail is read even when elements were left out: it says whether the list is proper.
+        const tail = this.read(bounds, depth + 1);
         return { type: 'list', length, elements, tail };
       }
       case TAG.STRING: {
@@ -689,14 +689,20 @@ export class TermReader {
     return out;
   }
 
-  private elide(depth: number): Elided {
+  private elide(depth: number): Elided | Nil {
     const at = this.pos;
+    // NIL costs nothing to keep, and a list's NIL tail says it is proper.
+    if (this.buf[at] === TAG.NIL && at < this.end) {
+      this.pos++;
+      this.count();
+      return NIL;
+    }
     const tag = this.buf[at];
     this.skip(depth);
     return { type: 'elided', tag: tag ?? 0, bytes: this.pos - at };
   }
 
-  private elideFrom(at: number, depth: number): Elided {
+  private elideFrom(at: number, depth: number): Elided | Nil {
     this.pos = at;
     return this.elide(depth);
   }

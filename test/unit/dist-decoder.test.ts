@@ -128,6 +128,13 @@ describe('control messages', () => {
     expect(spawn.control).toMatchObject({ op: 'SPAWN_REQUEST', mfa: { module: 'erpc', function: 'execute_call', arity: 4 }, from: { id: 1 }, reqId: { type: 'ref', ids: [9, 1, 2] } });
     expect(spawn.payloadHead?.call).toEqual({ module: 'os', function: 'cmd', arity: 1 });
     expect(dec('SPAWN_REQUEST_TT').payloadHead?.call).toEqual({ module: 'os', function: 'cmd', arity: 1 });
+    // More arguments than a head keeps: the arity is still known (the list's length and its NIL tail).
+    const many = list(R, atom('m'), atom('f'), list(...Array.from({ length: 12 }, (_, i) => small(i))));
+    const wide = message(new DirectionDecoder().decode(plain(OPS.SPAWN_REQUEST.control, many)));
+    expect(wide.payloadHead?.call).toEqual({ module: 'm', function: 'f', arity: 12 });
+    const improper = [108, ...u32(2), ...small(1), ...small(2), ...atom('tail')];
+    const bad = message(new DirectionDecoder().decode(plain(OPS.SPAWN_REQUEST.control, list(R, atom('m'), atom('f'), improper))));
+    expect(bad.payloadHead?.call).toEqual({ module: 'm', function: 'f', arity: undefined });
     expect(dec('MONITOR_P').control).toMatchObject({ to: { type: 'name', name: 'echo' } });
     expect(dec('SPAWN_REPLY').control).toMatchObject({ flags: 2, result: { type: 'pid', id: 2 } });
     expect(dec('SPAWN_REPLY_TT').control).toMatchObject({ result: 'badarg' });
