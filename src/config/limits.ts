@@ -170,6 +170,14 @@ export const HANDOVER_TIMEOUT_MS = 2_000;
  */
 export const DIST_MAX_TERM_DEPTH = 10_000;
 /**
+ * Materialising a term recurses (validating does not): past this depth,
+ * whatever a caller's bounds say, sub-terms are validated and elided, so the
+ * call stack stays far from V8's limit (about 2,000 of the decoder's frames
+ * under vitest). The decoder's own bounds (control, payload heads) are far
+ * below it.
+ */
+export const DIST_MAX_MATERIALISED_DEPTH = 256;
+/**
  * Terms (every integer, atom, element...) walked in one message, control and
  * payload together. Every term takes at least one byte, so DIST_MAX_MESSAGE_BYTES
  * already bounds the work; this caps it below that for messages of tiny terms.

@@ -8,7 +8,7 @@
 // DecodeFailure (see errors.ts); the exported functions return it as a value.
 
 import { inflateSync } from 'node:zlib';
-import { DIST_MAX_INFLATED_BYTES, DIST_MAX_MESSAGE_BYTES, DIST_MAX_TERM_DEPTH, DIST_MAX_TERMS } from '../config/limits.js';
+import { DIST_MAX_INFLATED_BYTES, DIST_MAX_MATERIALISED_DEPTH, DIST_MAX_MESSAGE_BYTES, DIST_MAX_TERM_DEPTH, DIST_MAX_TERMS } from '../config/limits.js';
 import { type DecodeError, fail, guard } from './errors.js';
 
 // Tags (external.h). Only these are accepted; anything else is `bad_tag`.
@@ -155,16 +155,9 @@ export interface Bounds {
   bytes: number;
 }
 
-/** Keep everything (but see MAX_MATERIALISED_DEPTH; still within DIST_MAX_TERM_DEPTH and the other hard bounds). */
+/** Keep everything (but see DIST_MAX_MATERIALISED_DEPTH; still within DIST_MAX_TERM_DEPTH and the other hard bounds). */
 export const FULL: Readonly<Bounds> = Object.freeze({ depth: DIST_MAX_TERM_DEPTH, elements: Infinity, bytes: Infinity });
 
-/**
- * Materialising recurses (validating does not): past this depth, whatever the
- * bounds say, sub-terms are elided (and still validated), so the call stack
- * stays far from V8's limit (about 2,000 of these frames under vitest).
- * The decoder's own bounds (control, payload heads) are well below it.
- */
-export const MAX_MATERIALISED_DEPTH = 256;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -558,7 +551,7 @@ export class TermReader {
    * `bounds.bytes` are validated and elided.
    */
   read(bounds: Readonly<Bounds>, depth = 0): Term {
-    if (depth > bounds.depth || depth >= MAX_MATERIALISED_DEPTH) return this.elide(depth);
+    if (depth > bounds.depth || depth >= DIST_MAX_MATERIALISED_DEPTH) return this.elide(depth);
     if (depth > this.maxDepth) fail('too_deep', `terms nested more than ${this.maxDepth} deep`);
     const at = this.pos;
     const tag = this.u8('term tag');

@@ -7,8 +7,8 @@
 
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DIST_MAX_TERM_DEPTH } from '../../src/config/limits.js';
-import { decodeExternal, FULL, MAX_MATERIALISED_DEPTH, TermReader, validateExternal } from '../../src/dist/term.js';
+import { DIST_MAX_MATERIALISED_DEPTH, DIST_MAX_TERM_DEPTH } from '../../src/config/limits.js';
+import { decodeExternal, FULL, TermReader, validateExternal } from '../../src/dist/term.js';
 import { findRuntime, type OtpRuntime } from '../../src/erlang/roots.js';
 import { canon, type ErlEncoded, erlEncode } from '../helpers/etf.js';
 
@@ -141,11 +141,11 @@ describe(`ETF decoder against erl's term_to_binary (fast-check seed ${seed})`, (
     const deep = cases.find((c) => c.src.startsWith('lists:foldl'))!;
     const d = decodeExternal(deep.enc.ext, { depth: 3, elements: 8, bytes: 8 });
     expect(d.ok && canon(d.term)).toBe('[[[[...]]]]');
-    // Deeper than MAX_MATERIALISED_DEPTH: kept to that depth, validated below.
-    const n = MAX_MATERIALISED_DEPTH * 8;
+    // Deeper than DIST_MAX_MATERIALISED_DEPTH: kept to that depth, validated below.
+    const n = DIST_MAX_MATERIALISED_DEPTH * 8;
     const b = Buffer.concat([Buffer.from([131]), Buffer.alloc(n * 2, Buffer.from([104, 1])), Buffer.from([106])]);
     const e = decodeExternal(b);
-    expect(e.ok && canon(e.term)).toBe('{'.repeat(MAX_MATERIALISED_DEPTH) + '...' + '}'.repeat(MAX_MATERIALISED_DEPTH));
+    expect(e.ok && canon(e.term)).toBe('{'.repeat(DIST_MAX_MATERIALISED_DEPTH) + '...' + '}'.repeat(DIST_MAX_MATERIALISED_DEPTH));
   });
 
   it('nesting over the bound is too_deep, validated with no call stack', () => {
