@@ -193,3 +193,79 @@ export const NATIVE_REKEY_RECORDS = 2 ** 24;
 export const NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES = 16 * 1024;
 /** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */
 export const HANDOVER_TIMEOUT_MS = 2_000;
+
+// The distribution decoder (src/dist/): bounds on what one direction of one
+// link may make it hold or walk. They are constants, not roster limits: the
+// firewall's rules (issue 18) will decide which of them a roster may tighten.
+
+/**
+ * Nesting of one term (tuples, lists, maps, funs' free variables). The
+ * validator keeps one number per open level on an explicit stack, so depth
+ * costs no call stack; the bound is generous because real messages nest deeply
+ * (an iolist built by appending in a loop is one level per step).
+ */
+export const DIST_MAX_TERM_DEPTH = 10_000;
+/**
+ * Materialising a term recurses (validating does not): past this depth,
+ * whatever a caller's bounds say, sub-terms are validated and elided, so the
+ * call stack stays far from V8's limit (about 2,000 of the decoder's frames
+ * under vitest). The decoder's own bounds (control, payload heads) are far
+ * below it.
+ */
+export const DIST_MAX_MATERIALISED_DEPTH = 256;
+/**
+ * Terms (every integer, atom, element...) walked in one message, control and
+ * payload together. Every term takes at least one byte, so DIST_MAX_MESSAGE_BYTES
+ * already bounds the work; this caps it below that for messages of tiny terms.
+ */
+export const DIST_MAX_TERMS = 128 * 1024 * 1024;
+/**
+ * The largest message (control and payload, after reassembly of its
+ * fragments): as large as the largest frame the relay takes (maxFrameBytes),
+ * so a message does not stop being acceptable because OTP fragmented it.
+ * Issue 18 asks for 100 MB messages through a filtered link.
+ */
+export const DIST_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+/**
+ * Fragmented messages in flight at once in one direction. OTP sends one
+ * message's fragments back to back unless other processes' signals interleave;
+ * each sending process has at most one message in flight, so more than this
+ * many at once means a peer that starts sequences and never ends them.
+ */
+export const DIST_MAX_FRAGMENT_SEQUENCES = 256;
+/** Bytes held for unfinished fragmented messages in one direction, all sequences together. */
+export const DIST_MAX_FRAGMENT_BYTES = 256 * 1024 * 1024;
+/**
+ * Fragments one message may declare. OTP cuts at 64 KB (ERTS_DIST_FRAGMENT_SIZE
+ * in dist.h), so DIST_MAX_MESSAGE_BYTES needs 4,096; the slack is for senders
+ * that cut smaller.
+ */
+export const DIST_MAX_FRAGMENTS_PER_MESSAGE = 1024 * 1024;
+/**
+ * A compressed term (tag 80) is inflated only up to this size. OTP never
+ * compresses on a distribution link (only term_to_binary/2 with `compressed`
+ * does), so the dist decoder refuses tag 80 and only the stand-alone decoder
+ * inflates, bounded by this.
+ */
+export const DIST_MAX_INFLATED_BYTES = 64 * 1024 * 1024;
+/**
+ * How much of a control message is materialised: nesting, elements of one
+ * tuple/list/map, bytes of one binary, string or big integer. The fields a
+ * rule reads (operation, pids, names, references, the spawn MFA) are at depth
+ * 1 or 2; anything past these bounds (a deep exit reason) is validated and
+ * replaced by an `elided` marker.
+ */
+export const DIST_CONTROL_DEPTH = 16;
+export const DIST_CONTROL_ELEMENTS = 64;
+export const DIST_CONTROL_BYTES = 4096;
+/**
+ * How much of a payload is materialised for the rules (the rest is validated,
+ * not kept): `{'$gen_call', From, {call, M, F, A, GL}}`, `{system, From, Msg}`,
+ * `{io_request, From, ReplyAs, Request}` and erpc's `[Ref, M, F, Args]` all
+ * show what a rule needs within depth 4 and 8 elements.
+ */
+export const DIST_PAYLOAD_HEAD_DEPTH = 4;
+export const DIST_PAYLOAD_HEAD_ELEMENTS = 8;
+export const DIST_PAYLOAD_HEAD_BYTES = 256;
+/** Slots in one direction's atom cache: 8 segments of 256 (ERTS_ATOM_CACHE_SIZE, the protocol's 11-bit index). */
+export const DIST_ATOM_CACHE_SLOTS = 2048;
