@@ -167,7 +167,7 @@ export class Gateway {
       registryLink: (peer, sock, head) => this.registry.attach(peer, sock, head),
       takeStandby: (peer) => this.standby.take(peer),
       offerStandby: (peer, sock) => this.standby.offer(peer, sock),
-      standbyHeld: (peer, delta) => this.standbyHolds.change(peer, delta),
+      standbyHeld: (peer, delta, sock) => this.standbyHolds.change(peer, delta, sock),
       refuse: (reason: RefusalReason, message: string, fields) => {
         this.metrics.refused(reason);
         if (reason === 'policy_denied' && typeof fields.from_group === 'string' && typeof fields.to_group === 'string') {
@@ -468,6 +468,7 @@ export class Gateway {
     if (this.http) applyHttpLimits(this.http, limits);
     if (limits.peerProbeIntervalMs !== this.probeInterval) this.scheduleProbes();
     this.standby.reloaded();
+    this.standbyHolds.reloaded();
     this.logger.setLevel(cfg.roster.log.level);
     this.metrics.setPolicyGroups(policyLabels(cfg.roster));
     this.updateCertExpiry();

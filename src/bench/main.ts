@@ -40,10 +40,13 @@ import {
   ratioTable,
   type Results,
   scaleTable,
+  burstTable,
   svgChart,
   targetsTable,
 } from './report.js';
 import { runScale, type ScaleResult } from './scale.js';
+import { type BurstResult, runBurst } from './burst.js';
+import { MAX_STANDBY_PER_PEER } from '../config/limits.js';
 import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
 
 const ERL_SOURCE = fileURLToPath(new URL('../../src/bench/erl/beamgate_bench.erl', import.meta.url));
@@ -61,6 +64,8 @@ const USAGE = `npm run bench -- [options]
                       when its Debian root exists; see docs/compatibility.md); stunnel runs on the first
   --scale-links N     idle links in the scale run (default 500; 0 skips it); the target node runs the last release
   --idle-seconds S    idle window of the scale run (default 30; --quick 5)
+  --burst-links N     links opened all at once in the burst run, with a ready TLS connection for each
+                      and with none (default 32, at most 32; 0 skips it)
   --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
   --out DIR           where JSON and SVG go (default bench/results/)
   --keep              keep the run directory (logs, configs, certificates)`;
@@ -73,6 +78,7 @@ interface Options {
   otp: OtpRuntime[];
   scaleLinks: number;
   idleSeconds: number;
+  burstLinks: number;
   cpuProf: boolean;
   out: string;
   keep: boolean;
@@ -90,6 +96,7 @@ function options(argv: string[]): Options {
       paths: { type: 'string' },
       otp: { type: 'string' },
       'scale-links': { type: 'string' },
+      'burst-links': { type: 'string' },
       'idle-seconds': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       out: { type: 'string' },
@@ -119,6 +126,7 @@ function options(argv: string[]): Options {
     pings: Math.round(num(values.pings, 5000, 'pings', 100)),
     paths,
     scaleLinks: Math.round(num(values['scale-links'], 500, 'scale-links', 0)),
+    burstLinks: Math.min(MAX_STANDBY_PER_PEER, Math.round(num(values['burst-links'], MAX_STANDBY_PER_PEER, 'burst-links', 0))),
     idleSeconds: num(values['idle-seconds'], quick ? 5 : 30, 'idle-seconds', 1),
     cpuProf: values['cpu-prof'] ?? false,
     out: values.out ? resolve(values.out) : RESULTS_DIR,
@@ -288,6 +296,7 @@ async function main(): Promise<void> {
 
   const results: Results = {};
   let scale: ScaleResult | undefined;
+  let burst: BurstResult | undefined;
   let samples: Record<string, PathSample[]> = {};
   try {
     const running = await startPaths(env, opts, gatewayArgs);
@@ -301,6 +310,10 @@ async function main(): Promise<void> {
     if (opts.scaleLinks > 0) {
       log(`scale: ${opts.scaleLinks} idle links through one gateway pair, then ${opts.idleSeconds} s idle`);
       scale = await runScale(env, join(dir, 'scale'), opts.otp.at(-1)!, opts.scaleLinks, opts.idleSeconds, gatewayArgs);
+    }
+    if (opts.burstLinks > 0) {
+      log(`burst: ${opts.burstLinks} links at once, on ready TLS connections and without`);
+      burst = await runBurst(env, join(dir, 'burst'), opts.otp.at(-1)!, opts.burstLinks, gatewayArgs);
     }
   } catch (err) {
     log(`failed; logs and configs kept in ${dir}`);
@@ -324,6 +337,7 @@ async function main(): Promise<void> {
     ratioTable(results),
     '',
     ...(scale ? [`Scale: idle links through one gateway pair (emulated source nodes, real target node on OTP ${scale.targetOtp}):`, '', scaleTable(scale), ''] : []),
+    ...(burst ? [`Burst: ${burst.links} links dialled at once through one gateway pair (emulated source nodes, real target node on OTP ${burst.targetOtp}):`, '', burstTable(burst), ''] : []),
     'Targets:',
     '',
     targetsTable(targets),
@@ -338,7 +352,7 @@ async function main(): Promise<void> {
   const jsonPath = join(opts.out, `bench-${stamp}.json`);
   const svgPath = join(opts.out, `bench-${stamp}.svg`);
   const written = { ...opts, out: undefined, otp: opts.otp.map((r) => ({ otp: r.otp, root: r.root ?? null })) };
-  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, targets }, null, 2));
+  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, burst, targets }, null, 2));
   writeFileSync(svgPath, svgChart(results, caption));
   console.log(`wrote ${jsonPath}\nwrote ${svgPath}`);
   if (opts.cpuProf) console.log(`gateway CPU profiles in ${join(dir, 'profiles')} (open in Chrome DevTools or speedscope)`);

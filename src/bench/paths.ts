@@ -5,6 +5,7 @@
 // nodes of a path run one OTP release: the machine's own, or a newer one from
 // a Debian root (src/erlang/roots.ts); a path is named by both, `tls@29`.
 
+import type { Limits } from '../config/limits.js';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, writeFileSync } from 'node:fs';
@@ -301,13 +302,15 @@ export async function startGatewayPair(
   extraArgs: string[] = [],
   /** Arguments of `beamgate run` (after the command; extraArgs are Node's, before it). */
   runArgs: string[] = [],
+  /** The roster's `limits` section. */
+  limits?: Partial<Limits>,
 ): Promise<GatewayPair> {
   const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
   const layout = [
     { name: 'alpha', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(alphaNodes), loopback: randomAlias() },
     { name: 'beta', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(betaNodes), loopback: randomAlias() },
   ];
-  const mesh = await buildLocalMesh({ dir, gateways: layout, operators });
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators, ...(limits ? { limits } : {}) });
   const children: ChildProcess[] = [];
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
   try {

@@ -5,6 +5,7 @@
 // releases is two paths, and the targets are stated against the newest
 // release's inet_tls_dist, the fastest secure peer a user can pick.
 
+import type { BurstResult } from './burst.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median } from './stats.js';
@@ -187,6 +188,14 @@ export function scaleTable(s: ScaleResult): string {
       [`CPU with the links idle (${s.idleSeconds} s, ticks only), ms per second`, pair(s.idleCpuMsPerSec, 2)],
       ['ticks answered by the emulated nodes in that window', String(s.ticks)],
     ],
+  );
+}
+
+export function burstTable(b: BurstResult): string {
+  const pair = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
+  return markdownTable(
+    ['data plane', 'ready connections per peer', 'every link up', 'one link p50 / slowest', 'CPU per link, ms (alpha / beta)', 'TLS handshakes in the burst', 'links on a ready connection'],
+    b.runs.map((r) => [r.plane, String(r.standby), `${r.establishMs.toFixed(0)} ms`, `${r.p50Ms.toFixed(0)} / ${r.maxMs.toFixed(0)} ms`, pair(r.cpuMsPerLink), String(r.handshakes), String(r.hits)]),
   );
 }
 

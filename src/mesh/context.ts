@@ -46,8 +46,8 @@ export interface MeshContext {
   takeStandby(peer: string): tls.TLSSocket | undefined;
   /** A verified connection to `peer` whose link was given up before it started: kept ready if the pool has room (true). */
   offerStandby(peer: string, sock: tls.TLSSocket): boolean;
-  /** A peer's ready connection held here now waits for a link (+1) or no longer does (-1). */
-  standbyHeld(peer: string, delta: 1 | -1): boolean;
+  /** A peer's ready connection held here now waits for a link (+1; false: over the bound) or no longer does (-1). */
+  standbyHeld(peer: string, delta: 1 | -1, sock: tls.TLSSocket): boolean;
   /** Counts and logs a refusal that happened before a Link existed. */
   refuse(reason: RefusalReason, message: string, fields: Record<string, string | number | undefined>): void;
 }

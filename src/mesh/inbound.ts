@@ -126,7 +126,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
    * it forgot.
    */
   const beginStandby = (): boolean => {
-    if (!ctx.standbyHeld(peer, 1)) return false;
+    if (!ctx.standbyHeld(peer, 1, sock)) return false;
     clearTimeout(timer);
     ctx.table.release(peer);
     reserved = false;
@@ -141,7 +141,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     if (standbyTimer === undefined) return;
     clearTimeout(standbyTimer);
     standbyTimer = undefined;
-    ctx.standbyHeld(peer, -1);
+    ctx.standbyHeld(peer, -1, sock);
   };
   /** A link's preamble on a ready connection: from now on it is a link attempt like any other. */
   const takeStandby = (): boolean => {

@@ -270,19 +270,31 @@ export class StandbyPool {
 
 /** The other side: ready connections that peers hold to this gateway, at most MAX_STANDBY_PER_PEER per peer. */
 export class StandbyHolds {
-  private readonly held = new Map<string, number>();
+  private readonly held = new Map<string, Set<tls.TLSSocket>>();
 
   constructor(private readonly metrics: GatewayMetrics) {}
 
-  /** One more held by `peer` (false: over the bound, refuse it), or one fewer. */
-  change(peer: string, delta: 1 | -1): boolean {
-    const now = this.held.get(peer) ?? 0;
-    if (delta === 1 && now >= MAX_STANDBY_PER_PEER) return false;
-    const next = now + delta;
-    assert.ok(next >= 0, `standby count of ${peer} would go below zero`);
-    if (next === 0) this.held.delete(peer);
-    else this.held.set(peer, next);
-    this.metrics.standbyHeld.labels(peer).set(next);
+  /** `sock` now waits for a link (false: `peer` holds as many as it may, refuse it), or no longer does. */
+  change(peer: string, delta: 1 | -1, sock: tls.TLSSocket): boolean {
+    const set = this.held.get(peer) ?? new Set<tls.TLSSocket>();
+    if (delta === 1) {
+      if (set.size >= MAX_STANDBY_PER_PEER) return false;
+      set.add(sock);
+    } else {
+      assert.ok(set.delete(sock), `a ready connection of ${peer} released twice`);
+    }
+    if (set.size === 0) this.held.delete(peer);
+    else this.held.set(peer, set);
+    this.metrics.standbyHeld.labels(peer).set(set.size);
     return true;
+  }
+
+  /**
+   * After a reload: every held connection is closed. Each was verified under
+   * the old CAs, roster and revocation list; its peer dials a new one, which
+   * passes the new checks in its handshake or fails there.
+   */
+  reloaded(): void {
+    for (const set of this.held.values()) for (const sock of set) sock.destroy();
   }
 }

@@ -81,16 +81,19 @@ describe('ready TLS connections between gateways', () => {
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
   }, 120_000);
 
-  it('applies a new standbyPerPeer on reload: the old ones are closed and the new number dialled', async () => {
+  it('applies a new standbyPerPeer on reload: the old ones are closed on both sides and dialled again', async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 4 } });
     await waitFor('four ready', async () => (await ready('alpha', 'beta')) === 4 && (await held('beta', 'alpha')) === 4, FILL_TIMEOUT_MS);
     const doc = parse(readFileSync(t.mesh.rosterPath, 'utf8')) as { limits: Record<string, number> };
     doc.limits.standbyPerPeer = 1;
     writeFileSync(t.mesh.rosterPath, stringify(doc));
     expect(await t.gateways.get('alpha')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
-    // beta still runs the old roster and keeps its own four to alpha.
+    const betaExpired = await metric('beta', 'beamgate_standby_expired_total', { peer: 'alpha' });
     await waitFor('one ready from alpha, the others closed on beta', async () => (await ready('alpha', 'beta')) === 1 && (await held('beta', 'alpha')) === 1, FILL_TIMEOUT_MS);
-    expect(await ready('beta', 'alpha')).toBe(4);
+    // Alpha also closed the four beta held to it (verified under the old roster); beta, on the old roster, dials four anew.
+    await waitFor("beta's four dialled again", async () => (await ready('beta', 'alpha')) === 4 && (await held('alpha', 'beta')) === 4, FILL_TIMEOUT_MS);
+    expect(await metric('beta', 'beamgate_standby_expired_total', { peer: 'alpha' })).toBe(betaExpired);
+    expect(await metric('beta', 'beamgate_tls_handshakes_total', { role: 'client', result: 'ok' })).toBeGreaterThanOrEqual(8);
   });
 
   it(`refuses a peer's ready connection beyond ${MAX_STANDBY_PER_PEER}, with a log line and a metric`, async () => {

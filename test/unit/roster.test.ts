@@ -174,8 +174,8 @@ describe('node set-up output', () => {
 });
 
 describe('link preamble', () => {
-  it('round-trips links and probes', () => {
-    for (const p of [{ kind: 'link' as const, target: 'b1@beta.example' }, { kind: 'probe' as const }]) {
+  it('round-trips links, probes and standby connections', () => {
+    for (const p of [{ kind: 'link' as const, target: 'b1@beta.example' }, { kind: 'probe' as const }, { kind: 'standby' as const }]) {
       const enc = encodePreamble(p);
       expect(parsePreamble(Buffer.concat([enc, Buffer.from('rest')]))).toEqual({ kind: 'ok', preamble: p, consumed: enc.length });
       for (let i = 0; i < enc.length; i++) expect(parsePreamble(enc.subarray(0, i)).kind).toBe('incomplete');
@@ -187,5 +187,6 @@ describe('link preamble', () => {
     expect(parsePreamble(Buffer.from('B')).kind).toBe('incomplete');
     expect(parsePreamble(Buffer.from('BGW1X\x00')).kind).toBe('error');
     expect(parsePreamble(Buffer.from('BGW1L\x00')).kind).toBe('error');
+    expect(parsePreamble(Buffer.from('BGW1S\x01x'))).toEqual({ kind: 'error', reason: 'standby connection with a name' });
   });
 });
