@@ -169,13 +169,15 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     dialling = true;
     // A ready connection, when there is one, saves the handshake (src/mesh/standby.ts).
     const ready = ctx.takeStandby(peer.name);
+    const dialledUnder = ctx.active();
     (ready ? Promise.resolve(ready) : dialPeer(ctx, peer, true)).then(
       (sock) => {
         if (settled) {
           // Given up meanwhile (most often the loser of two crossing dials):
           // the connection is as good as a ready one, and the next link may take it.
           // (A ready one taken in the same turn has said its standby preamble already.)
-          if (!ready && ctx.offerStandby(peer.name, sock)) return;
+          // (And one dialled before a reload must not outlive it.)
+          if (!ready && dialledUnder === ctx.active() && ctx.offerStandby(peer.name, sock)) return;
           // Else close as a probe does, so the peer sees no handshake cut short.
           sock.on('error', () => sock.destroy());
           sock.end(encodePreamble({ kind: 'probe' }));

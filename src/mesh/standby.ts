@@ -64,7 +64,7 @@ export class StandbyPool {
     this.sync();
   }
 
-  /** A ready connection to `peer`, now the caller's; undefined when there is none. Either way one more is dialled. */
+  /** A ready connection to `peer`, now the caller's; undefined when there is none. Either way the pools are refilled once the burst of takes is over. */
   take(peer: string): tls.TLSSocket | undefined {
     const pool = this.peers.get(peer);
     if (!pool) {
