@@ -132,7 +132,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // A cluster booting at once dials a link per node pair in the same
   // seconds: ten hosts of three nodes each dial 5 to 9 links per host pair.
   // With 8 ready per peer nearly all start with no handshake (4 left the
-  // storm test failing 2 runs of 3; docs/scale.md has the figures). Each
+  // storm test failing 3 runs of 4; docs/scale.md has the figures). Each
   // costs a TLS connection on both gateways while it waits.
   standbyPerPeer: 8,
   standbyIdleMs: 60_000,
