@@ -16,6 +16,7 @@
 
 #include <node_api.h>
 
+#include "passfd.h"
 #include "relay.h"
 
 #define NAPI_OK(call)                                            \
@@ -31,19 +32,63 @@ static napi_threadsafe_function on_close;
 // Relay thread (or JS thread, for a hand-over that failed at once): queues the report.
 static void report(link_t *l) { napi_call_threadsafe_function(on_close, l, napi_tsfn_blocking); }
 
-// JS thread: calls onClose(id, reason, ...counters), then frees the link.
+static void set_buffer(napi_env env, napi_value obj, const char *key, const uint8_t *p, size_t n) {
+  napi_value v;
+  void *data = NULL;
+  // A copy: the link's buffers are freed with it, right after this call.
+  if (napi_create_buffer_copy(env, n, n ? p : (const uint8_t *)"", &data, &v) == napi_ok) napi_set_named_property(env, obj, key, v);
+}
+
+static void set_number(napi_env env, napi_value obj, const char *key, double d) {
+  napi_value v;
+  if (napi_create_double(env, d, &v) == napi_ok) napi_set_named_property(env, obj, key, v);
+}
+
+static napi_value scan_object(napi_env env, const frame_scan_t *s) {
+  napi_value o;
+  napi_create_object(env, &o);
+  set_number(env, o, "remaining", s->remaining);
+  set_number(env, o, "header", s->header);
+  set_number(env, o, "headerBytes", s->header_bytes);
+  return o;
+}
+
+// A detached link's state, in the shape adopt() takes (with the counters beside it).
+static napi_value export_object(napi_env env, const relay_export_t *x) {
+  napi_value o;
+  napi_create_object(env, &o);
+  set_number(env, o, "localFd", x->local_fd);
+  set_number(env, o, "remoteFd", x->remote_fd);
+  set_buffer(env, o, "txSecret", x->tx_secret, x->secret_len);
+  set_buffer(env, o, "rxSecret", x->rx_secret, x->secret_len);
+  set_number(env, o, "txSeq", (double)x->tx_seq);
+  set_number(env, o, "rxSeq", (double)x->rx_seq);
+  set_number(env, o, "txUpdates", (double)x->tx_updates);
+  set_number(env, o, "rxUpdates", (double)x->rx_updates);
+  set_buffer(env, o, "sealedToRemote", x->sealed_to_remote, x->sealed_to_remote_len);
+  set_buffer(env, o, "walkedToLocal", x->walked_to_local, x->walked_to_local_len);
+  set_buffer(env, o, "fromRemote", x->from_remote, x->from_remote_len);
+  set_buffer(env, o, "rxHandshake", x->rx_handshake, x->rx_handshake_len);
+  napi_set_named_property(env, o, "outScan", scan_object(env, &x->out_scan));
+  napi_set_named_property(env, o, "inScan", scan_object(env, &x->in_scan));
+  return o;
+}
+
+// JS thread: calls onClose(id, reason, ...counters, detached), then frees the link.
 static void call_js_close(napi_env env, napi_value cb, void *ctx, void *data) {
   (void)ctx;
   link_t *l = data;
   if (env != NULL) {
-    napi_value argv[2 + RELAY_COUNTERS], undef;
+    napi_value argv[3 + RELAY_COUNTERS], undef;
     uint64_t c[RELAY_COUNTERS];
+    relay_export_t x;
     relay_link_counters(l, c);
+    napi_get_undefined(env, &undef);
     napi_create_uint32(env, relay_link_id(l), &argv[0]);
     napi_create_string_utf8(env, relay_link_reason(l), NAPI_AUTO_LENGTH, &argv[1]);
     for (int i = 0; i < RELAY_COUNTERS; i++) napi_create_double(env, (double)c[i], &argv[2 + i]);
-    napi_get_undefined(env, &undef);
-    napi_call_function(env, undef, cb, 2 + RELAY_COUNTERS, argv, NULL);
+    argv[2 + RELAY_COUNTERS] = relay_link_detached(l, &x) ? export_object(env, &x) : undef;
+    napi_call_function(env, undef, cb, 3 + RELAY_COUNTERS, argv, NULL);
   }
   relay_release(l);
 }
@@ -87,6 +132,18 @@ static bool get_buf(napi_env env, napi_value obj, const char *key, const uint8_t
   if (!get_prop(env, obj, key, &v) || napi_get_buffer_info(env, v, &p, len) != napi_ok) return false;
   *data = p;
   return true;
+}
+
+// An optional buffer: absent is empty.
+static bool get_opt_buf(napi_env env, napi_value obj, const char *key, const uint8_t **data, size_t *len) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return false;
+  if (!has) {
+    *data = NULL;
+    *len = 0;
+    return true;
+  }
+  return get_buf(env, obj, key, data, len);
 }
 
 static bool get_str(napi_env env, napi_value obj, const char *key, char *buf, size_t cap) {
@@ -149,7 +206,10 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
             get_buf(env, o, "toLocal", &a.to_local, &a.to_local_len) && get_buf(env, o, "fromRemote", &a.from_remote, &a.from_remote_len) &&
             get_scan(env, o, "outScan", &a.out_scan, &a.out_frames, &a.out_ticks) &&
             get_scan(env, o, "inScan", &a.in_scan, &a.in_frames, &a.in_ticks) && get_u32(env, o, "maxFrameBytes", &max_frame) &&
-            get_u32(env, o, "closeGraceMs", &a.grace_ms);
+            get_u32(env, o, "closeGraceMs", &a.grace_ms) &&
+            get_opt_buf(env, o, "sealedToRemote", &a.sealed_to_remote, &a.sealed_to_remote_len) &&
+            get_opt_buf(env, o, "walkedToLocal", &a.walked_to_local, &a.walked_to_local_len) &&
+            get_opt_buf(env, o, "rxHandshake", &a.rx_handshake, &a.rx_handshake_len);
   if (!ok) {
     napi_throw_type_error(env, NULL, "fastpath: bad adopt arguments");
     return NULL;
@@ -182,6 +242,17 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_get_value_uint32(env, argv[0], &id));
   NAPI_OK(napi_get_value_bool(env, argv[1], &abortive));
   NAPI_OK(napi_get_boolean(env, relay_close(id, abortive), &res));
+  return res;
+}
+
+// detach(id) -> whether such a link was open; it is reported closed with its state, or ends as usual.
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], res;
+  uint32_t id;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_OK(napi_get_value_uint32(env, argv[0], &id));
+  NAPI_OK(napi_get_boolean(env, relay_detach(id), &res));
   return res;
 }
 
@@ -225,10 +296,13 @@ NAPI_MODULE_INIT() {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"buffered", NULL, js_buffered, NULL, NULL, NULL, napi_default, NULL},
       {"trim", NULL, js_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  // Descriptor passing for a take-over (passfd.c): under `passfd`.
+  if (!passfd_define(env, exports)) return NULL;
   return exports;
 }

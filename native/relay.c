@@ -3,8 +3,8 @@
 // writes them to the peer gateway, and the reverse (record.c opens what the
 // peer sends). A read of up to `read_bytes` becomes one write.
 //
-// Ordering between the two threads is designed, not tested: adopts and
-// closes travel in one FIFO, so a link's close is always taken after its
+// Ordering between the two threads is designed, not tested: adopts, detaches and
+// closes travel in one FIFO, so a link's close or detach is always taken after its
 // adopt; a link is freed by the owner only after the relay thread reported it
 // closed, and a close request for it still queued then is taken off under the
 // same lock the relay thread takes it with.
@@ -42,10 +42,12 @@
 // Room to seal `n` bytes of plaintext: every record may be preceded by a KeyUpdate of ours.
 #define SEALED_MAX(n) ((n) + ((n) / TLS_MAX_PLAIN + 1) * (TLS_SEAL_OVERHEAD + TLS_KEY_UPDATE_RECORD))
 
+typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_DETACH } cmd_kind;
+
 typedef struct cmd {
   struct cmd *next;
   link_t *link;
-  bool is_close;
+  cmd_kind kind;
 } cmd_t;
 
 // One direction of a link: bytes read from its source, written to `dst`.
@@ -77,6 +79,7 @@ struct link {
   uint32_t lmask, rmask;  // interest registered in epoll (0: not in epoll)
   bool registered;
   bool closed;
+  bool detached;  // closed by relay_detach: sockets and state left for another engine
   bool ending;  // a graceful close was asked for: what is pending goes, then both ways end
   uint32_t grace_ms;
   int64_t grace_deadline;  // ms, monotonic; 0 while both directions are open
@@ -86,8 +89,8 @@ struct link {
   link_t *grace_prev, *grace_next;
   link_t *next_closed;
   // Under G.mu.
-  cmd_t adopt_cmd, close_cmd;
-  bool close_queued;
+  cmd_t adopt_cmd, close_cmd, detach_cmd;
+  bool close_queued, detach_queued;
   int close_kind;  // 1 graceful, 2 abortive
 };
 
@@ -486,6 +489,22 @@ static void handle_event(link_t *l, uintptr_t tag, uint32_t ev) {
   account(l);
 }
 
+// Lets go of a link relaying both ways: out of epoll, sockets left open, its
+// state kept for relay_link_detached. A link that has begun to end (a side
+// closed, a close asked for) is not moved: it ends here, within its grace.
+static void detach_link(link_t *l) {
+  if (l->ending || l->out.src_done || l->in.src_done || l->out.notify_sent) return;
+  if (l->lmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->lfd, NULL);
+  if (l->rmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->rfd, NULL);
+  l->lmask = l->rmask = 0;
+  l->closed = true;
+  l->detached = true;
+  snprintf(l->reason, sizeof l->reason, "%s", "detached");
+  account(l);
+  l->next_closed = closed_head;
+  closed_head = l;
+}
+
 static void register_link(link_t *l) {
   l->registered = true;
   // Ciphertext handed over with the link (read by Node, not opened) is opened
@@ -518,21 +537,26 @@ static void drain_commands(void) {
     link_t *l = c ? c->link : NULL;
     int kind = 0;
     bool live = false;
-    if (c && c->is_close) {
+    if (c && c->kind == CMD_CLOSE) {
       kind = l->close_kind;
       l->close_queued = false;
-      // Closed already: the owner may free it as soon as the lock is released.
-      live = !l->closed;
     }
+    if (c && c->kind == CMD_DETACH) l->detach_queued = false;
+    // Closed already: the owner may free it as soon as the lock is released.
+    if (c && c->kind != CMD_ADOPT) live = !l->closed;
     pthread_mutex_unlock(&G.mu);
     if (!c) return;
-    if (!c->is_close) {
+    if (c->kind == CMD_ADOPT) {
       register_link(l);
       continue;
     }
     if (!live) continue;
-    // A link's adopt is queued before its id is returned, and so before any close of it.
-    CHECK(l->registered, "close taken before the adopt");
+    // A link's adopt is queued before its id is returned, and so before any close or detach of it.
+    CHECK(l->registered, "close or detach taken before the adopt");
+    if (c->kind == CMD_DETACH) {
+      detach_link(l);
+      continue;
+    }
     if (kind == 2) {
       close_link(l);
       continue;
@@ -639,6 +663,16 @@ static void free_link(link_t *l) {
 // Hands over what Node had read and not relayed: sealed (or written) now, on
 // the owner's thread, before the relay thread reads anything of this link.
 static bool hand_over_bytes(link_t *l, const relay_adopt_t *a) {
+  // Another engine's output comes first: its records precede ours, its plaintext was walked there.
+  if (a->sealed_to_remote_len && !out_write(l, &l->out, a->sealed_to_remote, a->sealed_to_remote_len, "peer")) return false;
+  if (a->walked_to_local_len && !out_write(l, &l->in, a->walked_to_local, a->walked_to_local_len, "local")) return false;
+  if (a->rx_handshake_len) {
+    l->rx.hs_cap = 4 + l->rx.max_hs;
+    l->rx.hs = malloc(l->rx.hs_cap);
+    if (!l->rx.hs) return set_reason(l, "%s", "out of memory for a handed-over handshake message"), false;
+    memcpy(l->rx.hs, a->rx_handshake, a->rx_handshake_len);
+    l->rx.hs_len = a->rx_handshake_len;
+  }
   if (a->to_remote_len) {
     if (!scan(l, &l->out, a->to_remote, a->to_remote_len)) return false;
     // The relay thread's scratch buffers are not ours to use here.
@@ -664,6 +698,9 @@ static bool hand_over_bytes(link_t *l, const relay_adopt_t *a) {
 long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   if (!G.started) return snprintf(err, err_len, "not started"), -1;
   if (a->from_remote_len > G.plain_cap) return snprintf(err, err_len, "%zu bytes of unopened records exceed %zu", a->from_remote_len, G.plain_cap), -1;
+  // Less than a whole message: a whole one would have been taken where it was read.
+  if (a->rx_handshake_len >= 4 + G.cfg.max_hs_message)
+    return snprintf(err, err_len, "%zu bytes of a handshake message exceed %zu", a->rx_handshake_len, 4 + G.cfg.max_hs_message), -1;
   link_t *l = calloc(1, sizeof *l);
   if (!l) return snprintf(err, err_len, "out of memory for a link"), -1;
   if (!aead_init(&l->tx, a->cipher, a->hash, a->tx_secret, a->tx_secret_len, a->tx_seq, true) ||
@@ -693,8 +730,10 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   atomic_store(&l->in.frames, a->in_frames);
   atomic_store(&l->in.ticks, a->in_ticks);
   l->grace_ms = a->grace_ms;
-  l->adopt_cmd.link = l->close_cmd.link = l;
-  l->close_cmd.is_close = true;
+  l->adopt_cmd.link = l->close_cmd.link = l->detach_cmd.link = l;
+  l->adopt_cmd.kind = CMD_ADOPT;
+  l->close_cmd.kind = CMD_CLOSE;
+  l->detach_cmd.kind = CMD_DETACH;
   bool handed = hand_over_bytes(l, a);
   pthread_mutex_lock(&G.mu);
   uint32_t id = UINT32_MAX;
@@ -746,6 +785,45 @@ bool relay_close(uint32_t id, bool abortive) {
   return true;
 }
 
+bool relay_detach(uint32_t id) {
+  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  if (!l) return false;
+  pthread_mutex_lock(&G.mu);
+  if (!l->detach_queued) {
+    l->detach_queued = true;
+    enqueue(&l->detach_cmd);
+  }
+  pthread_mutex_unlock(&G.mu);
+  wake();
+  return true;
+}
+
+// Written by the relay thread before it reported the link; the report is the hand-off.
+bool relay_link_detached(const link_t *l, relay_export_t *out) {
+  if (!l->detached) return false;
+  memset(out, 0, sizeof *out);
+  out->local_fd = l->lfd;
+  out->remote_fd = l->rfd;
+  out->tx_secret = l->tx.secret;
+  out->rx_secret = l->rx.aead.secret;
+  out->secret_len = l->tx.secret_len;
+  out->tx_seq = l->tx.seq;
+  out->rx_seq = l->rx.aead.seq;
+  out->tx_updates = l->tx.updates;
+  out->rx_updates = l->rx.aead.updates;
+  out->sealed_to_remote = l->out.pend ? l->out.pend + l->out.pend_off : NULL;
+  out->sealed_to_remote_len = l->out.pend_len;
+  out->walked_to_local = l->in.pend ? l->in.pend + l->in.pend_off : NULL;
+  out->walked_to_local_len = l->in.pend_len;
+  out->from_remote = l->carry;
+  out->from_remote_len = l->carry_len;
+  out->rx_handshake = l->rx.hs;
+  out->rx_handshake_len = l->rx.hs ? l->rx.hs_len : 0;
+  out->out_scan = l->out.scan;
+  out->in_scan = l->in.scan;
+  return true;
+}
+
 void relay_link_counters(const link_t *l, uint64_t out[RELAY_COUNTERS]) {
   out[0] = atomic_load_explicit(&l->out.bytes, memory_order_relaxed);
   out[1] = atomic_load_explicit(&l->in.bytes, memory_order_relaxed);
@@ -771,22 +849,26 @@ uint32_t relay_link_id(const link_t *l) { return l->id; }
 // Written by the relay thread before it reported the link; the report is the hand-off.
 const char *relay_link_reason(const link_t *l) { return l->reason; }
 
+// Under G.mu: takes a queued command out of the FIFO.
+static void unqueue(cmd_t *c) {
+  cmd_t **pp = &G.head, *prev = NULL;
+  while (*pp && *pp != c) {
+    prev = *pp;
+    pp = &(*pp)->next;
+  }
+  // close_queued and detach_queued are set exactly while their command is in the queue, under this lock.
+  CHECK(*pp == c, "queued command not found");
+  *pp = c->next;
+  if (G.tail == c) G.tail = prev;
+}
+
 void relay_release(link_t *l) {
   pthread_mutex_lock(&G.mu);
   G.table[l->id] = NULL;
-  if (l->close_queued) {
-    // Asked to close after it had closed by itself: the request is still queued.
-    cmd_t **pp = &G.head, *prev = NULL;
-    while (*pp && *pp != &l->close_cmd) {
-      prev = *pp;
-      pp = &(*pp)->next;
-    }
-    // close_queued is set exactly while the command is in the queue, under this lock.
-    CHECK(*pp == &l->close_cmd, "queued close not found");
-    *pp = l->close_cmd.next;
-    if (G.tail == &l->close_cmd) G.tail = prev;
-    l->close_queued = false;
-  }
+  // Asked to close or detach after it had closed by itself: the request is still queued.
+  if (l->close_queued) unqueue(&l->close_cmd);
+  if (l->detach_queued) unqueue(&l->detach_cmd);
+  l->close_queued = l->detach_queued = false;
   pthread_mutex_unlock(&G.mu);
   free_link(l);
 }

@@ -1,7 +1,7 @@
 // The relay thread of the native data plane: owns every adopted link's two
 // sockets and cipher state, and moves bytes between them with epoll. One
 // other thread, the owner (Node's JS thread, through fastpath.c), adopts
-// links, asks them to close, reads their counters and frees them once their
+// links, asks them to close or to let go (detach), reads their counters and frees them once their
 // close has been reported; the relay thread does everything else. The two
 // share only the command queue and the link table (under one mutex) and the
 // counters (atomics).
@@ -35,6 +35,12 @@ typedef struct {
   bool client;  // we are the TLS client of this connection
   const uint8_t *to_remote, *to_local, *from_remote;
   size_t to_remote_len, to_local_len, from_remote_len;
+  // What another engine had in flight when it let the link go (relay_detach):
+  // records it sealed and the peer has not taken (numbered before tx_seq),
+  // plaintext its scanner walked and the node has not taken, and a
+  // post-handshake message it had only part of. Empty for a link from node:tls.
+  const uint8_t *sealed_to_remote, *walked_to_local, *rx_handshake;
+  size_t sealed_to_remote_len, walked_to_local_len, rx_handshake_len;
   frame_scan_t out_scan, in_scan;  // max_frame is taken from here
   uint64_t out_frames, out_ticks, in_frames, in_ticks;
   uint32_t grace_ms;
@@ -50,6 +56,11 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len);
 // Owner thread only: asks a link to end (abortive: at once; else both streams
 // end, then close within the grace). False if no such link.
 bool relay_close(uint32_t id, bool abortive);
+// Owner thread only: asks a link to let go of its sockets and state, for
+// another process to adopt (a take-over). The link stops relaying and is
+// reported with relay_link_detached true; a link that has begun to end is
+// left to close as usual. False if no such link.
+bool relay_detach(uint32_t id);
 // Owner thread only: false once the link is gone.
 bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]);
 // Bytes all links hold in buffers now: output a socket has not taken, records
@@ -59,6 +70,20 @@ size_t relay_buffered(void);
 uint32_t relay_link_id(const link_t *l);
 const char *relay_link_reason(const link_t *l);
 void relay_link_counters(const link_t *l, uint64_t out[RELAY_COUNTERS]);
+// A detached link's state, for relay_adopt in another engine. Every pointer
+// is valid until relay_release; the descriptors become the owner's, who must
+// close them (relay_release does not).
+typedef struct {
+  int local_fd, remote_fd;
+  const uint8_t *tx_secret, *rx_secret;
+  size_t secret_len;
+  uint64_t tx_seq, rx_seq, tx_updates, rx_updates;
+  const uint8_t *sealed_to_remote, *walked_to_local, *from_remote, *rx_handshake;
+  size_t sealed_to_remote_len, walked_to_local_len, from_remote_len, rx_handshake_len;
+  frame_scan_t out_scan, in_scan;
+} relay_export_t;
+// Of a reported link: whether it was detached, and if so its state in `out`.
+bool relay_link_detached(const link_t *l, relay_export_t *out);
 // Owner thread only, once per reported link: frees it.
 void relay_release(link_t *l);
 

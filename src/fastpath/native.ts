@@ -54,6 +54,47 @@ export interface AdoptArgs {
   inScan: ScanState;
   maxFrameBytes: number;
   closeGraceMs: number;
+  /** From another engine's detach (DetachedLink): records it sealed the peer has not taken, numbered before txSeq. */
+  sealedToRemote?: Buffer;
+  /** From another engine's detach: plaintext its scanner walked that the node has not taken. */
+  walkedToLocal?: Buffer;
+  /** From another engine's detach: the part it held of a post-handshake message. */
+  rxHandshake?: Buffer;
+}
+
+/**
+ * A link the engine let go of (detach): its sockets, now the caller's to
+ * close, and everything another engine needs to go on where this one
+ * stopped. Frames and ticks are in the closing counters.
+ */
+export interface DetachedLink {
+  localFd: number;
+  remoteFd: number;
+  txSecret: Buffer;
+  rxSecret: Buffer;
+  txSeq: number;
+  rxSeq: number;
+  /** KeyUpdates each direction has taken since the adopt. */
+  txUpdates: number;
+  rxUpdates: number;
+  sealedToRemote: Buffer;
+  walkedToLocal: Buffer;
+  fromRemote: Buffer;
+  rxHandshake: Buffer;
+  outScan: Omit<ScanState, 'frames' | 'ticks'>;
+  inScan: Omit<ScanState, 'frames' | 'ticks'>;
+}
+
+/** native/passfd.c: one message is a payload and up to 250 descriptors (SCM_RIGHTS) over a Unix stream socket. */
+export interface PassFd {
+  /** A non-blocking Unix stream socket connected to `path`. */
+  connect(path: string): number;
+  dup(fd: number): number;
+  /** Who is at the other end of a Unix socket (SO_PEERCRED). */
+  peer(fd: number): { pid: number; uid: number; gid: number };
+  send(fd: number, data: Buffer, fds: number[], timeoutMs: number): Promise<void>;
+  /** Rejects (closing what came) on a deadline, a short message, or more than maxBytes or maxFds. */
+  recv(fd: number, maxBytes: number, maxFds: number, timeoutMs: number): Promise<{ data: Buffer; fds: number[] }>;
 }
 
 export interface NativeCounters {
@@ -83,30 +124,36 @@ export const ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
 
 /** native/fastpath.c's exports. */
 export interface Binding {
-  init(onClose: (id: number, reason: string, ...counters: number[]) => void, options: EngineOptions): void;
+  /** onClose(id, reason, ...8 counters, detached link or undefined). */
+  init(onClose: (id: number, reason: string, ...rest: unknown[]) => void, options: EngineOptions): void;
   adopt(args: AdoptArgs): number;
   close(id: number, abortive: boolean): boolean;
+  detach(id: number): boolean;
+  passfd: PassFd;
   stats(id: number): number[] | undefined;
   buffered(): number;
   trim(): boolean;
 }
 
+/** Runs once per adopted link, when the engine has closed it or let go of it (`detached`). */
+export type OnNativeClose = (reason: string, counters: NativeCounters, detached?: DetachedLink) => void;
+
 export class NativeEngine {
-  private readonly closed = new Map<number, (reason: string, counters: NativeCounters) => void>();
+  private readonly closed = new Map<number, OnNativeClose>();
 
   constructor(
     private readonly binding: Binding,
     options: EngineOptions = ENGINE_OPTIONS,
   ) {
-    binding.init((id, reason, ...c) => {
+    binding.init((id, reason, ...rest) => {
       const cb = this.closed.get(id);
       this.closed.delete(id);
-      cb?.(reason, counters(c));
+      cb?.(reason, counters(rest.slice(0, 8) as number[]), rest[8] as DetachedLink | undefined);
     }, options);
   }
 
   /** Hands a link over; `onClose` runs once, on this thread, when the relay thread has closed both sockets. */
-  adopt(args: AdoptArgs, onClose: (reason: string, counters: NativeCounters) => void): number {
+  adopt(args: AdoptArgs, onClose: OnNativeClose): number {
     const id = this.binding.adopt(args);
     this.closed.set(id, onClose);
     return id;
@@ -114,6 +161,20 @@ export class NativeEngine {
 
   close(id: number, abortive: boolean): void {
     this.binding.close(id, abortive);
+  }
+
+  /**
+   * Asks the engine to let go of a link relaying both ways: its onClose then
+   * gets the DetachedLink. A link already ending is not moved and closes as
+   * usual. False if no such link.
+   */
+  detach(id: number): boolean {
+    return this.binding.detach(id);
+  }
+
+  /** Descriptor passing over Unix sockets (native/passfd.c). */
+  get passfd(): PassFd {
+    return this.binding.passfd;
   }
 
   counters(id: number): NativeCounters | undefined {

@@ -8,13 +8,15 @@
 // every scenario also crosses key generations.
 
 import crypto from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES, NATIVE_READ_BYTES } from '../../src/config/limits.js';
 import { tapOf } from '../../src/fastpath/handover.js';
-import { loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine } from '../../src/fastpath/native.js';
+import { type DetachedLink, loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine } from '../../src/fastpath/native.js';
 import { TlsTap } from '../../src/fastpath/tap.js';
 import { createCa, createGatewayCert } from '../../src/pki/generate.js';
 import { waitFor } from '../helpers/mesh.js';
@@ -47,6 +49,7 @@ const pairs = new SocketPairs();
 interface Closed {
   reason: string;
   counters: NativeCounters;
+  detached?: DetachedLink;
 }
 
 interface TestLink {
@@ -62,6 +65,7 @@ interface TestLink {
   seal: Direction;
   reader: RecordReader;
   closed: Promise<Closed>;
+  suiteName: string;
 }
 
 interface LinkOptions {
@@ -112,12 +116,35 @@ async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
       maxFrameBytes: opts.maxFrameBytes ?? 64 * 1024 * 1024,
       closeGraceMs: opts.graceMs ?? GRACE_MS,
     },
-    (reason, counters) => resolve({ reason, counters }),
+    (reason, counters, detached) => resolve({ reason, counters, detached }),
   );
   // The engine holds duplicates of both descriptors.
   engineLocal.destroy();
   engineRemote.destroy();
-  return { id, node, nodeGot: () => Buffer.concat(got), nodeEnded, nodeClosed, peer, seal, reader, closed };
+  return { id, node, nodeGot: () => Buffer.concat(got), nodeEnded, nodeClosed, peer, seal, reader, closed, suiteName: opts.suiteName ?? 'TLS_AES_256_GCM_SHA384' };
+}
+
+/** A Unix socket connected to itself through a listener: what passfd sends on one end arrives on the other. */
+async function passfdChannel(): Promise<{ a: number; b: number; close: () => void }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'beamgate-passfd-'));
+  const file = path.join(dir, 'c.sock');
+  const server = net.createServer({ pauseOnConnect: true });
+  await new Promise<void>((r) => server.listen(file, r));
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const a = engine.passfd.connect(file);
+  const sock = await accepted;
+  const b = engine.passfd.dup(fdOf(sock));
+  sock.destroy();
+  server.close();
+  return {
+    a,
+    b,
+    close: () => {
+      closeSync(a);
+      closeSync(b);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 function closeNotify(d: Direction): Buffer {
@@ -480,6 +507,118 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     expect(reported).toBe(adopted);
     expect(engine.counters(0)).toBeUndefined();
   }, 120_000);
+});
+
+describe(`detach and adopt again, as a take-over does (${MODULE.split('/').pop()})`, () => {
+  it.each(SUITE_NAMES)('lets go of a link mid-stream with %s; adopted again through passed descriptors, it goes on byte for byte', async (suiteName) => {
+    const l = await openLink({ suiteName });
+    const s = suite(suiteName);
+    // Neither end reads for now: the engine's output backs up, and what it
+    // holds (sealed records for the peer, walked plaintext for the node) must move with the link.
+    l.peer.pause();
+    l.node.pause();
+    const out = crypto.randomBytes(24 * 1024 * 1024);
+    const back = crypto.randomBytes(12 * 1024 * 1024);
+    l.node.write(frame(out));
+    l.peer.write(sealStream(l.seal, frame(back)));
+    await waitFor('both directions relaying', () => {
+      const c = engine.counters(l.id);
+      return c !== undefined && c.bytesOut > 1024 * 1024 && c.bytesIn > 1024 * 1024;
+    }, 20_000);
+    expect(engine.detach(l.id)).toBe(true);
+    const before = await closedWithin(l);
+    expect(before.reason).toBe('detached');
+    const d = before.detached!;
+    expect(d).toBeDefined();
+    // The descriptors travel through the kernel as a take-over's do; the engine's own are closed behind them.
+    const ch = await passfdChannel();
+    const sent = engine.passfd.send(ch.a, Buffer.from('link'), [d.localFd, d.remoteFd], 10_000);
+    const got = await engine.passfd.recv(ch.b, 1024, 8, 10_000);
+    await sent;
+    ch.close();
+    expect(got.data.toString()).toBe('link');
+    expect(got.fds).toHaveLength(2);
+    closeSync(d.localFd);
+    closeSync(d.remoteFd);
+    let resolve!: (c: Closed) => void;
+    const closed = new Promise<Closed>((r) => (resolve = r));
+    const c0 = before.counters;
+    const id = engine.adopt(
+      {
+        localFd: got.fds[0]!,
+        remoteFd: got.fds[1]!,
+        cipher: s.aead,
+        hash: s.hash,
+        txSecret: d.txSecret,
+        txSeq: d.txSeq,
+        rxSecret: d.rxSecret,
+        rxSeq: d.rxSeq,
+        client: true,
+        toRemote: Buffer.alloc(0),
+        toLocal: Buffer.alloc(0),
+        fromRemote: d.fromRemote,
+        sealedToRemote: d.sealedToRemote,
+        walkedToLocal: d.walkedToLocal,
+        rxHandshake: d.rxHandshake,
+        outScan: { ...d.outScan, frames: c0.framesOut, ticks: c0.ticksOut },
+        inScan: { ...d.inScan, frames: c0.framesIn, ticks: c0.ticksIn },
+        maxFrameBytes: 64 * 1024 * 1024,
+        closeGraceMs: GRACE_MS,
+      },
+      (reason, counters) => resolve({ reason, counters }),
+    );
+    closeSync(got.fds[0]!);
+    closeSync(got.fds[1]!);
+    l.peer.resume();
+    l.node.resume();
+    await waitFor('both streams relayed after the move', () => l.reader.text.length === out.length + 4 && l.nodeGot().length === back.length + 4, 60_000);
+    expect(l.reader.error).toBeUndefined();
+    expect(l.reader.text.equals(frame(out))).toBe(true);
+    expect(l.nodeGot().equals(frame(back))).toBe(true);
+    // 24 MiB is at least 1,537 records: a KeyUpdate after every 64, on both sides of the move.
+    expect(l.reader.keyUpdates.length).toBeGreaterThanOrEqual(Math.floor(1537 / 64));
+    const live = engine.counters(id)!;
+    expect(live.bytesOut + c0.bytesOut).toBe(out.length + 4);
+    expect(live.bytesIn + c0.bytesIn).toBe(back.length + 4);
+    // The frame that began before the move is counted once, by the first engine's scanner state.
+    expect(live).toMatchObject({ framesOut: 1, framesIn: 1 });
+    l.node.end();
+    await waitFor('close_notify from the adopting engine', () => l.reader.closeNotify, 20_000);
+    l.peer.end(closeNotify(l.seal));
+    const end = await Promise.race([closed, new Promise<never>((_, j) => setTimeout(() => j(new Error('moved link not closed')), CLOSE_TIMEOUT_MS))]);
+    expect(end.reason).toBe('local node closed');
+    await l.nodeEnded;
+  });
+
+  it('leaves a link that has begun to end where it is: it closes as usual, not detached', async () => {
+    const l = await openLink();
+    l.node.end();
+    await waitFor('close_notify sent', () => l.reader.closeNotify, 20_000);
+    engine.detach(l.id);
+    l.peer.end(closeNotify(l.seal));
+    const c = await closedWithin(l);
+    expect(c.reason).toBe('local node closed');
+    expect(c.detached).toBeUndefined();
+  });
+
+  it('passfd refuses more descriptors than asked for (closing them), a message over the bound, and one that does not come in time', async () => {
+    const [x, y] = await pairs.pair();
+    const many = await passfdChannel();
+    const sent = engine.passfd.send(many.a, Buffer.alloc(3), [fdOf(x), fdOf(y), fdOf(x)], 10_000);
+    await expect(engine.passfd.recv(many.b, 1024, 2, 10_000)).rejects.toThrow(/more descriptors than 2/);
+    await sent;
+    many.close();
+    const big = await passfdChannel();
+    const sentBig = engine.passfd.send(big.a, Buffer.alloc(4096), [], 10_000);
+    await expect(engine.passfd.recv(big.b, 1024, 2, 10_000)).rejects.toThrow(/4096 bytes exceeds 1024/);
+    await sentBig;
+    big.close();
+    const quiet = await passfdChannel();
+    await expect(engine.passfd.recv(quiet.b, 1024, 2, 200)).rejects.toThrow(/timed out/);
+    quiet.close();
+    x.destroy();
+    y.destroy();
+  });
 });
 
 describe('the native engine against node:tls', () => {
