@@ -590,6 +590,54 @@ describe(`detach and adopt again, as a take-over does (${MODULE.split('/').pop()
     await l.nodeEnded;
   });
 
+  it('detaches, closes and adopts in bursts, in every order: every link reported once, as detached or closed', async () => {
+    let reported = 0;
+    let adopted = 0;
+    let detached = 0;
+    let detachFirst = 0;
+    for (let round = 0; round < 20; round++) {
+      const batch: Promise<Closed>[] = [];
+      const links: TestLink[] = [];
+      for (let i = 0; i < 24; i++) {
+        // A frame's ciphertext handed over with each link: its registration opens records while commands queue behind it.
+        const l = await openLink({ fromRemote: (d) => sealStream(d, frame(crypto.randomBytes(48 * 1024))) });
+        adopted++;
+        // Detach alone, detach twice, detach then close (either kind), close then detach.
+        const order = i % 5;
+        if (order !== 4) detachFirst++;
+        if (order !== 4) engine.detach(l.id);
+        if (order === 1) engine.detach(l.id);
+        if (order === 2 || order === 4) engine.close(l.id, false);
+        if (order === 3) engine.close(l.id, true);
+        if (order === 4) engine.detach(l.id);
+        links.push(l);
+        batch.push(
+          closedWithin(l).then((c) => {
+            reported++;
+            // A close taken first ends the link; a detach taken first moves it, unless a side closed before the relay thread took the command.
+            if (order === 4 || !c.detached) expect(c.detached === undefined && /^(closing|local node closed|peer closed|local socket error|peer socket error)/.test(c.reason), c.reason).toBe(true);
+            if (c.detached) {
+              // A detached link's descriptors are the owner's now.
+              detached++;
+              expect(c.reason).toBe('detached');
+              closeSync(c.detached.localFd);
+              closeSync(c.detached.remoteFd);
+            }
+            return c;
+          }),
+        );
+      }
+      for (const l of links) {
+        l.node.destroy();
+        l.peer.destroy();
+      }
+      await Promise.all(batch);
+    }
+    expect(reported).toBe(adopted);
+    expect(detached).toBeGreaterThan(0);
+    expect(detached).toBeLessThanOrEqual(detachFirst);
+  }, 120_000);
+
   it('leaves a link that has begun to end where it is: it closes as usual, not detached', async () => {
     const l = await openLink();
     l.node.end();
