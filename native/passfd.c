@@ -137,7 +137,8 @@ static bool take_fds(io_t *io, struct msghdr *msg) {
       else close(fd);
     }
   }
-  if (msg->msg_flags & MSG_CTRUNC) return snprintf(io->err, sizeof io->err, "more descriptors than %zu", io->max_fds), false;
+  // Truncated (one control message over the room asked for) or gathered over a split header: either way, more than asked.
+  if ((msg->msg_flags & MSG_CTRUNC) || io->nfds > io->max_fds) return snprintf(io->err, sizeof io->err, "more descriptors than %zu", io->max_fds), false;
   return true;
 }
 
