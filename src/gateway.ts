@@ -23,6 +23,7 @@ import type { ActiveConfig, MeshContext } from './mesh/context.js';
 import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
+import { SessionCache } from './mesh/sessions.js';
 import { StandbyHolds, StandbyPool } from './mesh/standby.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { chainsToBundle, readmit } from './mesh/readmit.js';
@@ -93,6 +94,7 @@ export class Gateway {
   readonly ctx: MeshContext;
   /** The native data plane, when this gateway runs it; else links stay on node:tls. */
   private readonly engine: NativeEngine | undefined;
+  private readonly sessions = new SessionCache();
   private readonly enginePlane: string;
   /** Ready TLS connections to each peer for the next links, and those peers hold to us (src/mesh/standby.ts). */
   private readonly standby: StandbyPool;
@@ -154,6 +156,7 @@ export class Gateway {
       engine: this.engine,
       active: () => this.current,
       metrics: this.metrics,
+      sessions: this.sessions,
       logger: this.logger,
       table: this.table,
       linkLog: this.linkLog,
@@ -209,7 +212,7 @@ export class Gateway {
     const { self, roster } = this.current;
     await this.epmd.sync();
     await this.registry.start();
-    const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs));
+    const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs, roster.limits.tlsSessionLifetimeMs));
     server.maxConnections = roster.limits.maxTlsConnections;
     server.on('drop', (d?: net.DropArgument) => this.shed('TLS port', d));
     // With the native data plane, node:tls runs every connection over a tap
@@ -441,7 +444,7 @@ export class Gateway {
     if (problems.length === 0) {
       try {
         next = { roster: cfg.roster, self: gatewayOrThrow(cfg.roster, cfg.gateway), secureContext: makeSecureContext(cfg.material), cas: cfg.material.cas };
-        accepting = serverOptions(cfg.material, cfg.roster.limits.tlsHandshakeTimeoutMs);
+        accepting = serverOptions(cfg.material, cfg.roster.limits.tlsHandshakeTimeoutMs, cfg.roster.limits.tlsSessionLifetimeMs);
       } catch (err) {
         problems.push(`TLS material unusable: ${(err as Error).message}`);
       }
@@ -450,6 +453,8 @@ export class Gateway {
 
     const previous = this.current;
     this.current = next;
+    // Sessions made under the old trust are not resumed: every dial from here on verifies the chain in full.
+    this.sessions.clear();
     try {
       await this.epmd.sync();
       await this.registry.sync();

@@ -4,9 +4,11 @@
 // handshake with the real node and hand-over). Run twice in one bench run:
 // with a ready TLS connection for every link (limits.standbyPerPeer, filled
 // before the burst, src/mesh/standby.ts) and with none, so every link
-// handshakes when its node dials, as before ready connections existed; and
-// that again with the gateways on node:tls, which shows what the native data
-// plane's tap adds to each link's set-up (src/fastpath/tap.ts).
+// handshakes when its node dials, as before ready connections existed; that
+// again with TLS session resumption off (limits.tlsSessionLifetimeMs 0:
+// every one a full handshake, src/mesh/sessions.ts); and with the gateways on
+// node:tls, which shows what the native data plane's tap adds to each link's
+// set-up (src/fastpath/tap.ts).
 
 import assert from 'node:assert/strict';
 import type { ErlNode } from '../erlang/node.js';
@@ -27,6 +29,8 @@ export interface BurstRun {
   /** limits.standbyPerPeer of the run (0: every link handshakes when it is dialled). */
   standby: number;
   plane: 'native' | 'node';
+  /** Whether dials offered session tickets (limits.tlsSessionLifetimeMs > 0). */
+  resumption: boolean;
   /** From the first dial until every link is up. */
   establishMs: number;
   /** Set-up time of one link (dial until its handshake with the real node is done), median and slowest. */
@@ -36,6 +40,8 @@ export interface BurstRun {
   cpuMsPerLink: number[];
   /** TLS handshakes alpha made as a client in the burst, and how many links started on a ready connection. */
   handshakes: number;
+  /** Of those handshakes, how many resumed a session. */
+  resumed: number;
   hits: number;
 }
 
@@ -58,9 +64,9 @@ async function metricValue(port: number, name: string, labels: string): Promise<
   return sum;
 }
 
-async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[]): Promise<BurstRun> {
+async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: number, standby: number, plane: 'native' | 'node', resumption: boolean, gatewayArgs: string[]): Promise<BurstRun> {
   const sources = Array.from({ length: links }, (_, i) => `s${i}`);
-  const gw = await startGatewayPair(dir, sources, ['gt'], [], gatewayArgs, ['--data-plane', plane], { standbyPerPeer: standby });
+  const gw = await startGatewayPair(dir, sources, ['gt'], [], gatewayArgs, ['--data-plane', plane], { standbyPerPeer: standby, ...(resumption ? {} : { tlsSessionLifetimeMs: 0 }) });
   const open: EmulatedLink[] = [];
   let target: ErlNode | undefined;
   try {
@@ -79,6 +85,7 @@ async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: numb
     await sleep(SETTLE_MS);
     const flags = emulatedFlags(Number(rt.otp));
     const hs0 = await metricValue(alphaMetrics, 'beamgate_tls_handshakes_total', 'role="client"');
+    const resumed0 = await metricValue(alphaMetrics, 'beamgate_tls_resumed_total', 'role="client"');
     const hits0 = await metricValue(alphaMetrics, 'beamgate_standby_taken_total', 'result="hit"');
     const cpu0 = gw.pids.map(cpuSeconds);
     const t0 = performance.now();
@@ -103,11 +110,12 @@ async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: numb
     const cpuMsPerLink = gw.pids.map((p, i) => ((cpuSeconds(p) - cpu0[i]!) * 1000) / links);
     // Counted before the pool refills (that waits for the burst to be over).
     const handshakes = (await metricValue(alphaMetrics, 'beamgate_tls_handshakes_total', 'role="client"')) - hs0;
+    const resumed = (await metricValue(alphaMetrics, 'beamgate_tls_resumed_total', 'role="client"')) - resumed0;
     const hits = (await metricValue(alphaMetrics, 'beamgate_standby_taken_total', 'result="hit"')) - hits0;
     const saw = Number(await target.eval('length(nodes(hidden))'));
     if (saw !== links) throw new Error(`the target node saw ${saw} of ${links} links`);
     const sorted = [...times].sort((a, b) => a - b);
-    return { standby, plane, establishMs, p50Ms: percentile(sorted, 50), maxMs: sorted.at(-1)!, cpuMsPerLink, handshakes, hits };
+    return { standby, plane, resumption, establishMs, p50Ms: percentile(sorted, 50), maxMs: sorted.at(-1)!, cpuMsPerLink, handshakes, resumed, hits };
   } finally {
     for (const l of open) l.close();
     await target?.stop();
@@ -115,11 +123,11 @@ async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: numb
   }
 }
 
-/** The burst with every link on a ready connection, then with none, then with none on node:tls, each on a fresh gateway pair. */
+/** The burst with every link on a ready connection, then with none (with and without resumption), then with none on node:tls, each on a fresh gateway pair. */
 export async function runBurst(env: BenchEnv, dir: string, rt: OtpRuntime, links: number, gatewayArgs: string[] = []): Promise<BurstResult> {
   const runs: BurstRun[] = [];
-  for (const [standby, plane] of [[links, 'native'], [0, 'native'], [0, 'node']] as const) {
-    runs.push(await burstOnce(env, `${dir}-${plane}-${standby}`, rt, links, standby, plane, gatewayArgs));
+  for (const [standby, plane, resumption] of [[links, 'native', true], [0, 'native', true], [0, 'native', false], [0, 'node', true]] as const) {
+    runs.push(await burstOnce(env, `${dir}-${plane}-${standby}-${resumption ? 'resume' : 'full'}`, rt, links, standby, plane, resumption, gatewayArgs));
   }
   return { links, targetOtp: rt.otp, runs };
 }

@@ -194,8 +194,17 @@ export function scaleTable(s: ScaleResult): string {
 export function burstTable(b: BurstResult): string {
   const pair = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
   return markdownTable(
-    ['data plane', 'ready connections per peer', 'every link up', 'one link p50 / slowest', 'CPU per link, ms (alpha / beta)', 'TLS handshakes in the burst', 'links on a ready connection'],
-    b.runs.map((r) => [r.plane, String(r.standby), `${r.establishMs.toFixed(0)} ms`, `${r.p50Ms.toFixed(0)} / ${r.maxMs.toFixed(0)} ms`, pair(r.cpuMsPerLink), String(r.handshakes), String(r.hits)]),
+    ['data plane', 'ready connections per peer', 'session resumption', 'every link up', 'one link p50 / slowest', 'CPU per link, ms (alpha / beta)', 'TLS handshakes in the burst (resumed)', 'links on a ready connection'],
+    b.runs.map((r) => [
+      r.plane,
+      String(r.standby),
+      r.resumption ? 'on' : 'off',
+      `${r.establishMs.toFixed(0)} ms`,
+      `${r.p50Ms.toFixed(0)} / ${r.maxMs.toFixed(0)} ms`,
+      pair(r.cpuMsPerLink),
+      `${r.handshakes} (${r.resumed})`,
+      String(r.hits),
+    ]),
   );
 }
 

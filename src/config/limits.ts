@@ -79,6 +79,12 @@ export interface Limits {
   standbyPerPeer: number;
   /** How long a ready connection waits to be taken before it is replaced by a fresh one. */
   standbyIdleMs: number;
+  /**
+   * How long a TLS session between gateways may be resumed (src/mesh/sessions.ts):
+   * the server's ticket lifetime, and how old the full handshake behind a
+   * ticket may be for a dial to offer it. 0: dials offer no ticket.
+   */
+  tlsSessionLifetimeMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -136,6 +142,10 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // costs a TLS connection on both gateways while it waits.
   standbyPerPeer: 8,
   standbyIdleMs: 60_000,
+  // Node's own default. A resumed session is checked against the roster by
+  // hand, but its chain was verified when the session was made: this bounds
+  // how old that verification may be (a reload makes it moot at once).
+  tlsSessionLifetimeMs: 300_000,
 });
 
 /** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */
@@ -191,6 +201,8 @@ export const NATIVE_REKEY_RECORDS = 2 ** 24;
  * peer can make a link hold.
  */
 export const NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES = 16 * 1024;
+/** The longest tlsSessionLifetimeMs a roster may set: a day (TLS 1.3 allows tickets up to seven). */
+export const MAX_TLS_SESSION_LIFETIME_MS = 86_400_000;
 /** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */
 export const HANDOVER_TIMEOUT_MS = 2_000;
 

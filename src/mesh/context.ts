@@ -7,6 +7,7 @@ import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection, RefusalReason } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
 import type { NativeEngine } from '../fastpath/native.js';
+import type { SessionCache } from './sessions.js';
 
 /** What is in force now; a reload swaps it whole, links already open keep theirs. */
 export interface ActiveConfig {
@@ -23,6 +24,8 @@ export interface MeshContext {
   /** The native data plane, when this gateway runs it (src/fastpath/). */
   engine: NativeEngine | undefined;
   metrics: GatewayMetrics;
+  /** The session ticket of each peer gateway, offered on the next dial (sessions.ts). */
+  sessions: SessionCache;
   logger: Logger;
   table: LinkTable;
   /** `link open` and `link closed` lines, under the per-peer link log budget. */

@@ -20,6 +20,7 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden, targetLabel } from './source.js';
 import { classifyVerifyError } from './tls.js';
+import { checkResumedPeer } from './sessions.js';
 import { tapOf } from '../fastpath/handover.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
@@ -36,6 +37,16 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     ctx.refuse(classifyVerifyError(code), `peer certificate rejected: ${code}`, { from, direction: 'inbound' });
     sock.destroy();
     return;
+  }
+  if (sock.isSessionReused()) {
+    // OpenSSL checked no dates on a resumed session; identity and revocation follow below for every connection.
+    const checked = checkResumedPeer(sock.getPeerX509Certificate(), roster, { notSelf: self.name });
+    if ('reason' in checked) {
+      ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
+      ctx.refuse(checked.reason, checked.message, { from, direction: 'inbound' });
+      sock.destroy();
+      return;
+    }
   }
   const peerCert = sock.getPeerCertificate();
   const identity = identityFromSan(peerCert.subjectaltname, roster.gateways.keys());
@@ -54,6 +65,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     return;
   }
   ctx.metrics.tlsHandshakes.labels('server', 'ok').inc();
+  if (sock.isSessionReused()) ctx.metrics.tlsResumed.labels('server').inc();
   if (handshakeStarted !== undefined) {
     ctx.metrics.tlsHandshakeSeconds.labels('server').observe(Number(process.hrtime.bigint() - handshakeStarted) / 1e9);
   }

@@ -16,6 +16,7 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden } from './source.js';
 import { classifyTlsError, clientOptions } from './tls.js';
+import { checkResumedPeer, setVerifiedPeer, type Ticket, verifiedPeerCertificate } from './sessions.js';
 import { TlsTap } from '../fastpath/tap.js';
 import { bindTap } from '../fastpath/handover.js';
 
@@ -30,7 +31,9 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec, forLink = false): 
   const timeoutMs = roster.limits.tlsHandshakeTimeoutMs;
   const outcome = ctx.dialStarted(peer.name);
   return new Promise((resolve, reject) => {
-    const options = clientOptions(secureContext, peer.name, () => ctx.active().roster);
+    // A ticket from this peer, if one is young: a PSK handshake, checked by hand once up (sessions.ts).
+    const offered = ctx.sessions.offer(peer.name, roster.limits.tlsSessionLifetimeMs);
+    const options = { ...clientOptions(secureContext, peer.name, () => ctx.active().roster), session: offered?.session };
     let tap: TlsTap | undefined;
     let sock: tls.TLSSocket;
     if (ctx.engine && forLink) {
@@ -61,9 +64,29 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec, forLink = false): 
       reject(new Refusal(reason, `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
     };
     sock.once('error', onError);
+    // Tickets come after the handshake; only a verified connection's are kept, with what was verified.
+    let verified: Omit<Ticket, 'session'> | undefined;
+    sock.on('session', (session: Buffer) => {
+      if (verified) ctx.sessions.remember(peer.name, { session, ...verified });
+    });
     sock.once('secureConnect', () => {
       clearTimeout(timer);
       sock.off('error', onError);
+      const resumed = sock.isSessionReused();
+      if (resumed) {
+        const checked = checkResumedPeer(offered?.cert, ctx.active().roster, { gateway: peer.name });
+        if ('reason' in checked) {
+          ctx.sessions.forget(peer.name);
+          ctx.metrics.tlsHandshakes.labels('client', 'failed').inc();
+          outcome({ ok: false, detail: checked.message });
+          sock.destroy();
+          reject(new Refusal(checked.reason, `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${checked.message}`));
+          return;
+        }
+        ctx.metrics.tlsResumed.labels('client').inc();
+      }
+      verified = resumed && offered ? { cert: offered.cert, verifiedAt: offered.verifiedAt } : { cert: sock.getPeerX509Certificate()!, verifiedAt: Date.now() };
+      setVerifiedPeer(sock, verified.cert);
       tap?.setSuite(sock.getCipher()?.standardName);
       ctx.metrics.tlsHandshakes.labels('client', 'ok').inc();
       ctx.metrics.tlsHandshakeSeconds.labels('client').observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -196,7 +219,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
 
   function maybeStart(): void {
     if (settled || !tlsSock || source === undefined) return;
-    const peerCert = tlsSock.getPeerX509Certificate()!;
+    const peerCert = verifiedPeerCertificate(tlsSock)!;
     const info = {
       peer: peer.name,
       direction: 'outbound',

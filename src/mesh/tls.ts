@@ -29,13 +29,16 @@ export function contextOptions(material: TlsMaterial): tls.SecureContextOptions 
  * single byte is read), so each refusal carries OpenSSL's precise verify error
  * instead of a generic "certificate verify failed".
  */
-export function serverOptions(material: TlsMaterial, handshakeTimeoutMs: number): tls.TlsOptions {
+export function serverOptions(material: TlsMaterial, handshakeTimeoutMs: number, sessionLifetimeMs: number): tls.TlsOptions {
   return {
     ...contextOptions(material),
     requestCert: true,
     rejectUnauthorized: false,
     handshakeTimeout: handshakeTimeoutMs,
     allowHalfOpen: false,
+    // Tickets for resumption (src/mesh/sessions.ts); each context has ticket keys of its own, so a reload ends them all.
+    // In whole seconds, at least one: with tlsSessionLifetimeMs 0 the dialling sides offer none.
+    sessionTimeout: Math.max(1, Math.ceil(sessionLifetimeMs / 1000)),
   };
 }
 

@@ -77,6 +77,7 @@ export class GatewayMetrics {
   readonly dataPlane: Gauge<'plane'>;
   readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
+  readonly tlsResumed: Counter<'role'>;
   readonly tlsHandshakeSeconds: Histogram<'role'>;
   readonly refusals: Counter<'reason'>;
   readonly bytes: Counter<'peer' | 'direction' | 'local_node' | 'remote_node'>;
@@ -144,6 +145,12 @@ export class GatewayMetrics {
     const buffered = this.nativeBuffered;
     this.beforeScrape.push(() => buffered.set(source()));
     this.tlsHandshakes = new Counter({ name: 'beamgate_tls_handshakes_total', help: 'TLS handshakes with peer gateways, by our role and outcome.', labelNames: ['role', 'result'], registers });
+    this.tlsResumed = new Counter({
+      name: 'beamgate_tls_resumed_total',
+      help: 'Successful TLS handshakes with peer gateways that resumed a session (counted in beamgate_tls_handshakes_total too), by our role.',
+      labelNames: ['role'],
+      registers,
+    });
     this.tlsHandshakeSeconds = new Histogram({
       name: 'beamgate_tls_handshake_seconds',
       help: 'Duration of successful TLS handshakes with peer gateways.',
@@ -243,6 +250,7 @@ export class GatewayMetrics {
     for (const result of TLS_RESULTS) this.tlsHandshakes.labels('client', result).inc(0);
     // A server only sees peers that reached it.
     for (const result of ['ok', 'failed'] as const) this.tlsHandshakes.labels('server', result).inc(0);
+    for (const role of ['client', 'server'] as const) this.tlsResumed.labels(role).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
     for (const result of ['native', 'stayed', 'failed'] as const) this.handovers.labels(result).inc(0);
     for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);

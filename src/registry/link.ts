@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
 import type { Limits } from '../config/limits.js';
+import { verifiedPeerCertificate } from '../mesh/sessions.js';
 import { encodeRegistryMessage, type RegistryMessage, RegistryProtocolError, RegistryReader } from './protocol.js';
 
 /** Why a link ended: a refusal (counted and logged by the owner) or a plain close. */
@@ -29,7 +30,8 @@ export class RegistryLink {
     private readonly onMessage: (m: RegistryMessage) => void,
     private readonly onEnd: (end: LinkEnd) => void,
   ) {
-    this.peerSerial = sock.getPeerCertificate().serialNumber;
+    // On a connection we dialled and resumed, node:tls has no certificate to give: the one it was verified with.
+    this.peerSerial = verifiedPeerCertificate(sock)?.serialNumber ?? '';
     this.reader = new RegistryReader(limits.maxControlMessageBytes);
     this.tokens = limits.maxRegistryMessagesPerSecond;
     sock.setNoDelay(true);

@@ -73,7 +73,7 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
     const pingsMs = Date.now() - started;
     const pangs = answers.flatMap(({ n, text }) => [...text.matchAll(/\{'([^']+)',pang\}/g)].map((m) => `${n} -> ${m[1]}`));
     const pongs = answers.reduce((k, { text }) => k + [...text.matchAll(/,pong\}/g)].length, 0);
-    // Per gateway: TLS handshakes as client (count, mean), links on ready connections, the event loop's p99 lag, CPU seconds, RSS.
+    // Per gateway: TLS handshakes as client (count, resumed, mean), links on ready connections, the event loop's p99 lag, CPU seconds, RSS.
     const perGateway = await Promise.all(
       hosts.map(async (h) => {
         const m = await c.gw(h).metrics();
@@ -81,7 +81,8 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
         const mean = count ? sample(m, 'beamgate_tls_handshake_seconds_sum', { role: 'client' }) / count : 0;
         const hits = sample(m, 'beamgate_standby_taken_total', { result: 'hit' });
         const misses = sample(m, 'beamgate_standby_taken_total', { result: 'miss' });
-        return `${h}: ${count} hs ${Math.round(mean * 1000)} ms, ${hits} links on a ready connection, ${misses} dialled, lag p99 ${Math.round(sample(m, 'nodejs_eventloop_lag_p99_seconds') * 1000)} ms, cpu ${sample(m, 'process_cpu_seconds_total').toFixed(1)} s, rss ${Math.round(sample(m, 'process_resident_memory_bytes') / 2 ** 20)} MB`;
+        const resumed = sample(m, 'beamgate_tls_resumed_total', { role: 'client' });
+        return `${h}: ${count} hs (${resumed} resumed) ${Math.round(mean * 1000)} ms, ${hits} links on a ready connection, ${misses} dialled, lag p99 ${Math.round(sample(m, 'nodejs_eventloop_lag_p99_seconds') * 1000)} ms, cpu ${sample(m, 'process_cpu_seconds_total').toFixed(1)} s, rss ${Math.round(sample(m, 'process_resident_memory_bytes') / 2 ** 20)} MB`;
       }),
     );
     console.log(

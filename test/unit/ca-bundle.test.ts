@@ -118,7 +118,7 @@ describe("a gateway's TLS material with a bundle", () => {
 describe('both TLS roles trust every CA of the bundle', () => {
   /** A TLS handshake on loopback between gateway contexts built as the gateway builds them. */
   async function handshake(server: TlsMaterial, client: TlsMaterial): Promise<{ serverAuthorized: boolean; clientIssuer: string; serverIssuer: string } | string> {
-    const srv = tls.createServer(serverOptions(server, 5_000));
+    const srv = tls.createServer(serverOptions(server, 5_000, 300_000));
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     const port = (srv.address() as { port: number }).port;
     try {

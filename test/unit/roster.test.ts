@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rosterProblems } from '../helpers/roster.js';
 import { admissionOn, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
-import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER, MAX_TLS_SESSION_LIFETIME_MS } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
 
@@ -110,6 +110,16 @@ limits: { maxLinks: 0, bogus: 1 }
       'limits.standbyPerPeer: must be a whole number, 0 or more',
       'limits.standbyIdleMs: must be a positive integer',
     ]);
+  });
+
+  it('takes tlsSessionLifetimeMs from 0 (no ticket offered) to a day', () => {
+    const base = GOOD.replace(/^limits: .*$/m, '');
+    const limits = (l: string) => parseRoster(`${base}limits: { ${l} }\n`, '/etc/beamgate').limits;
+    expect(DEFAULT_LIMITS.tlsSessionLifetimeMs).toBe(300_000);
+    expect(limits('tlsSessionLifetimeMs: 0').tlsSessionLifetimeMs).toBe(0);
+    expect(limits(`tlsSessionLifetimeMs: ${MAX_TLS_SESSION_LIFETIME_MS}`).tlsSessionLifetimeMs).toBe(MAX_TLS_SESSION_LIFETIME_MS);
+    expect(problems(`${base}limits: { tlsSessionLifetimeMs: ${MAX_TLS_SESSION_LIFETIME_MS + 1} }\n`)).toEqual([`limits.tlsSessionLifetimeMs: must be at most ${MAX_TLS_SESSION_LIFETIME_MS} (a day)`]);
+    expect(problems(`${base}limits: { tlsSessionLifetimeMs: -1 }\n`)).toEqual(['limits.tlsSessionLifetimeMs: must be a whole number, 0 or more']);
   });
 
   it('refuses mixing -name and -sname hosts, and missing sections', () => {

@@ -1,0 +1,106 @@
+// TLS 1.3 session resumption between gateways: the last session ticket each
+// peer gateway gave us, offered on the next dial to it, so a link set-up in a
+// burst costs a PSK handshake instead of two certificate signatures and a
+// chain verification. A resumed session skips what OpenSSL and node:tls do
+// only in a full handshake (node:tls does not call checkServerIdentity), so
+// every check of the roster is made again here by hand, against the roster in
+// force now: identity, revocation, validity dates.
+
+import type { X509Certificate } from 'node:crypto';
+import type tls from 'node:tls';
+import { revokedSerial, type Roster } from '../config/roster.js';
+import { identityFromSan } from '../pki/identity.js';
+
+/**
+ * A ticket with what was verified when its session was made. On a resumed
+ * session node:tls gives the dialling side no peer certificate (it reads the
+ * peer's chain, which a session does not keep), so the certificate verified
+ * in the full handshake travels with every ticket that session leads to: only
+ * the server that held that session can resume it.
+ */
+export interface Ticket {
+  session: Buffer;
+  /** The peer certificate verified in the full handshake this ticket goes back to. */
+  cert: X509Certificate;
+  /** When that full handshake verified it (ms since epoch): no ticket of it is offered after limits.tlsSessionLifetimeMs. */
+  verifiedAt: number;
+}
+
+/** One ticket per peer gateway (the roster bounds the peers), each dropped at a reload. */
+export class SessionCache {
+  private readonly tickets = new Map<string, Ticket>();
+
+  /** A ticket to offer on a dial to `peer`, if its verification is younger than `lifetimeMs` (limits.tlsSessionLifetimeMs). */
+  offer(peer: string, lifetimeMs: number, now = Date.now()): Ticket | undefined {
+    const t = this.tickets.get(peer);
+    if (t && now - t.verifiedAt < lifetimeMs) return t;
+    if (t) this.tickets.delete(peer);
+    return undefined;
+  }
+
+  /** Keeps the newest ticket from `peer` (servers send two per handshake; either resumes). */
+  remember(peer: string, ticket: Ticket): void {
+    this.tickets.set(peer, ticket);
+  }
+
+  /** A peer whose resumed session failed a check: its ticket goes, the next dial is a full handshake. */
+  forget(peer: string): void {
+    this.tickets.delete(peer);
+  }
+
+  /** A reload may have removed a CA: no session verified under the old trust is offered again. */
+  clear(): void {
+    this.tickets.clear();
+  }
+
+  get size(): number {
+    return this.tickets.size;
+  }
+}
+
+/** Why a resumed session's peer certificate no longer passes, as the refusal reason a full handshake would give. */
+export interface ResumedRefusal {
+  reason: 'wrong_identity' | 'cert_revoked' | 'bad_certificate';
+  message: string;
+}
+
+/** The verified peer certificate of each connection dialPeer made: on a resumed one, the one from its ticket. */
+const verifiedPeers = new WeakMap<tls.TLSSocket, X509Certificate>();
+
+/** Records the certificate a dialled connection was verified with (dialPeer, once the checks passed). */
+export function setVerifiedPeer(sock: tls.TLSSocket, cert: X509Certificate): void {
+  verifiedPeers.set(sock, cert);
+}
+
+/**
+ * The peer certificate a connection was verified with: what dialPeer
+ * recorded for one we dialled (node:tls has none on a resumed session), else
+ * node:tls's own (an accepted connection; the server keeps it in the session).
+ */
+export function verifiedPeerCertificate(sock: tls.TLSSocket): X509Certificate | undefined {
+  return verifiedPeers.get(sock) ?? sock.getPeerX509Certificate();
+}
+
+/**
+ * Checks the peer certificate of a resumed session (the server's own; the
+ * dialling side's from its ticket) against the roster in force: it names
+ * `expected` (or, for a server, any peer gateway but us), its serial is not
+ * revoked, and it is within its validity dates now. The chain was verified
+ * when the session was made, under trust no reload has changed since (the
+ * cache is cleared and the server's ticket keys change at every reload).
+ */
+export function checkResumedPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }, now = Date.now()): ResumedRefusal | { gateway: string } {
+  if (!cert) return { reason: 'bad_certificate', message: 'resumed session carries no peer certificate' };
+  const id = identityFromSan(cert.subjectAltName, roster.gateways.keys());
+  if (!id.ok) return { reason: 'wrong_identity', message: `resumed session: ${id.reason}` };
+  if ('gateway' in expected && id.gateway !== expected.gateway) {
+    return { reason: 'wrong_identity', message: `resumed session is with gateway ${id.gateway}, expected ${expected.gateway}` };
+  }
+  if ('notSelf' in expected && id.gateway === expected.notSelf) return { reason: 'wrong_identity', message: 'resumed session carries our own identity' };
+  const revoked = revokedSerial(roster, cert.serialNumber);
+  if (revoked) return { reason: 'cert_revoked', message: `certificate of ${id.gateway} (serial ${revoked}) in a resumed session is revoked` };
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (!(from <= now && now < to)) return { reason: 'bad_certificate', message: `certificate of ${id.gateway} in a resumed session is not valid now (${cert.validFrom} to ${cert.validTo})` };
+  return { gateway: id.gateway };
+}
