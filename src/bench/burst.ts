@@ -16,6 +16,7 @@ import type { OtpRuntime } from '../erlang/roots.js';
 import { connectEmulatedNode, type EmulatedLink, emulatedFlags, lookupStandIn } from './emulated-node.js';
 import { type BenchEnv, startGatewayPair, startNode } from './paths.js';
 import { cpuSeconds, sleep } from './proc.js';
+import { metricValue, scrape, sumOf } from './scrape.js';
 import { percentile } from './stats.js';
 
 /** One emulated handshake through both gateways while all the others run, on a loaded machine. */
@@ -51,19 +52,6 @@ export interface BurstResult {
   runs: BurstRun[];
 }
 
-async function metricValue(port: number, name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let sum = 0;
-  let seen = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) || !line.includes(labels)) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    seen = true;
-  }
-  assert.ok(seen, `no series ${name}{${labels}} on port ${port}`);
-  return sum;
-}
-
 async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: number, standby: number, plane: 'native' | 'node', resumption: boolean, gatewayArgs: string[]): Promise<BurstRun> {
   const sources = Array.from({ length: links }, (_, i) => `s${i}`);
   const gw = await startGatewayPair(dir, sources, ['gt'], [], gatewayArgs, ['--data-plane', plane], { standbyPerPeer: standby, ...(resumption ? {} : { tlsSessionLifetimeMs: 0 }) });
@@ -84,9 +72,16 @@ async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: numb
     }
     await sleep(SETTLE_MS);
     const flags = emulatedFlags(Number(rt.otp));
-    const hs0 = await metricValue(alphaMetrics, 'beamgate_tls_handshakes_total', 'role="client"');
-    const resumed0 = await metricValue(alphaMetrics, 'beamgate_tls_resumed_total', 'role="client"');
-    const hits0 = await metricValue(alphaMetrics, 'beamgate_standby_taken_total', 'result="hit"');
+    // Handshakes, resumed ones and pool hits, each time from one scrape so they agree.
+    const counts = async () => {
+      const text = await scrape(alphaMetrics);
+      return {
+        hs: sumOf(text, 'beamgate_tls_handshakes_total', 'role="client"'),
+        resumed: sumOf(text, 'beamgate_tls_resumed_total', 'role="client"'),
+        hits: sumOf(text, 'beamgate_standby_taken_total', 'result="hit"'),
+      };
+    };
+    const before = await counts();
     const cpu0 = gw.pids.map(cpuSeconds);
     const t0 = performance.now();
     const times = await Promise.all(
@@ -109,9 +104,8 @@ async function burstOnce(env: BenchEnv, dir: string, rt: OtpRuntime, links: numb
     const establishMs = performance.now() - t0;
     const cpuMsPerLink = gw.pids.map((p, i) => ((cpuSeconds(p) - cpu0[i]!) * 1000) / links);
     // Counted before the pool refills (that waits for the burst to be over).
-    const handshakes = (await metricValue(alphaMetrics, 'beamgate_tls_handshakes_total', 'role="client"')) - hs0;
-    const resumed = (await metricValue(alphaMetrics, 'beamgate_tls_resumed_total', 'role="client"')) - resumed0;
-    const hits = (await metricValue(alphaMetrics, 'beamgate_standby_taken_total', 'result="hit"')) - hits0;
+    const after = await counts();
+    const [handshakes, resumed, hits] = [after.hs - before.hs, after.resumed - before.resumed, after.hits - before.hits];
     const saw = Number(await target.eval('length(nodes(hidden))'));
     if (saw !== links) throw new Error(`the target node saw ${saw} of ${links} links`);
     const sorted = [...times].sort((a, b) => a - b);

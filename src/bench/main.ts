@@ -41,11 +41,13 @@ import {
   type Results,
   scaleTable,
   burstTable,
+  stormTable,
   svgChart,
   targetsTable,
 } from './report.js';
 import { runScale, type ScaleResult } from './scale.js';
 import { type BurstResult, runBurst } from './burst.js';
+import { runStorm, type StormResult } from './storm.js';
 import { MAX_STANDBY_PER_PEER } from '../config/limits.js';
 import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
 
@@ -66,6 +68,9 @@ const USAGE = `npm run bench -- [options]
   --idle-seconds S    idle window of the scale run (default 30; --quick 5)
   --burst-links N     links opened all at once in the burst run, with a ready TLS connection for each
                       and with none (default 32, at most 32; 0 skips it)
+  --storm-hosts N     gateways of the storm run, each with --storm-nodes real nodes, every node pinging
+                      every other at once (default 10; 0 skips it); the nodes run the last release
+  --storm-nodes N     nodes per gateway in the storm run (default 3)
   --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
   --out DIR           where JSON and SVG go (default bench/results/)
   --keep              keep the run directory (logs, configs, certificates)`;
@@ -79,6 +84,8 @@ interface Options {
   scaleLinks: number;
   idleSeconds: number;
   burstLinks: number;
+  stormHosts: number;
+  stormNodes: number;
   cpuProf: boolean;
   out: string;
   keep: boolean;
@@ -97,6 +104,8 @@ function options(argv: string[]): Options {
       otp: { type: 'string' },
       'scale-links': { type: 'string' },
       'burst-links': { type: 'string' },
+      'storm-hosts': { type: 'string' },
+      'storm-nodes': { type: 'string' },
       'idle-seconds': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       out: { type: 'string' },
@@ -118,6 +127,8 @@ function options(argv: string[]): Options {
   const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate', 'beamgate-node'];
   const paths = values.paths ? (values.paths.split(',') as PathId[]) : all;
   for (const p of paths) if (!all.includes(p)) throw new Error(`unknown path ${p}; known: ${all.join(', ')}`);
+  const stormHosts = Math.round(num(values['storm-hosts'], 10, 'storm-hosts', 0));
+  if (stormHosts === 1) throw new Error('--storm-hosts must be 0 (no storm run) or at least 2, got 1');
   return {
     otp: runtimes(values.otp),
     quick,
@@ -127,6 +138,8 @@ function options(argv: string[]): Options {
     paths,
     scaleLinks: Math.round(num(values['scale-links'], 500, 'scale-links', 0)),
     burstLinks: Math.min(MAX_STANDBY_PER_PEER, Math.round(num(values['burst-links'], MAX_STANDBY_PER_PEER, 'burst-links', 0))),
+    stormHosts,
+    stormNodes: Math.round(num(values['storm-nodes'], 3, 'storm-nodes', 1)),
     idleSeconds: num(values['idle-seconds'], quick ? 5 : 30, 'idle-seconds', 1),
     cpuProf: values['cpu-prof'] ?? false,
     out: values.out ? resolve(values.out) : RESULTS_DIR,
@@ -297,6 +310,7 @@ async function main(): Promise<void> {
   const results: Results = {};
   let scale: ScaleResult | undefined;
   let burst: BurstResult | undefined;
+  let storm: StormResult | undefined;
   let samples: Record<string, PathSample[]> = {};
   try {
     const running = await startPaths(env, opts, gatewayArgs);
@@ -314,6 +328,10 @@ async function main(): Promise<void> {
     if (opts.burstLinks > 0) {
       log(`burst: ${opts.burstLinks} links at once, on ready TLS connections and without`);
       burst = await runBurst(env, join(dir, 'burst'), opts.otp.at(-1)!, opts.burstLinks, gatewayArgs);
+    }
+    if (opts.stormHosts > 0) {
+      log(`storm: ${opts.stormHosts} gateways x ${opts.stormNodes} nodes, every node pinging every other at once`);
+      storm = await runStorm(env, join(dir, 'storm'), opts.otp.at(-1)!, opts.stormHosts, opts.stormNodes, gatewayArgs);
     }
   } catch (err) {
     log(`failed; logs and configs kept in ${dir}`);
@@ -338,6 +356,9 @@ async function main(): Promise<void> {
     '',
     ...(scale ? [`Scale: idle links through one gateway pair (emulated source nodes, real target node on OTP ${scale.targetOtp}):`, '', scaleTable(scale), ''] : []),
     ...(burst ? [`Burst: ${burst.links} links dialled at once through one gateway pair (emulated source nodes, real target node on OTP ${burst.targetOtp}):`, '', burstTable(burst), ''] : []),
+    ...(storm
+      ? [`Storm: ${storm.hosts} gateways x ${storm.nodesPerHost} real nodes on OTP ${storm.otp} on this machine, every node pinging every other at once (a pang is not retried):`, '', stormTable(storm), '']
+      : []),
     'Targets:',
     '',
     targetsTable(targets),
@@ -352,7 +373,7 @@ async function main(): Promise<void> {
   const jsonPath = join(opts.out, `bench-${stamp}.json`);
   const svgPath = join(opts.out, `bench-${stamp}.svg`);
   const written = { ...opts, out: undefined, otp: opts.otp.map((r) => ({ otp: r.otp, root: r.root ?? null })) };
-  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, burst, targets }, null, 2));
+  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, burst, storm, targets }, null, 2));
   writeFileSync(svgPath, svgChart(results, caption));
   console.log(`wrote ${jsonPath}\nwrote ${svgPath}`);
   if (opts.cpuProf) console.log(`gateway CPU profiles in ${join(dir, 'profiles')} (open in Chrome DevTools or speedscope)`);

@@ -140,8 +140,8 @@ function plainArgs(s: PlainSetup, name: string, extra: string[] = []): string[] 
 }
 
 /** A node of runtime `rt`; in a root it reads the run directory (inetrc, certificates, the bench module, its home) at its own path. */
-export async function startNode(env: BenchEnv, rt: OtpRuntime, name: string, args: string[]): Promise<ErlNode> {
-  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir], runtime: rt, binds: [env.dir] });
+export async function startNode(env: BenchEnv, rt: OtpRuntime, name: string, args: string[], startTimeoutMs?: number): Promise<ErlNode> {
+  return ErlNode.start(name, { args, home: env.home, codePaths: [env.beamDir], runtime: rt, binds: [env.dir], ...(startTimeoutMs ? { startTimeoutMs } : {}) });
 }
 
 /** Starts B (serving), then A, and connects A to B. */
@@ -285,9 +285,51 @@ export async function stunnelPath(s: PlainSetup, alias: string, rt: OtpRuntime):
 export interface GatewayPair {
   mesh: LocalMesh;
   pids: number[];
-  /** Metrics ports of alpha and beta. */
+  /** Metrics ports of the gateways, in the order they were given (alpha, beta for a pair). */
   metricsPorts: number[];
   stop(): Promise<void>;
+}
+
+/** Options every gateway of a bench mesh runs with. */
+export interface GatewayRunOptions {
+  operators?: { gateway: string; pattern: string }[];
+  /** Node's arguments, before the CLI. */
+  extraArgs?: string[];
+  /** Arguments of `beamgate run` (after the command). */
+  runArgs?: string[];
+  /** The roster's `limits` section. */
+  limits?: Partial<Limits>;
+}
+
+/**
+ * Gateway processes, as on as many hosts: each owns its `nodes` (short
+ * names), each node with a static port, each gateway on a loopback alias of
+ * its own. Started one after another, each healthy before the next.
+ */
+export async function startGateways(dir: string, gateways: { name: string; nodes: string[] }[], opts: GatewayRunOptions = {}): Promise<GatewayPair> {
+  const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
+  const layout = [];
+  for (const g of gateways) {
+    layout.push({ name: g.name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(g.nodes), loopback: randomAlias() });
+  }
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: opts.operators ?? [], ...(opts.limits ? { limits: opts.limits } : {}) });
+  const children: ChildProcess[] = [];
+  const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
+  try {
+    for (const g of layout) {
+      const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? [])], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        cwd: dir,
+      });
+      child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`)));
+      children.push(child);
+      await waitHealthy(g.metricsPort, child, join(dir, `${g.name}.log`));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
 }
 
 /**
@@ -305,29 +347,7 @@ export async function startGatewayPair(
   /** The roster's `limits` section. */
   limits?: Partial<Limits>,
 ): Promise<GatewayPair> {
-  const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
-  const layout = [
-    { name: 'alpha', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(alphaNodes), loopback: randomAlias() },
-    { name: 'beta', tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(betaNodes), loopback: randomAlias() },
-  ];
-  const mesh = await buildLocalMesh({ dir, gateways: layout, operators, ...(limits ? { limits } : {}) });
-  const children: ChildProcess[] = [];
-  const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
-  try {
-    for (const g of layout) {
-      const child = spawn(process.execPath, [...extraArgs, CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...runArgs], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        cwd: dir,
-      });
-      child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`)));
-      children.push(child);
-      await waitHealthy(g.metricsPort, child, join(dir, `${g.name}.log`));
-    }
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
+  return startGateways(dir, [{ name: 'alpha', nodes: alphaNodes }, { name: 'beta', nodes: betaNodes }], { operators, extraArgs, runArgs, ...(limits ? { limits } : {}) });
 }
 
 /** A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`, `beamgate` with the native data plane. */

@@ -6,6 +6,7 @@
 // release's inet_tls_dist, the fastest secure peer a user can pick.
 
 import type { BurstResult } from './burst.js';
+import type { StormResult } from './storm.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median } from './stats.js';
@@ -204,6 +205,26 @@ export function burstTable(b: BurstResult): string {
       pair(r.cpuMsPerLink),
       `${r.handshakes} (${r.resumed})`,
       String(r.hits),
+    ]),
+  );
+}
+
+/** The storm runs: one row each, pings and pairs linked, times, handshakes and CPU. */
+export function stormTable(st: StormResult): string {
+  return markdownTable(
+    ['data plane', 'ready connections per peer', 'failed pings', 'all pings answered', 'pairs linked', 'full mesh', 'TLS handshakes per gateway (resumed)', 'handshakes per second per gateway', 'gateway CPU per pair', '`global` disconnects', 'largest gateway RSS'],
+    st.runs.map((r) => [
+      r.plane,
+      String(r.standby),
+      `${r.pangs} of ${r.pings}`,
+      `${(r.answeredMs / 1000).toFixed(1)} s`,
+      `${r.pairsLinked} of ${r.pairs}`,
+      r.fullMeshMs === undefined ? 'not formed' : `${(r.fullMeshMs / 1000).toFixed(1)} s`,
+      `${r.handshakes.toFixed(0)} (${r.resumed.toFixed(0)})`,
+      r.handshakesPerSec.toFixed(1),
+      `${r.cpuMsPerPair.toFixed(1)} ms`,
+      String(r.globalDisconnects),
+      `${r.maxRssMb.toFixed(0)} MB`,
     ]),
   );
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { emulatedFlags } from '../../src/bench/emulated-node.js';
 import { parsePathKey, pathKey, pathLabel } from '../../src/bench/paths.js';
-import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, svgChart } from '../../src/bench/report.js';
+import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, stormTable, svgChart } from '../../src/bench/report.js';
+import type { StormRun } from '../../src/bench/storm.js';
 import { DFLAG_UNLINK_ID, DFLAG_V4_NC } from '../../src/framing/handshake.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median, percentile } from '../../src/bench/stats.js';
 import { parseIntegerList } from '../../src/bench/workloads.js';
@@ -174,5 +175,17 @@ describe('bench report', () => {
     expect(svg).toContain('caption &lt;x&gt;');
     expect(svg.match(/<rect x=/g)).toHaveLength(2 * 6);
     expect(svg).toContain('>beamgate 25</text>');
+  });
+
+  it('reports a storm whose mesh did not form as not formed, with the pairs it linked', () => {
+    const run = (over: Partial<StormRun>): StormRun => ({
+      standby: 8, plane: 'native', pings: 870, pangs: 0, answeredMs: 6_800, pairsLinked: 435, pairs: 435, fullMeshMs: 11_500,
+      handshakes: 170, resumed: 150, handshakesPerSec: 14.24, cpuMsPerPair: 45.06, globalDisconnects: 0, maxRssMb: 80.4, ...over,
+    });
+    const rows = stormTable({ hosts: 10, nodesPerHost: 3, otp: '29', runs: [run({}), run({ standby: 0, pangs: 9, pairsLinked: 430, fullMeshMs: undefined, globalDisconnects: 12 })] }).split('\n');
+    expect(rows).toHaveLength(4);
+    expect(rows[2]).toContain('| 0 of 870 | 6.8 s | 435 of 435 | 11.5 s | 170 (150) | 14.2 | 45.1 ms | 0 | 80 MB |');
+    expect(rows[3]).toContain('| 9 of 870 | 6.8 s | 430 of 435 | not formed |');
+    expect(rows[3]).toContain('| 12 | 80 MB |');
   });
 });
