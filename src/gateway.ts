@@ -27,6 +27,7 @@ import { SessionCache } from './mesh/sessions.js';
 import { StandbyHolds, StandbyPool } from './mesh/standby.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { chainsToBundle, readmit } from './mesh/readmit.js';
+import { filterFor } from './mesh/filtering.js';
 import { targetLabel } from './mesh/source.js';
 import { classifyTlsError, makeSecureContext, serverOptions } from './mesh/tls.js';
 import { type DataPlaneMode, type NativeEngine, nativeEngine } from './fastpath/native.js';
@@ -483,7 +484,7 @@ export class Gateway {
     const proven = unchained.size > 0 ? await this.provenPeers(unchained) : new Set<string>();
     let cut = 0;
     for (const link of [...this.table.established]) {
-      const refusal = readmit(next, next.self.name, link.info, proven);
+      const refusal = readmit(next, next.self.name, link.info, proven) ?? link.refilter(filterFor(next.roster, next.self.name, link.info));
       if (!refusal) continue;
       link.refuse(refusal);
       cut++;

@@ -29,8 +29,12 @@ export type FrameResult =
       /** Bytes of control and payload (after reassembly), and the frames they came in. */
       bytes: number;
       fragments: number;
+      /** The header the message came with (a fragmented one came with the normal header's fragment forms). */
+      header: 'normal' | 'pass-through';
+      /** The sequence id of a fragmented message. */
+      sequence?: bigint;
     }
-  | { kind: 'fragment-pending' }
+  | { kind: 'fragment-pending'; sequence: bigint }
   | { kind: 'error'; code: DecodeErrorCode; reason: string };
 
 export interface Message {
@@ -92,16 +96,16 @@ export class DirectionDecoder {
       const h = parseHeader(frame, this.cache);
       switch (h.kind) {
         case 'pass-through':
-          return { kind: 'message', ...decodeMessage(frame, h.body, undefined, true), bytes: frame.length - h.body, fragments: 1 };
+          return { kind: 'message', ...decodeMessage(frame, h.body, undefined, true), bytes: frame.length - h.body, fragments: 1, header: 'pass-through' };
         case 'normal':
-          return { kind: 'message', ...decodeMessage(frame, h.body, h.atoms, false), bytes: frame.length - h.body, fragments: 1 };
+          return { kind: 'message', ...decodeMessage(frame, h.body, h.atoms, false), bytes: frame.length - h.body, fragments: 1, header: 'normal' };
         case 'first-fragment': {
           const whole = this.fragments.first(h.sequence, h.fragment, h.atoms, frame.subarray(h.body));
-          return whole ? this.whole(whole.body, whole.atoms, whole.fragments) : { kind: 'fragment-pending' };
+          return whole ? this.whole(whole.body, whole.atoms, whole.fragments, h.sequence) : { kind: 'fragment-pending', sequence: h.sequence };
         }
         case 'continuation': {
           const whole = this.fragments.continuation(h.sequence, h.fragment, frame.subarray(h.body));
-          return whole ? this.whole(whole.body, whole.atoms, whole.fragments) : { kind: 'fragment-pending' };
+          return whole ? this.whole(whole.body, whole.atoms, whole.fragments, h.sequence) : { kind: 'fragment-pending', sequence: h.sequence };
         }
       }
     });
@@ -110,7 +114,7 @@ export class DirectionDecoder {
     return { kind: 'error', ...r.error };
   }
 
-  private whole(body: Buffer, atoms: string[], fragments: number): FrameResult {
-    return { kind: 'message', ...decodeMessage(body, 0, atoms, false), bytes: body.length, fragments };
+  private whole(body: Buffer, atoms: string[], fragments: number, sequence: bigint): FrameResult {
+    return { kind: 'message', ...decodeMessage(body, 0, atoms, false), bytes: body.length, fragments, header: 'normal', sequence };
   }
 }

@@ -32,14 +32,32 @@ export class DistStream {
     private readonly onMessage: (msg: HandshakeMessage) => void,
   ) {}
 
-  /** Walks one chunk. Throws ProtocolError on anything malformed or too big. */
-  push(chunk: Buffer): void {
+  /**
+   * Offset in the last chunk pushed after which this direction stands between
+   * two frames (the last such point), or -1: where a relay may insert a frame
+   * of its own (a denied spawn's reply, src/filter/).
+   */
+  lastBoundary = -1;
+
+  /**
+   * Walks one chunk. Throws ProtocolError on anything malformed or too big.
+   * Returns the offset where frames begin in it (its length while the
+   * handshake goes on, 0 once it is over).
+   */
+  push(chunk: Buffer): number {
     let i = 0;
+    this.lastBoundary = -1;
     if (!this.framed) {
       i = this.handshake(chunk);
-      if (!this.framed) return;
+      if (!this.framed) return chunk.length;
     }
     this.scanFrames(chunk, i);
+    return i;
+  }
+
+  /** Whether the bytes walked so far end between two frames (after the handshake). */
+  get atBoundary(): boolean {
+    return this.framed && this.remaining === 0 && this.headerBytes === 0;
   }
 
   private handshake(chunk: Buffer): number {
@@ -76,6 +94,7 @@ export class DistStream {
     const max = this.limits.maxFrameBytes;
     let i = start;
     while (i < n) {
+      if (this.remaining === 0 && this.headerBytes === 0) this.lastBoundary = i;
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, n - i);
         this.remaining -= take;
@@ -104,6 +123,7 @@ export class DistStream {
       this.frames++;
       this.remaining = len;
     }
+    if (this.remaining === 0 && this.headerBytes === 0) this.lastBoundary = n;
   }
 
   /**

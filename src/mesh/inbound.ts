@@ -11,6 +11,7 @@ import { MAX_STANDBY_PER_PEER, STANDBY_HOLD_SLACK_MS } from '../config/limits.js
 import { revokedSerial } from '../config/roster.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
+import { inboundFilterFor } from './filtering.js';
 import { DistStream } from '../framing/stream.js';
 import { identityFromSan } from '../pki/identity.js';
 import type { MeshContext } from './context.js';
@@ -293,7 +294,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info) },
       deadline,
     );
     link.start([], pending);

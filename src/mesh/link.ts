@@ -18,6 +18,9 @@ import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable } from './link-table.js';
 import type { NativeCounters, NativeEngine } from '../fastpath/native.js';
 import { handOver, tapOf } from '../fastpath/handover.js';
+import type { InboundFilter } from '../filter/link-filter.js';
+import type { LinkFilter } from '../policy/filter.js';
+import { deniedSpawnReply } from '../filter/spawn-reply.js';
 import { type Refusal, toRefusal } from './refusal.js';
 
 /** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
@@ -49,7 +52,16 @@ export interface LinkDeps {
   table: LinkTable;
   /** The native data plane, when this gateway runs it: links over a tap are handed to it once framed. */
   engine?: NativeEngine;
+  /** The firewall on what this link carries to the local node (src/filter/); a filtered link stays on node:tls. */
+  filter?: InboundFilter;
 }
+
+/**
+ * Replies to denied spawn requests waiting for the local node's direction to
+ * reach a frame boundary. Past this many, a reply is not sent (the caller
+ * waits for its own timeout): a peer flooding denied spawns gets no queue.
+ */
+export const MAX_PENDING_SPAWN_REPLIES = 64;
 
 type Flow = 'out' | 'in';
 
@@ -69,6 +81,10 @@ export class Link {
   /** Counters at the hand-over (bytes relayed by Node before it); the engine's frames and ticks include Node's. */
   private nativeCounters: NativeCounters | undefined;
   private handingOver = false;
+  /** Whether beamgate_links_filtered counts this link. */
+  private filteredCounted = false;
+  /** Frames to write to the peer at the local direction's next frame boundary. */
+  private replies: Buffer[] = [];
   private readonly handlers: Array<[net.Socket, string, (...args: never[]) => void]> = [];
 
   constructor(
@@ -98,6 +114,15 @@ export class Link {
     this.local.setNoDelay(true);
     this.remote.setNoDelay(true);
     for (const chunk of toRemote) this.forward(chunk, 'out');
+    // Frames cannot precede the local node's answer to the handshake: a filtered direction must start unframed.
+    if (this.deps.filter && this.remoteStream.framed) {
+      this.refuse({ reason: 'dist_malformed', message: 'distribution frames sent before the handshake was answered' } as Refusal);
+      return;
+    }
+    if (this.deps.filter) {
+      this.filteredCounted = true;
+      this.deps.metrics.linksFiltered.inc();
+    }
     for (const chunk of toLocal) this.forward(chunk, 'in');
     this.pump(this.local, this.remote, this.localStream, 'out');
     this.pump(this.remote, this.local, this.remoteStream, 'in');
@@ -122,13 +147,16 @@ export class Link {
   private pump(src: net.Socket, dst: net.Socket, stream: DistStream, flow: Flow): void {
     const hwm = this.deps.limits.writeHighWaterMark;
     this.on(src, 'data', (chunk: Buffer) => {
+      let framesFrom: number;
       try {
-        stream.push(chunk);
+        framesFrom = stream.push(chunk);
       } catch (err) {
         this.refuse(toRefusal(err));
         return;
       }
-      this.forward(chunk, flow);
+      if (flow === 'in' && this.deps.filter) this.filterIn(chunk, framesFrom);
+      else if (flow === 'out' && this.replies.length > 0) this.forwardOutWithReplies(chunk);
+      else this.forward(chunk, flow);
       if (dst.writableLength > hwm) src.pause();
       if (this.handshakeTimer && this.handshakeDone()) {
         clearTimeout(this.handshakeTimer);
@@ -151,6 +179,65 @@ export class Link {
     this.on(src, 'close', () => this.socketClosed());
   }
 
+  /** Relays what the filter lets through to the local node; counts, logs and answers what it denies. */
+  private filterIn(chunk: Buffer, framesFrom: number): void {
+    const filter = this.deps.filter!;
+    if (framesFrom > 0) this.forward(framesFrom >= chunk.length ? chunk : chunk.subarray(0, framesFrom), 'in');
+    if (framesFrom >= chunk.length) return;
+    const out = filter.push(chunk, framesFrom);
+    for (const frame of out.forward) this.forward(frame, 'in');
+    const { metrics } = this.deps;
+    const f = filter.current;
+    const passed = filter.judged - filter.denials - this.judgedPassed;
+    if (passed > 0) metrics.distJudged.labels('passed').inc(passed);
+    this.judgedPassed += passed;
+    for (const d of out.denied) {
+      metrics.distJudged.labels('denied').inc();
+      metrics.distDenied.labels(f.fromGroup, f.toGroup, d.op).inc();
+      this.deps.refusalLog.warn('dist message denied', 'dist_denied', this.info.peer, {
+        ...this.logFields(),
+        from_node: this.info.remoteNode,
+        to_node: this.info.localNode,
+        from_group: f.fromGroup,
+        to_group: f.toGroup,
+        op: d.op,
+        target: d.target,
+        detail: d.why,
+        action: f.cut ? 'cut' : 'drop',
+      });
+      if (f.cut) {
+        this.refuse({ reason: 'dist_denied', message: `${d.op} to ${d.target} denied: ${d.why}` } as Refusal);
+        return;
+      }
+      if (d.control.op === 'SPAWN_REQUEST' || d.control.op === 'SPAWN_REQUEST_TT') this.reply(deniedSpawnReply(d.control.reqId, d.control.from, d.header));
+    }
+    if (out.error) this.refuse({ reason: 'dist_malformed', message: `${out.error.code}: ${out.error.reason}` } as Refusal);
+  }
+
+  /** Messages the filter passed that are already counted in beamgate_dist_judged_total. */
+  private judgedPassed = 0;
+
+  /** Writes a frame of the gateway's own to the peer, between two of the local node's frames. */
+  private reply(frame: Buffer): void {
+    if (this.localStream.atBoundary && this.replies.length === 0) {
+      this.bytes.out += frame.length;
+      this.remote.write(frame);
+      return;
+    }
+    if (this.replies.length >= MAX_PENDING_SPAWN_REPLIES) return;
+    this.replies.push(frame);
+  }
+
+  /** Forwards a chunk of the local node's bytes with the waiting replies at its last frame boundary. */
+  private forwardOutWithReplies(chunk: Buffer): void {
+    const at = this.localStream.lastBoundary;
+    if (at < 0) return this.forward(chunk, 'out');
+    if (at > 0) this.forward(chunk.subarray(0, at), 'out');
+    for (const frame of this.replies) this.forward(frame, 'out');
+    this.replies = [];
+    if (at < chunk.length) this.forward(chunk.subarray(at), 'out');
+  }
+
   /**
    * Once both directions are framed, a link over a tap goes to the native
    * data plane. A link that cannot go quiet in time, or whose TLS state the
@@ -158,7 +245,7 @@ export class Link {
    */
   private maybeHandOver(): void {
     const engine = this.deps.engine;
-    if (!engine || this.handingOver || this.nativeId !== undefined || this.finished || !this.handshakeDone()) return;
+    if (!engine || this.deps.filter || this.handingOver || this.nativeId !== undefined || this.finished || !this.handshakeDone()) return;
     const tap = tapOf(this.remote as tls.TLSSocket);
     if (!tap) return;
     this.handingOver = true;
@@ -321,6 +408,21 @@ export class Link {
     this.flushed.keyUpdatesIn = Math.max(f.keyUpdatesIn, t.keyUpdatesIn);
   }
 
+  /**
+   * A reload's word on this link's filter: the new one is put in force (the
+   * decoder's state carries over), or, for a link that was not filtered and
+   * now must be, the reason it has to be cut: its atom cache was never read.
+   */
+  refilter(next: LinkFilter | undefined): Refusal | undefined {
+    const filter = this.deps.filter;
+    if (filter) {
+      filter.setFilter(next ?? { ...filter.current, full: true, cut: false });
+      return undefined;
+    }
+    if (!next) return undefined;
+    return { reason: 'policy_denied', message: 'a filter now applies to this link, which was relayed unfiltered: its atom cache was never read, so it is cut and redialled filtered' } as Refusal;
+  }
+
   get isFinished(): boolean {
     return this.finished;
   }
@@ -333,6 +435,7 @@ export class Link {
     this.flush();
     const { metrics, table, linkLog } = this.deps;
     metrics.linksOpen.labels(this.info.peer, this.info.direction).dec();
+    if (this.filteredCounted) metrics.linksFiltered.dec();
     metrics.linksClosed.labels(this.info.peer, this.info.direction).inc();
     table.established.delete(this);
     table.release(this.info.peer);

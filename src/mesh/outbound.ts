@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import type { GatewaySpec } from '../config/roster.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
+import { inboundFilterFor } from './filtering.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
@@ -250,7 +251,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info) },
       deadline,
     );
     link.start(pending, []);

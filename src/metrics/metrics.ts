@@ -28,6 +28,8 @@ export const REFUSAL_REASONS = [
   'handshake_too_large', // a handshake message over the limit
   'handshake_timeout', // distribution handshake did not finish in time
   'frame_too_large', // a distribution frame over the limit
+  'dist_denied', // the distribution firewall denied a message on a link whose filter says on_deny: cut
+  'dist_malformed', // on a filtered link: a distribution message that does not decode (src/dist/), or frames before the handshake ended
   'bad_record', // on the native data plane: a TLS record or post-handshake message from the peer gateway that RFC 8446 says ends the connection (bad tag, record_overflow, unexpected_message, ...)
   'buffer_limit', // too many bytes held before the link was established
   'limit_reached', // connection limits (total or per peer) reached
@@ -104,6 +106,12 @@ export class GatewayMetrics {
   /** Ready connections each peer holds to this gateway, waiting for a link. */
   readonly standbyHeld: Gauge<'peer'>;
   readonly policyDenied: Counter<'from_group' | 'to_group'>;
+  /** Messages the distribution firewall kept from a node (src/filter/), by the groups of sender and receiver and the operation. */
+  readonly distDenied: Counter<'from_group' | 'to_group' | 'op'>;
+  /** Messages the distribution firewall judged, by verdict. */
+  readonly distJudged: Counter<'verdict'>;
+  /** Open links whose direction to this host's node is filtered. */
+  readonly linksFiltered: Gauge;
   /** Per roster node of this host: registered with this gateway's EPMD now (src/metrics/roster-nodes.ts). */
   readonly rosterNodeRegistered: Gauge<'node'>;
 
@@ -244,6 +252,20 @@ export class GatewayMetrics {
       labelNames: ['from_group', 'to_group'],
       registers,
     });
+    this.distDenied = new Counter({
+      name: 'beamgate_dist_denied_total',
+      help: "Distribution messages the firewall kept from this host's nodes, by the group of the sending node, of the receiving node, and the operation.",
+      labelNames: ['from_group', 'to_group', 'op'],
+      registers,
+    });
+    this.distJudged = new Counter({
+      name: 'beamgate_dist_judged_total',
+      help: 'Distribution messages the firewall judged on filtered links, by verdict (passed, denied).',
+      labelNames: ['verdict'],
+      registers,
+    });
+    for (const v of ['passed', 'denied']) this.distJudged.labels(v).inc(0);
+    this.linksFiltered = new Gauge({ name: 'beamgate_links_filtered', help: "Open links whose direction to this host's node the firewall filters.", registers });
     this.rosterNodeRegistered = rosterNodeGauge(this.registry);
     // Series that exist from the first scrape, so rate() and increase() see the first event.
     for (const reason of REFUSAL_REASONS) this.refusals.labels(reason).inc(0);

@@ -5,6 +5,7 @@
 // node on another host), and two nodes of one host the policy would keep
 // apart (their link never crosses a gateway, so it cannot be enforced).
 
+import { DENY_ACTIONS, type DenyAction, FILTER_PROFILES, type FilterProfile, type FilterSpec } from './filter.js';
 import { globsOverlap } from './glob.js';
 import { allowed, member, memberMatches, type Policy, type PolicyGroup, type PolicyRule } from './policy.js';
 
@@ -140,7 +141,7 @@ function parseRules(value: unknown, groups: Map<string, PolicyGroup>, add: Add):
   value.forEach((raw, i) => {
     const at = `policy.allow[${i}]`;
     if (!isMapping(raw)) return add(at, 'must be a mapping { between: [GROUP, GROUP], hidden: BOOL }');
-    for (const key of Object.keys(raw)) if (key !== 'between' && key !== 'hidden') add(`${at}.${key}`, 'unknown key (expected one of: between, hidden)');
+    for (const key of Object.keys(raw)) if (key !== 'between' && key !== 'hidden' && key !== 'filter') add(`${at}.${key}`, 'unknown key (expected one of: between, hidden, filter)');
     const between = raw.between;
     if (!Array.isArray(between) || between.length < 1 || between.length > 2 || !between.every((g) => typeof g === 'string')) {
       return add(`${at}.between`, 'must list two groups (or one: links within that group)');
@@ -163,9 +164,105 @@ function parseRules(value: unknown, groups: Map<string, PolicyGroup>, add: Add):
       return add(at, `groups ${pair[0]} and ${pair[1]} already have ${detail} (policy.allow[${first.index}])`);
     }
     seen.set(key, { index: i, hidden });
-    out.push({ between: pair, hidden });
+    if (raw.filter === undefined) return out.push({ between: pair, hidden });
+    const filter = parseFilter(raw.filter, pair, `${at}.filter`, add);
+    if (filter) out.push({ between: pair, hidden, filter });
   });
   return out;
+}
+
+/** Registered names a filter refuses to list: each is a door to everything (docs/filter.md). */
+const UNLISTABLE_NAMES: ReadonlyMap<string, string> = new Map([
+  ['rex', 'rex runs any function it is asked to: list the functions under calls instead'],
+]);
+const ATOM_TEXT = /^[^\s'"]{1,255}$/;
+const CALL = /^([^\s:/'"]{1,255}):([^\s:/'"]{1,255})\/(\d{1,3})$/;
+const SPEC_KEYS = ['profile', 'names', 'calls', 'on_deny'];
+
+/**
+ * A rule's `filter`: for each group of its pair, what that group's nodes may
+ * send to the other's, as a profile name or a mapping { profile, names,
+ * calls, on_deny }. Every group of the pair must be named: once a rule
+ * filters, nothing passes by omission.
+ */
+function parseFilter(value: unknown, pair: readonly [string, string], at: string, add: Add): Map<string, FilterSpec> | undefined {
+  const groups = [...new Set(pair)];
+  const shape = `a mapping from each group of the rule (${groups.join(', ')}) to a profile (${FILTER_PROFILES.join(', ')}) or { profile, names, calls, on_deny }`;
+  if (!isMapping(value)) {
+    add(at, `must be ${shape}`);
+    return undefined;
+  }
+  let ok = true;
+  const out = new Map<string, FilterSpec>();
+  for (const key of Object.keys(value)) {
+    if (!groups.includes(key)) {
+      add(`${at}.${key}`, `is not a group of this rule (${groups.join(', ')})`);
+      ok = false;
+    }
+  }
+  for (const g of groups) {
+    if (value[g] === undefined) {
+      add(`${at}.${g}`, `is required: once a rule has a filter, say what each of its groups may send (${FILTER_PROFILES.join(' or ')} at least)`);
+      ok = false;
+      continue;
+    }
+    const spec = parseSpec(value[g], `${at}.${g}`, add);
+    if (spec) out.set(g, spec);
+    else ok = false;
+  }
+  return ok ? out : undefined;
+}
+
+function parseSpec(value: unknown, at: string, add: Add): FilterSpec | undefined {
+  const none = new Set<string>();
+  if (typeof value === 'string') {
+    if (!(FILTER_PROFILES as readonly string[]).includes(value)) {
+      add(at, `unknown profile "${value}" (known: ${FILTER_PROFILES.join(', ')})`);
+      return undefined;
+    }
+    return { profile: value as FilterProfile, names: none, calls: none, onDeny: 'drop' };
+  }
+  if (!isMapping(value)) {
+    add(at, `must be a profile (${FILTER_PROFILES.join(', ')}) or a mapping { profile, names, calls, on_deny }`);
+    return undefined;
+  }
+  const before = { ok: true };
+  const bad = (path: string, message: string) => {
+    before.ok = false;
+    add(path, message);
+  };
+  for (const key of Object.keys(value)) if (!SPEC_KEYS.includes(key)) bad(`${at}.${key}`, `unknown key (expected one of: ${SPEC_KEYS.join(', ')})`);
+  const profile = value.profile;
+  if (typeof profile !== 'string' || !(FILTER_PROFILES as readonly string[]).includes(profile)) {
+    bad(`${at}.profile`, `is required: one of ${FILTER_PROFILES.join(', ')}`);
+    return undefined;
+  }
+  const list = (key: 'names' | 'calls', check: (s: string) => string | undefined): Set<string> => {
+    const raw = value[key];
+    const out = new Set<string>();
+    if (raw === undefined) return out;
+    if (profile === 'full') {
+      bad(`${at}.${key}`, 'has no effect: profile full lets everything through');
+      return out;
+    }
+    if (!Array.isArray(raw)) {
+      bad(`${at}.${key}`, 'must be a list');
+      return out;
+    }
+    raw.forEach((item, i) => {
+      const why = typeof item === 'string' ? check(item) : 'must be a string';
+      if (why) bad(`${at}.${key}[${i}]`, why);
+      else if (out.has(item as string)) bad(`${at}.${key}[${i}]`, `"${String(item)}" is listed twice`);
+      else out.add(item as string);
+    });
+    return out;
+  };
+  const names = list('names', (n) => (!ATOM_TEXT.test(n) ? `"${n}" is not a registered name (an atom's text, no spaces or quotes)` : UNLISTABLE_NAMES.get(n)));
+  const calls = list('calls', (c) => (CALL.test(c) ? undefined : `"${c}" is not Module:Function/Arity`));
+  const onDeny = value.on_deny ?? 'drop';
+  if (typeof onDeny !== 'string' || !(DENY_ACTIONS as readonly string[]).includes(onDeny)) bad(`${at}.on_deny`, `must be one of ${DENY_ACTIONS.join(', ')}`);
+  if (!before.ok) return undefined;
+  return { profile: profile as FilterProfile, names, calls, onDeny: onDeny as DenyAction };
 }
 
 /** Whether a policy member can name nodes of an operator pattern (same host, overlapping globs). */

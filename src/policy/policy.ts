@@ -7,6 +7,7 @@
 // connects as a hidden node. Without a policy every roster node may link
 // with every other (the roster's admission checks still apply).
 
+import type { FilterSpec } from './filter.js';
 import { globRegExp, globsOverlap } from './glob.js';
 
 /** One entry of a group: a short-name glob, on one host or (host undefined) on any. */
@@ -28,6 +29,8 @@ export interface PolicyRule {
   between: readonly [string, string];
   /** Only hidden connections (the dialling node's send_name lacks DFLAG_PUBLISHED). */
   hidden: boolean;
+  /** What each group of the pair may send to the other (src/policy/filter.ts); absent: everything. */
+  filter?: ReadonlyMap<string, FilterSpec>;
 }
 
 export interface Policy {

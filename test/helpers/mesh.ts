@@ -109,7 +109,7 @@ export async function startTestMesh(spec: TestMeshSpec): Promise<TestMesh> {
 }
 
 /** The samples of `name` whose labels include `labels`, in Prometheus text. */
-function samplesOf(text: string, name: string, labels: Record<string, string>): number[] {
+export function samplesOf(text: string, name: string, labels: Record<string, string>): number[] {
   const values: number[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;

@@ -12,47 +12,7 @@ import { ALTACT_FLAG, type Control, DOP, PAYLOAD_OPS } from '../../src/dist/cont
 import { DirectionDecoder, type FrameResult } from '../../src/dist/decoder.js';
 import { DEFAULT_FRAGMENT_LIMITS } from '../../src/dist/fragments.js';
 
-// --- a tiny ETF writer (no 131: terms after a distribution header) ---
-type Bytes = number[];
-const u16 = (n: number): Bytes => [(n >> 8) & 255, n & 255];
-const u32 = (n: number): Bytes => [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
-const u64 = (n: bigint): Bytes => [...Buffer.from(n.toString(16).padStart(16, '0'), 'hex')];
-const atom = (s: string): Bytes => {
-  const b = [...Buffer.from(s, 'utf8')];
-  return [119, b.length, ...b];
-};
-const small = (n: number): Bytes => [97, n];
-const nil: Bytes = [106];
-const tuple = (...es: Bytes[]): Bytes => [104, es.length, ...es.flat()];
-const list = (...es: Bytes[]): Bytes => [108, ...u32(es.length), ...es.flat(), ...nil];
-const pid = (id: number, node = 'a@host'): Bytes => [88, ...atom(node), ...u32(id), ...u32(0), ...u32(7)];
-const ref = (w: number, node = 'a@host'): Bytes => [90, ...u16(3), ...atom(node), ...u32(7), ...u32(w), ...u32(1), ...u32(2)];
-const cacheRef = (i: number): Bytes => [82, i];
-
-interface Entry {
-  slot: number;
-  /** Present: a new entry writing this atom; absent: a reference to the slot. */
-  atom?: string;
-}
-/** The atom cache part of a header: NumberOfAtomCacheRefs, Flags, AtomCacheRefs. */
-function cacheRefs(entries: Entry[], longAtoms = false): Bytes {
-  const n = entries.length;
-  if (n === 0) return [0];
-  const flags = new Array<number>((n >> 1) + 1).fill(0);
-  const nib = (i: number, v: number) => (flags[i >> 1]! |= i & 1 ? v << 4 : v);
-  entries.forEach((e, i) => nib(i, (e.atom !== undefined ? 8 : 0) | (e.slot >> 8)));
-  nib(n, longAtoms ? 1 : 0);
-  const refs = entries.flatMap((e) => {
-    if (e.atom === undefined) return [e.slot & 255];
-    const t = [...Buffer.from(e.atom, 'utf8')];
-    return [e.slot & 255, ...(longAtoms ? u16(t.length) : [t.length]), ...t];
-  });
-  return [n, ...flags, ...refs];
-}
-const normal = (entries: Entry[], ...terms: Bytes[]): Buffer => Buffer.from([131, 68, ...cacheRefs(entries), ...terms.flat()]);
-const plain = (...terms: Bytes[]): Buffer => normal([], ...terms);
-const first = (seq: bigint, frag: bigint, entries: Entry[], data: Bytes): Buffer => Buffer.from([131, 69, ...u64(seq), ...u64(frag), ...cacheRefs(entries), ...data]);
-const cont = (seq: bigint, frag: bigint, data: Bytes): Buffer => Buffer.from([131, 70, ...u64(seq), ...u64(frag), ...data]);
+import { type Bytes, u16, u32, u64, atom, small, nil, tuple, list, pid, ref, cacheRef, type Entry, cacheRefs, normal, plain, first, cont } from '../helpers/etf-write.js';
 
 function message(r: FrameResult): Extract<FrameResult, { kind: 'message' }> {
   if (r.kind !== 'message') throw new Error(`expected a message, got ${JSON.stringify(r)}`);
@@ -246,9 +206,9 @@ describe('fragments', () => {
     for (const parts of [1, 2, 3, 7, 50]) {
       const d = new DirectionDecoder();
       const fs = frames(77n, parts);
-      fs.slice(0, -1).forEach((f) => expect(d.decode(f)).toEqual({ kind: 'fragment-pending' }));
+      fs.slice(0, -1).forEach((f) => expect(d.decode(f)).toEqual({ kind: 'fragment-pending', sequence: 77n }));
       const m = message(d.decode(fs[fs.length - 1]!));
-      expect(m).toMatchObject({ fragments: parts, bytes: body.length, control: { op: 'REG_SEND', toName: 'echo' }, payloadHead: { tag: 'big' } });
+      expect(m).toMatchObject({ fragments: parts, bytes: body.length, header: 'normal', sequence: 77n, control: { op: 'REG_SEND', toName: 'echo' }, payloadHead: { tag: 'big' } });
       expect(d.fragments.inFlight).toBe(0);
       expect(d.fragments.heldBytes).toBe(0);
     }

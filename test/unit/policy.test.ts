@@ -104,7 +104,7 @@ policy:
         expect.stringMatching(/^policy\.groups\.empty: must be a non-empty list/),
         'policy.allow[0].between[1]: unknown group "admins" (known: tenants, Admin)',
         'policy.allow[1].hidden: must be true or false',
-        'policy.allow[2].when: unknown key (expected one of: between, hidden)',
+        'policy.allow[2].when: unknown key (expected one of: between, hidden, filter)',
         'policy.allow[3].between: must list two groups (or one: links within that group)',
         'policy.allow[4]: must be a mapping { between: [GROUP, GROUP], hidden: BOOL }',
       ]),
