@@ -60,7 +60,7 @@ const USAGE = `npm run bench -- [options]
   --reps N            repetitions of every workload on every path (default 3)
   --seconds S         duration of each throughput run (default 1; --quick 0.5)
   --pings N           round trips per RTT measurement (default 5000)
-  --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate,beamgate-node
+  --paths LIST        comma-separated subset of direct,tls,stunnel,beamgate,beamgate-node,beamgate-filtered
                       (beamgate: the native data plane; beamgate-node: the same gateways on node:tls)
   --otp LIST          OTP releases of the nodes, e.g. 25,29 (default: this machine's erl, and 29
                       when its Debian root exists; see docs/compatibility.md); stunnel runs on the first
@@ -124,7 +124,7 @@ function options(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}, got ${v}`);
     return n;
   };
-  const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate', 'beamgate-node'];
+  const all: PathId[] = ['direct', 'tls', 'stunnel', 'beamgate', 'beamgate-node', 'beamgate-filtered'];
   const paths = values.paths ? (values.paths.split(',') as PathId[]) : all;
   for (const p of paths) if (!all.includes(p)) throw new Error(`unknown path ${p}; known: ${all.join(', ')}`);
   const stormHosts = Math.round(num(values['storm-hosts'], 10, 'storm-hosts', 0));
@@ -225,6 +225,7 @@ async function startPaths(env: BenchEnv, opts: Options, gatewayArgs: string[]): 
         else if (id === 'tls') paths.push(await tlsPath(plain, rt));
         else if (id === 'stunnel') paths.push(await stunnelPath(plain, stunnelAlias, rt));
         else if (id === 'beamgate-node') paths.push(await beamgatePath(env, join(env.dir, `beamgate-node-${rt.otp}`), rt, gatewayArgs, id));
+        else if (id === 'beamgate-filtered') paths.push(await beamgatePath(env, join(env.dir, `beamgate-filtered-${rt.otp}`), rt, gatewayArgs, id));
         else {
           // Never a silent fallback: the beamgate path measures the native data plane or says it cannot.
           if (!existsSync(NATIVE_MODULE)) throw new Error(`the beamgate path needs the native data plane: ${NATIVE_MODULE} is not built (bash scripts/build-native.sh)`);

@@ -17,7 +17,7 @@ import type { OtpRuntime } from '../erlang/roots.js';
 import { createCa, createGatewayCert, type Pem, writePem } from '../pki/generate.js';
 import { freePort, randomAlias, sleep } from './proc.js';
 
-export type PathId = 'direct' | 'tls' | 'stunnel' | 'beamgate' | 'beamgate-node';
+export type PathId = 'direct' | 'tls' | 'stunnel' | 'beamgate' | 'beamgate-node' | 'beamgate-filtered';
 
 export const PATH_LABELS: Record<PathId, string> = {
   direct: 'inet_tcp_dist (direct, no security)',
@@ -25,6 +25,7 @@ export const PATH_LABELS: Record<PathId, string> = {
   stunnel: 'stunnel4 pair (mutual TLS)',
   beamgate: 'beamgate gateway pair',
   'beamgate-node': 'beamgate pair on node:tls (no native data plane)',
+  'beamgate-filtered': 'beamgate pair, links filtered (messages profile both ways)',
 };
 
 /** A path with the OTP release of its nodes: `beamgate@29`. */
@@ -299,7 +300,30 @@ export interface GatewayRunOptions {
   runArgs?: string[];
   /** The roster's `limits` section. */
   limits?: Partial<Limits>;
+  /** The roster's `policy` section. */
+  policy?: unknown;
 }
+
+/**
+ * The policy of the filtered path: the bench's nodes on alpha and on beta in
+ * a group each, every link between them filtered with the `messages`
+ * profile both ways, naming the two servers the workloads address
+ * (docs/filter.md). What a filtered link costs is decoding every message.
+ */
+export const FILTERED_POLICY = {
+  groups: { a: ['ga', 'gc*'], b: ['gb'] },
+  allow: [
+    {
+      between: ['a', 'b'],
+      filter: {
+        a: { profile: 'messages', names: ['bench_sink', 'bench_echo'] },
+        b: { profile: 'messages', names: ['bench_sink', 'bench_echo'] },
+      },
+    },
+    // alpha's nodes share a host: their links never cross a gateway (check refuses a policy that would part them).
+    { between: ['a'] },
+  ],
+};
 
 /**
  * Gateway processes, as on as many hosts: each owns its `nodes` (short
@@ -312,7 +336,7 @@ export async function startGateways(dir: string, gateways: { name: string; nodes
   for (const g of gateways) {
     layout.push({ name: g.name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(g.nodes), loopback: randomAlias() });
   }
-  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: opts.operators ?? [], ...(opts.limits ? { limits: opts.limits } : {}) });
+  const mesh = await buildLocalMesh({ dir, gateways: layout, operators: opts.operators ?? [], ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.policy !== undefined ? { policy: opts.policy } : {}) });
   const children: ChildProcess[] = [];
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
   try {
@@ -350,10 +374,18 @@ export async function startGatewayPair(
   return startGateways(dir, [{ name: 'alpha', nodes: alphaNodes }, { name: 'beta', nodes: betaNodes }], { operators, extraArgs, runArgs, ...(limits ? { limits } : {}) });
 }
 
-/** A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`, `beamgate` with the native data plane. */
-export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = [], id: 'beamgate' | 'beamgate-node' = 'beamgate'): Promise<BenchPath> {
+/**
+ * A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`,
+ * `beamgate` with the native data plane, `beamgate-filtered` with the native
+ * data plane and FILTERED_POLICY (its links stay on node:tls: docs/filter.md).
+ */
+export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = [], id: 'beamgate' | 'beamgate-node' | 'beamgate-filtered' = 'beamgate'): Promise<BenchPath> {
   const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);
-  const gw = await startGatewayPair(dir, ['ga', ...fresh], ['gb'], [], gatewayArgs, ['--data-plane', id === 'beamgate' ? 'native' : 'node']);
+  const gw = await startGateways(dir, [{ name: 'alpha', nodes: ['ga', ...fresh] }, { name: 'beta', nodes: ['gb'] }], {
+    extraArgs: gatewayArgs,
+    runArgs: ['--data-plane', id === 'beamgate-node' ? 'node' : 'native'],
+    ...(id === 'beamgate-filtered' ? { policy: FILTERED_POLICY } : {}),
+  });
   const name = (short: string, gateway: string) => `${short}@${gw.mesh.hostOf(gateway)}`;
   let nodes: { a: ErlNode; b: ErlNode };
   try {

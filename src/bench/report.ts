@@ -239,7 +239,7 @@ const PANELS: { title: string; unit: string; value: (f: PathFigures) => number }
   { title: 'cold connect (lower is better)', unit: 'ms', value: (f) => f.coldMs },
 ];
 
-const SHORT: Record<PathId, string> = { direct: 'inet_tcp_dist', tls: 'inet_tls_dist', stunnel: 'stunnel4', beamgate: 'beamgate', 'beamgate-node': 'bg node:tls' };
+const SHORT: Record<PathId, string> = { direct: 'inet_tcp_dist', tls: 'inet_tls_dist', stunnel: 'stunnel4', beamgate: 'beamgate', 'beamgate-node': 'bg node:tls', 'beamgate-filtered': 'bg filtered' };
 
 /** `inet_tls_dist 29`. */
 function shortLabel(key: string): string {
@@ -252,7 +252,7 @@ export function asciiChart(results: Results): string {
   return PANELS.map((p) => asciiBars(p.title, keys.map((key) => ({ label: shortLabel(key), value: p.value(results[key]!) })), p.unit)).join('\n\n');
 }
 
-const COLORS: Record<PathId, string> = { direct: '#9e9e9e', tls: '#e57373', stunnel: '#ffb74d', beamgate: '#1e88e5', 'beamgate-node': '#90caf9' };
+const COLORS: Record<PathId, string> = { direct: '#9e9e9e', tls: '#e57373', stunnel: '#ffb74d', beamgate: '#1e88e5', 'beamgate-node': '#90caf9', 'beamgate-filtered': '#3949ab' };
 
 function esc(s: string): string {
   return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');

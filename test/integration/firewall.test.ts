@@ -8,7 +8,9 @@
 // links, an allowed erpc call, nodedown when admin stops. Run on every OTP
 // release this machine has a runtime for (25, 27, 29).
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import type { OtpRuntime } from '../../src/erlang/roots.js';
 import { findRuntime } from '../../src/erlang/roots.js';
 import { LabCluster } from '../helpers/lab-cluster.js';
@@ -26,12 +28,14 @@ const DROPPED_WAIT_MS = 1_500;
 const DENIAL_ANSWER_MS = 1_000;
 
 const POLICY = {
-  groups: { tenants: [T1, T2], admin: [ADMIN] },
+  groups: { tenants: [T1, T2], strict: [T2], admin: [ADMIN] },
   allow: [
     {
       between: ['tenants', 'admin'],
-      filter: { tenants: { profile: 'messages', names: ['bg_api'], calls: ['erlang:phash2/1'] }, admin: 'full' },
+      filter: { tenants: { profile: 'messages', names: ['bg_api'], calls: ['erlang:phash2/1'] }, admin: 'full' } as Record<string, unknown>,
     },
+    // t2 is also in strict, whose rule cuts the link on a denied message: rules add up, and cut holds if any says so.
+    { between: ['strict', 'admin'], filter: { strict: { profile: 'messages', on_deny: 'cut' }, admin: 'full' } },
   ],
 };
 
@@ -168,6 +172,38 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect([...targets].sort()).toEqual(['bg_api', 'erpc:call/4', 'erlang:system_info/1', 'kernel_sup', 'os:cmd/1', 'pid', expect.stringMatching(/^a fun of /)].sort());
     for (const gw of ['alpha', 'beta']) expect(c.gw(gw).logs.filter((l) => l.msg === 'dist message denied')).toEqual([]);
     expect(sample(await c.gw('gamma').metrics(), 'beamgate_links_filtered')).toBe(2);
+    expect(c.gw('gamma').logs.filter((l) => l.reason === 'dist_malformed')).toEqual([]);
+  });
+
+  it('a reload turns admin -> tenants from full to messages on the open link: not cut, the atom cache carried over', async () => {
+    const admin = (expr: string) => c.node(ADMIN).eval(expr);
+    expect(await admin(`erpc:call('${T1}', erlang, node, [], 5000)`)).toBe(`'${T1}'`);
+    const opened = sample(await c.gw('alpha').metrics(), 'beamgate_links_opened_total');
+    const doc = parse(readFileSync(c.mesh.rosterPath, 'utf8')) as { policy: typeof POLICY };
+    doc.policy.allow[0]!.filter.admin = 'messages';
+    doc.policy.allow[1]!.filter.admin = 'messages';
+    writeFileSync(c.mesh.rosterPath, stringify(doc));
+    const reloads = sample(await c.gw('alpha').metrics(), 'beamgate_reloads_total', { result: 'ok' });
+    c.gw('alpha').signal('SIGHUP');
+    await waitFor('alpha reloaded', async () => sample(await c.gw('alpha').metrics(), 'beamgate_reloads_total', { result: 'ok' }) === reloads + 1, 20_000);
+    expect(await admin(`try erpc:call('${T1}', erlang, node, [], 20000) catch error:E -> E end`)).toBe('{erpc,beamgate_denied}');
+    expect(sample(await c.gw('alpha').metrics(), 'beamgate_dist_denied_total', { from_group: 'admin', to_group: 'tenants', op: 'SPAWN_REQUEST' })).toBeGreaterThanOrEqual(1);
+    // The same link still carries admin's replies to t1, which learnt new atoms before the reload and after.
+    expect(await t1(`gen_server:call({bg_api, '${ADMIN}'}, {put, after_reload_key, after_reload_value}, 5000)`)).toBe('ok');
+    expect(await t1(`gen_server:call({bg_api, '${ADMIN}'}, {get, after_reload_key}, 5000)`)).toBe('after_reload_value');
+    expect(sample(await c.gw('alpha').metrics(), 'beamgate_links_opened_total')).toBe(opened);
+    expect(c.gw('alpha').logs.some((l) => l.msg === 'link closed' && String(l.reason).includes('filter'))).toBe(false);
+  });
+
+  it('on_deny: cut: a denied message from t2 cuts its link, counted as dist_denied; t1 is not touched', async () => {
+    const metric = async (labels: Record<string, string>) => sample(await metrics(), 'beamgate_refusals_total', labels);
+    const cutBefore = await metric({ reason: 'dist_denied' });
+    expect(await c.node(T2).eval(`gen_server:call({bg_api, '${ADMIN}'}, {get, k}, 5000)`)).toBe('v1');
+    expect(await c.node(T2).eval(`try erpc:call('${ADMIN}', os, cmd, ["id -u"], 20000) catch error:E -> E end`)).toBe('{erpc,noconnection}');
+    await waitFor('gamma counts the cut', async () => (await metric({ reason: 'dist_denied' })) === cutBefore + 1);
+    const line = c.gw('gamma').logs.find((l) => l.msg === 'link refused' && l.reason === 'dist_denied');
+    expect(String(line?.detail)).toBe('SPAWN_REQUEST to os:cmd/1 denied: a spawn of os:cmd/1, which the filter does not list');
+    expect(await c.node(ADMIN).eval(`lists:member('${T1}', nodes())`)).toBe('true');
   });
 
   it('nodedown reaches t1 when admin stops', async () => {
