@@ -107,6 +107,21 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect(await t1(`erpc:call('${ADMIN}', erlang, phash2, [x], 5000) =:= erlang:phash2(x)`)).toBe('true');
   });
 
+  it('a 100 MB message in fragments and 3,000 new atoms (the 2,048-slot atom cache churning) pass the filtered link whole', async () => {
+    const big = await t1(
+      `Bin = binary:copy(<<"beamgate">>, 13107200), ok = gen_server:call({bg_api, '${ADMIN}'}, {put, big, Bin}, 60000), erlang:phash2(gen_server:call({bg_api, '${ADMIN}'}, {get, big}, 60000)) =:= erlang:phash2(Bin)`,
+      120_000,
+    );
+    expect(big).toBe('true');
+    const atoms = await t1(
+      `As = [list_to_atom("fw_atom_" ++ integer_to_list(I)) || I <- lists:seq(1, 3000)], ok = gen_server:call({bg_api, '${ADMIN}'}, {put, atoms, As}, 20000), gen_server:call({bg_api, '${ADMIN}'}, {get, atoms}, 20000) =:= As`,
+      60_000,
+    );
+    expect(atoms).toBe('true');
+    await c.node(ADMIN).eval(`gen_server:call(bg_api, {put, big, undefined}), erlang:garbage_collect(whereis(bg_api)), ok`);
+    expect(c.gw('gamma').logs.filter((l) => l.reason === 'dist_malformed')).toEqual([]);
+  });
+
   it('the attack set is blocked and counted: os:cmd, rpc, spawn of a fun, a relay to t2, exit/2, group_leader', async () => {
     const spawns = await deniedNow('SPAWN_REQUEST');
     // erpc:call of os:cmd: answered at once with the denial, not after a timeout.
