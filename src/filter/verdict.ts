@@ -27,7 +27,9 @@ const PASS: Verdict = Object.freeze({ pass: true });
  * it needs there: `net_kernel` the `is_auth` call net_adm:ping makes; `rex`
  * its features exchange (`{Pid, features_request}`, OTP 23+'s first message
  * on a link), never a call; `global_name_server` global's own protocol, which
- * every visible node runs when it connects.
+ * every visible node runs when it connects; `pg`, the default scope of pg
+ * (OTP 23+, started with `-kernel start_pg true`, Elixir's :pg), whose scope
+ * processes discover each other and exchange group membership.
  */
 function systemNameAllows(name: string, head: PayloadHead | undefined): boolean | undefined {
   switch (name) {
@@ -36,6 +38,7 @@ function systemNameAllows(name: string, head: PayloadHead | undefined): boolean 
     case 'rex':
       return isFeaturesRequest(head);
     case 'global_name_server':
+    case 'pg':
       return true;
     default:
       return undefined;

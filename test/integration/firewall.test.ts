@@ -20,6 +20,8 @@ import { netnsUnavailableReason } from '../helpers/netns.js';
 const T1 = 't1@alpha.lab';
 const T2 = 't2@beta.lab';
 const ADMIN = 'admin@gamma.lab';
+/** An Elixir node beside admin (Debian's Elixir, on the host's OTP), protected the same way. */
+const EX = 'ex@gamma.lab';
 /** Short, so a stopped node shows as nodedown quickly; not shorter, for a loaded 2-core machine. */
 const NET_TICKTIME_S = 8;
 /** How long an attack that is dropped (no answer) waits before the test calls it unanswered. */
@@ -28,12 +30,14 @@ const DROPPED_WAIT_MS = 1_500;
 const DENIAL_ANSWER_MS = 1_000;
 
 const POLICY = {
-  groups: { tenants: [T1, T2], strict: [T2], admin: [ADMIN] },
+  groups: { tenants: [T1, T2], strict: [T2], admin: [ADMIN, EX] },
   allow: [
     {
       between: ['tenants', 'admin'],
-      filter: { tenants: { profile: 'messages', names: ['bg_api'], calls: ['erlang:phash2/1'] }, admin: 'full' } as Record<string, unknown>,
+      filter: { tenants: { profile: 'messages', names: ['bg_api', 'bg_elixir'], calls: ['erlang:phash2/1'] }, admin: 'full' } as Record<string, unknown>,
     },
+    // admin and ex share gamma: their link never crosses a gateway.
+    { between: ['admin'] },
     // t2 is also in strict, whose rule cuts the link on a denied message: rules add up, and cut holds if any says so.
     { between: ['strict', 'admin'], filter: { strict: { profile: 'messages', on_deny: 'cut' }, admin: 'full' } },
   ],
@@ -76,8 +80,8 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
   let c: LabCluster;
 
   beforeAll(async () => {
-    c = await LabCluster.start({ alpha: { erlang: ['t1'] }, beta: { erlang: ['t2'] }, gamma: { erlang: ['admin'] } }, { nodeArgs: ['-kernel', 'net_ticktime', String(NET_TICKTIME_S)], policy: POLICY, runtime });
-    await Promise.all([c.startErlang(T1), c.startErlang(T2), c.startErlang(ADMIN)]);
+    c = await LabCluster.start({ alpha: { erlang: ['t1'] }, beta: { erlang: ['t2'] }, gamma: { erlang: ['admin'], elixir: ['ex'] } }, { nodeArgs: ['-kernel', 'net_ticktime', String(NET_TICKTIME_S), '-kernel', 'start_pg', 'true'], policy: POLICY, runtime });
+    await Promise.all([c.startErlang(T1), c.startErlang(T2), c.startErlang(ADMIN), c.startElixir(EX)]);
     await c.node(ADMIN).eval(API_SERVER);
     expect(await ping(T1, ADMIN)).toBe('pong');
     expect(await ping(T2, ADMIN)).toBe('pong');
@@ -95,7 +99,7 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
   /** Waits until gamma counted one more denial of `op` than `before`, and its log line names both nodes. */
   async function expectDenied(op: string, before: number, target: string): Promise<void> {
     await waitFor(`gamma counts a denied ${op}`, async () => sample(await metrics(), 'beamgate_dist_denied_total', { from_group: 'tenants', to_group: 'admin', op }) > before, 10_000);
-    const line = c.gw('gamma').logs.find((l) => l.msg === 'dist message denied' && l.op === op && l.target === target);
+    const line = c.gw('gamma').logs.find((l) => l.msg === 'dist message denied' && l.op === op && l.target === target && l.to_node === ADMIN);
     expect(line, `a 'dist message denied' line for ${op} to ${target}`).toMatchObject({ from_node: T1, to_node: ADMIN, from_group: 'tenants', to_group: 'admin', action: 'drop', peer: 'alpha' });
   }
   const seenByApi = () => t1(`gen_server:call({bg_api, '${ADMIN}'}, seen, 5000)`);
@@ -105,6 +109,12 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect(await t1(`gen_server:call({bg_api, '${ADMIN}'}, {get, k}, 5000)`)).toBe('v1');
     expect(await t1(`gen_server:cast({bg_api, '${ADMIN}'}, {note, hello}), gen_server:call({bg_api, '${ADMIN}'}, notes, 5000)`)).toBe('[hello]');
     expect(await t1(`erpc:call('${ADMIN}', erlang, phash2, [x], 5000) =:= erlang:phash2(x)`)).toBe('true');
+  });
+
+  it('an Elixir node: its named process answers, an erpc call of os:cmd is denied at once', async () => {
+    expect(await t1(`{bg_elixir, '${EX}'} ! {echo, self(), hi}, receive {elixir_echo, N, hi} -> N after 10000 -> none end`)).toBe(`'${EX}'`);
+    expect(await t1(`try erpc:call('${EX}', os, cmd, ["id -u"], 20000) catch error:E -> E end`)).toBe('{erpc,beamgate_denied}');
+    expect(c.gw('gamma').logs.some((l) => l.msg === 'dist message denied' && l.to_node === EX && l.target === 'os:cmd/1')).toBe(true);
   });
 
   it('a 100 MB message in fragments and 3,000 new atoms (the 2,048-slot atom cache churning) pass the filtered link whole', async () => {
@@ -180,13 +190,16 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect(result).toBe('{boom,boom}');
   });
 
-  it("denied only the attacks: nothing a healthy link needs (ticks, net_kernel, rex's features, global), nothing admin sent", async () => {
+  it("denied only the attacks: nothing a healthy link needs (ticks, net_kernel, rex's features, global, pg), nothing admin sent", async () => {
     const lines = c.gw('gamma').logs.filter((l) => l.msg === 'dist message denied');
     const targets = new Set(lines.map((l) => String(l.target)));
     console.log(`gamma denied: ${[...new Set(lines.map((l) => `${String(l.op)} ${String(l.target)}`))].join(', ')}`);
     expect([...targets].sort()).toEqual(['bg_api', 'erpc:call/4', 'erlang:system_info/1', 'kernel_sup', 'os:cmd/1', 'pid', expect.stringMatching(/^a fun of /)].sort());
     for (const gw of ['alpha', 'beta']) expect(c.gw(gw).logs.filter((l) => l.msg === 'dist message denied')).toEqual([]);
-    expect(sample(await c.gw('gamma').metrics(), 'beamgate_links_filtered')).toBe(2);
+    // Every link gamma has is a tenant's, and every one is filtered.
+    const gm = await c.gw('gamma').metrics();
+    expect(sample(gm, 'beamgate_links_filtered')).toBeGreaterThanOrEqual(2);
+    expect(sample(gm, 'beamgate_links_filtered')).toBe(sample(gm, 'beamgate_links_open'));
     expect(c.gw('gamma').logs.filter((l) => l.reason === 'dist_malformed')).toEqual([]);
   });
 
@@ -194,9 +207,9 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     const admin = (expr: string) => c.node(ADMIN).eval(expr);
     expect(await admin(`erpc:call('${T1}', erlang, node, [], 5000)`)).toBe(`'${T1}'`);
     const opened = sample(await c.gw('alpha').metrics(), 'beamgate_links_opened_total');
-    const doc = parse(readFileSync(c.mesh.rosterPath, 'utf8')) as { policy: typeof POLICY };
-    doc.policy.allow[0]!.filter.admin = 'messages';
-    doc.policy.allow[1]!.filter.admin = 'messages';
+    const doc = parse(readFileSync(c.mesh.rosterPath, 'utf8')) as { policy: { allow: { filter?: Record<string, unknown> }[] } };
+    // Both rules that filter the tenants' links: admin may now send them only messages.
+    for (const rule of doc.policy.allow) if (rule.filter) rule.filter.admin = 'messages';
     writeFileSync(c.mesh.rosterPath, stringify(doc));
     const reloads = sample(await c.gw('alpha').metrics(), 'beamgate_reloads_total', { result: 'ok' });
     c.gw('alpha').signal('SIGHUP');
