@@ -81,6 +81,8 @@ export interface EmulatedLink {
   /** Non-tick frames received (an idle hidden link gets none). */
   readonly frames: number;
   readonly open: boolean;
+  /** Writes bytes as they are after the handshake (frames with their 4-byte length): tests send crafted messages. */
+  write(bytes: Buffer): void;
   close(): void;
 }
 
@@ -107,6 +109,7 @@ export function connectEmulatedNode(o: EmulatedNodeOptions): Promise<EmulatedLin
       get open() {
         return state.open;
       },
+      write: (bytes) => void sock.write(bytes),
       close: () => sock.destroy(),
     };
     const timer = setTimeout(() => fail(new Error(`${o.name}: handshake with ${o.target} not done in ${o.timeoutMs} ms (at ${step})`)), o.timeoutMs);

@@ -8,12 +8,15 @@
 // links, an allowed erpc call, nodedown when admin stops. Run on every OTP
 // release this machine has a runtime for (25, 27, 29).
 
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { OtpRuntime } from '../../src/erlang/roots.js';
 import { findRuntime } from '../../src/erlang/roots.js';
-import { LabCluster } from '../helpers/lab-cluster.js';
+import { LAB_PORTS, LabCluster } from '../helpers/lab-cluster.js';
+import { atom, cacheRefs, cont, first, nil, pid, small, tuple, u32 } from '../helpers/etf-write.js';
 import { sample, samplesOf, waitFor } from '../helpers/mesh.js';
 import { netnsUnavailableReason } from '../helpers/netns.js';
 
@@ -22,6 +25,11 @@ const T2 = 't2@beta.lab';
 const ADMIN = 'admin@gamma.lab';
 /** An Elixir node beside admin (Debian's Elixir, on the host's OTP), protected the same way. */
 const EX = 'ex@gamma.lab';
+/** A roster node of alpha no VM runs: the hostile-input test's crafted node (test/helpers/evil-node.mjs) takes its name. */
+const EVIL = 'evil@alpha.lab';
+const EVIL_NODE = fileURLToPath(new URL('../helpers/evil-node.mjs', import.meta.url));
+/** How long a crafted node waits for its link to be cut. */
+const CUT_WAIT_MS = 10_000;
 /** Short, so a stopped node shows as nodedown quickly; not shorter, for a loaded 2-core machine. */
 const NET_TICKTIME_S = 8;
 /** How long an attack that is dropped (no answer) waits before the test calls it unanswered. */
@@ -30,14 +38,16 @@ const DROPPED_WAIT_MS = 1_500;
 const DENIAL_ANSWER_MS = 1_000;
 
 const POLICY = {
-  groups: { tenants: [T1, T2], strict: [T2], admin: [ADMIN, EX] },
+  groups: { tenants: [T1, T2], strict: [T2], admin: [ADMIN, EX], rogue: [EVIL] },
   allow: [
     {
       between: ['tenants', 'admin'],
       filter: { tenants: { profile: 'messages', names: ['bg_api', 'bg_elixir'], calls: ['erlang:phash2/1'] }, admin: 'full' } as Record<string, unknown>,
     },
-    // admin and ex share gamma: their link never crosses a gateway.
+    // admin and ex share gamma, evil shares alpha with t1: those links never cross a gateway.
     { between: ['admin'] },
+    { between: ['rogue', 'tenants'] },
+    { between: ['rogue', 'admin'], filter: { rogue: 'messages', admin: 'full' } },
     // t2 is also in strict, whose rule cuts the link on a denied message: rules add up, and cut holds if any says so.
     { between: ['strict', 'admin'], filter: { strict: { profile: 'messages', on_deny: 'cut' }, admin: 'full' } },
   ],
@@ -80,7 +90,7 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
   let c: LabCluster;
 
   beforeAll(async () => {
-    c = await LabCluster.start({ alpha: { erlang: ['t1'] }, beta: { erlang: ['t2'] }, gamma: { erlang: ['admin'], elixir: ['ex'] } }, { nodeArgs: ['-kernel', 'net_ticktime', String(NET_TICKTIME_S), '-kernel', 'start_pg', 'true'], policy: POLICY, runtime });
+    c = await LabCluster.start({ alpha: { erlang: ['t1', 'evil'] }, beta: { erlang: ['t2'] }, gamma: { erlang: ['admin'], elixir: ['ex'] } }, { nodeArgs: ['-kernel', 'net_ticktime', String(NET_TICKTIME_S), '-kernel', 'start_pg', 'true'], policy: POLICY, runtime });
     await Promise.all([c.startErlang(T1), c.startErlang(T2), c.startErlang(ADMIN), c.startElixir(EX)]);
     await c.node(ADMIN).eval(API_SERVER);
     expect(await ping(T1, ADMIN)).toBe('pong');
@@ -201,6 +211,41 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect(sample(gm, 'beamgate_links_filtered')).toBeGreaterThanOrEqual(2);
     expect(sample(gm, 'beamgate_links_filtered')).toBe(sample(gm, 'beamgate_links_open'));
     expect(c.gw('gamma').logs.filter((l) => l.reason === 'dist_malformed')).toEqual([]);
+  });
+
+  it('hostile input from a node with a genuine link: each malformed message cuts that link with its reason, every other link goes on', async () => {
+    const frame = (bytes: number[]) => Buffer.from([...u32(bytes.length), ...bytes]).toString('hex');
+    const P = pid(1, EVIL);
+    const cases: [string, string, string][] = [
+      ['a header cut short', frame([131, 68, 1]), 'bad_header'],
+      ['a reference to an empty atom cache slot', frame([131, 68, ...cacheRefs([{ slot: 5 }]), ...tuple(small(6), P, atom(''), [82, 0]), ...atom('x')]), 'bad_cache_ref'],
+      ['a continuation of no fragmented message', frame([131, 70, ...cont(9n, 1n, [1, 2, 3]).subarray(2)]), 'fragment_unknown_sequence'],
+      ['fragments out of order', frame([...first(4n, 3n, [], [104]).subarray(0)]) + frame([...cont(4n, 1n, [1])]), 'fragment_out_of_order'],
+      ['a term nested 20,000 deep', frame([131, 68, 0, ...tuple(small(6), P, atom(''), atom('bg_api')), ...Array.from({ length: 20_000 }, () => [108, 0, 0, 0, 1]).flat(), ...nil]), 'too_deep'],
+    ];
+    const gamma = c.gw('gamma');
+    const rss = async () => sample(await metrics(), 'process_resident_memory_bytes');
+    const rssBefore = await rss();
+    const alias = c.mesh.roster.gateways.get('gamma')!.loopback;
+    for (const [what, hex, code] of cases) {
+      const mark = gamma.logs.length;
+      const proc = c.lab.spawn('alpha', [process.execPath, EVIL_NODE, alias, String(LAB_PORTS.epmd), EVIL, ADMIN, runtime.otp, String(CUT_WAIT_MS), ...hex.match(/.{1,100000}/g)!], { BG_COOKIE: c.cookie });
+      let out = '';
+      proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await once(proc, 'exit');
+      const r = JSON.parse(out.trim() || '{}') as { handshake?: boolean; closedAfterMs?: number | null; error?: string };
+      expect(r, what).toMatchObject({ handshake: true });
+      expect(r.closedAfterMs, `${what}: the link was cut`).not.toBeNull();
+      await waitFor(`gamma logs ${what}`, () => gamma.logs.slice(mark).find((l) => l.msg === 'link refused' && l.reason === 'dist_malformed'));
+      const line = gamma.logs.slice(mark).find((l) => l.msg === 'link refused' && l.reason === 'dist_malformed')!;
+      expect(String(line.detail), what).toMatch(new RegExp(`^${code}: `));
+      expect(line, what).toMatchObject({ remote_node: EVIL, local_node: ADMIN, peer: 'alpha' });
+    }
+    // Nothing of it reached admin, t1's link never went down, and the API answers.
+    expect(await seenByApi()).toBe('[]');
+    expect(await c.node(ADMIN).eval(`lists:member('${T1}', nodes())`)).toBe('true');
+    expect(await t1(`gen_server:call({bg_api, '${ADMIN}'}, {get, k}, 5000)`)).toBe('v1');
+    expect(await rss()).toBeLessThan(rssBefore + 64 * 1024 * 1024);
   });
 
   it('a reload turns admin -> tenants from full to messages on the open link: not cut, the atom cache carried over', async () => {
