@@ -67,6 +67,17 @@ export class InboundFilter {
     const out: FilterOutput = { forward: [], denied: [] };
     let i = start;
     while (i < chunk.length && !out.error) {
+      // A whole frame inside this chunk is judged where it lies: no copy.
+      if (this.have === 0 && i + 4 <= chunk.length) {
+        const end = i + 4 + chunk.readUInt32BE(i);
+        if (end <= chunk.length) {
+          // DistStream refused a longer frame before these bytes came here.
+          assert.ok(end - i - 4 <= this.maxFrameBytes, 'frame over maxFrameBytes passed the framing check');
+          this.frame(chunk.subarray(i, end), out);
+          i = end;
+          continue;
+        }
+      }
       if (this.need === 0) {
         // Gather the 4-byte length, possibly split across chunks.
         const take = Math.min(4 - this.have, chunk.length - i);
