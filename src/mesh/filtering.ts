@@ -18,8 +18,12 @@ export function filterFor(roster: Pick<Roster, 'policy' | 'gateways' | 'nodes' |
   return linkFilter(roster.policy, remote, local, hidden);
 }
 
-/** The per-link filter state for a link that starts filtered, else undefined. */
-export function inboundFilterFor(roster: Roster, self: string, info: LinkInfo): InboundFilter | undefined {
+/**
+ * The per-link filter state for a link that starts filtered, else undefined.
+ * `maxFrameBytes` is the bound the link's DistStreams enforce (the limits of
+ * when its connection began, which a reload since may have changed).
+ */
+export function inboundFilterFor(roster: Roster, self: string, info: LinkInfo, maxFrameBytes: number): InboundFilter | undefined {
   const f = filterFor(roster, self, info);
-  return f ? new InboundFilter(f, roster.limits.maxFrameBytes) : undefined;
+  return f ? new InboundFilter(f, maxFrameBytes) : undefined;
 }

@@ -21,7 +21,7 @@ import { handOver, tapOf } from '../fastpath/handover.js';
 import type { InboundFilter } from '../filter/link-filter.js';
 import type { LinkFilter } from '../policy/filter.js';
 import { deniedSpawnReply } from '../filter/spawn-reply.js';
-import { type Refusal, toRefusal } from './refusal.js';
+import { Refusal, toRefusal } from './refusal.js';
 
 /** A decrypted record at least this large is taken as bulk and coalesced with the records after it. */
 export const COALESCE_MIN_BYTES = 8 * 1024;
@@ -114,18 +114,20 @@ export class Link {
     this.local.setNoDelay(true);
     this.remote.setNoDelay(true);
     for (const chunk of toRemote) this.forward(chunk, 'out');
-    // Frames cannot precede the local node's answer to the handshake: a filtered direction must start unframed.
-    if (this.deps.filter && this.remoteStream.framed) {
-      this.refuse({ reason: 'dist_malformed', message: 'distribution frames sent before the handshake was answered' } as Refusal);
-      return;
-    }
+    this.pump(this.local, this.remote, this.localStream, 'out');
+    this.pump(this.remote, this.local, this.remoteStream, 'in');
     if (this.deps.filter) {
       this.filteredCounted = true;
       this.deps.metrics.linksFiltered.inc();
+      // The dialling node's handshake is not over before the local node has answered it: bytes already read are
+      // handshake messages, relayed as they are. Frames among them would have skipped the filter.
+      if (this.remoteStream.framed) {
+        this.refuse({ reason: 'dist_malformed', message: 'distribution frames sent before the handshake was answered' });
+        return;
+      }
     }
+    // Synchronously after the pumps: no 'data' event can come between, so order is kept.
     for (const chunk of toLocal) this.forward(chunk, 'in');
-    this.pump(this.local, this.remote, this.localStream, 'out');
-    this.pump(this.remote, this.local, this.remoteStream, 'in');
     if (!this.handshakeDone()) {
       this.handshakeTimer = setTimeout(
         () => this.refuse({ reason: 'handshake_timeout', message: 'distribution handshake not finished in time' } as Refusal),
@@ -420,7 +422,7 @@ export class Link {
       return undefined;
     }
     if (!next) return undefined;
-    return { reason: 'policy_denied', message: 'a filter now applies to this link, which was relayed unfiltered: its atom cache was never read, so it is cut and redialled filtered' } as Refusal;
+    return new Refusal('policy_denied', 'a filter now applies to this link, which was relayed unfiltered: its atom cache was never read, so it is cut and redialled filtered');
   }
 
   get isFinished(): boolean {
