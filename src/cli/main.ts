@@ -18,6 +18,7 @@ import { hostExposureWarnings } from '../host/exposure.js';
 import { Logger } from '../log/logger.js';
 import { type CaCertificate, describeCa, issuersOf, parseCaBundle } from '../pki/ca-bundle.js';
 import { loadTlsMaterial } from '../pki/material.js';
+import { filterLines } from '../policy/filter.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 import { type DataPlaneMode, parseDataPlane } from '../fastpath/native.js';
 
@@ -219,6 +220,7 @@ async function main(argv: string[]): Promise<number> {
       else {
         console.log(`policy: ${policy.groups.size} groups, ${policy.rules.length} rules; yes = may link, hidden = only as a hidden node, - = refused`);
         console.log(policyMatrix(policy));
+        for (const line of filterLines(policy)) console.log(line);
         for (const node of roster.nodes.values()) console.log(`  ${node.name}: ${groupsOf(policy, node.name).join(', ')}`);
         for (const o of roster.operators) {
           const host = roster.gateways.get(o.gateway)!.host;

@@ -91,3 +91,21 @@ export function sameFilter(a: LinkFilter | undefined, b: LinkFilter | undefined)
   const same = (x: ReadonlySet<string>, y: ReadonlySet<string>) => x.size === y.size && [...x].every((v) => y.has(v));
   return a.full === b.full && a.cut === b.cut && a.fromGroup === b.fromGroup && a.toGroup === b.toGroup && same(a.names, b.names) && same(a.calls, b.calls);
 }
+
+/** One line per direction a rule filters, for `check`: what that group may send the other. */
+export function filterLines(policy: Policy): string[] {
+  const out: string[] = [];
+  for (const rule of policy.rules) {
+    if (!rule.filter) continue;
+    const [a, b] = rule.between;
+    for (const [from, spec] of rule.filter) {
+      const to = from === a ? b : a;
+      const parts: string[] = [spec.profile];
+      if (spec.names.size > 0) parts.push(`names ${[...spec.names].join(', ')}`);
+      if (spec.calls.size > 0) parts.push(`calls ${[...spec.calls].join(', ')}`);
+      if (spec.profile !== 'full') parts.push(`on_deny ${spec.onDeny}`);
+      out.push(`filter ${from} -> ${to}: ${parts.join('; ')}`);
+    }
+  }
+  return out;
+}

@@ -11,7 +11,7 @@ import { DirectionDecoder } from '../../src/dist/decoder.js';
 import { InboundFilter } from '../../src/filter/link-filter.js';
 import { deniedSpawnReply } from '../../src/filter/spawn-reply.js';
 import { judge } from '../../src/filter/verdict.js';
-import { type LinkFilter, linkFilter } from '../../src/policy/filter.js';
+import { filterLines, type LinkFilter, linkFilter } from '../../src/policy/filter.js';
 import type { Pid, Ref } from '../../src/dist/term.js';
 import { atom, type Bytes, cont, first, list, nil, pid, plain, ref, small, tuple, u32 } from '../helpers/etf-write.js';
 import { rosterProblems } from '../helpers/roster.js';
@@ -48,6 +48,8 @@ describe('firewall: roster vocabulary', () => {
     const rule = r.policy!.rules[0]!;
     expect(rule.filter!.get('tenants')).toEqual({ profile: 'messages', names: new Set(['bg_api']), calls: new Set(['erlang:phash2/1']), onDeny: 'drop' });
     expect(rule.filter!.get('admin')).toEqual({ profile: 'full', names: new Set(), calls: new Set(), onDeny: 'drop' });
+    // What `check` prints under the policy matrix.
+    expect(filterLines(r.policy!)).toEqual(['filter tenants -> admin: messages; names bg_api; calls erlang:phash2/1; on_deny drop', 'filter admin -> tenants: full']);
   });
 
   it('names every problem by key path', () => {
