@@ -176,12 +176,14 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     const unanswered = (call: string) => t1(`try ${call} catch exit:{timeout, _} -> unanswered end`, 20_000);
     // sys:get_state of the listed server: {system, From, get_state} to a listed name.
     expect(await unanswered(`sys:get_state({bg_api, '${ADMIN}'}, ${DROPPED_WAIT_MS})`)).toBe('unanswered');
+    // The sys protocol to a supervisor by name (not listed): {system, From, get_state} to kernel_sup.
+    expect(await unanswered(`sys:get_state({kernel_sup, '${ADMIN}'}, ${DROPPED_WAIT_MS})`)).toBe('unanswered');
     // A supervisor by name (not listed), and by a pid learnt from a reply.
     expect(await unanswered(`gen_server:call({kernel_sup, '${ADMIN}'}, which_children, ${DROPPED_WAIT_MS})`)).toBe('unanswered');
     expect(await unanswered(`gen_server:call(gen_server:call({bg_api, '${ADMIN}'}, {whereis, kernel_sup}, 5000), which_children, ${DROPPED_WAIT_MS})`)).toBe('unanswered');
     // An io request to the group leader of admin's server (admin's console): the request never gets its reply.
     expect(await t1(`GL = gen_server:call({bg_api, '${ADMIN}'}, group_leader, 5000), P = spawn(fun() -> io:format(GL, "pwned~n", []) end), timer:sleep(${DROPPED_WAIT_MS}), R = is_process_alive(P), exit(P, kill), R`, 20_000)).toBe('true');
-    await waitFor('gamma counts four more denials', async () => (await denied()) >= before + 4);
+    await waitFor('gamma counts five more denials', async () => (await denied()) >= before + 5);
     for (const target of ['bg_api', 'kernel_sup', 'pid']) expect(c.gw('gamma').logs.some((l) => l.msg === 'dist message denied' && l.target === target && l.from_node === T1)).toBe(true);
     expect(c.node(ADMIN).log()).not.toContain('pwned');
     // None of it reached the server.
