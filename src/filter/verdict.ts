@@ -7,6 +7,7 @@
 import { ALTACT_FLAG, type Control } from '../dist/control.js';
 import type { Message } from '../dist/decoder.js';
 import type { PayloadHead } from '../dist/payload.js';
+import { atomName } from '../dist/term.js';
 import type { LinkFilter } from '../policy/filter.js';
 
 export type Verdict =
@@ -47,11 +48,7 @@ function systemNameAllows(name: string, head: PayloadHead | undefined): boolean 
 
 function isFeaturesRequest(head: PayloadHead | undefined): boolean {
   const t = head?.term;
-  return typeof t === 'object' && t.type === 'tuple' && t.arity === 2 && typeof t.elements[0] === 'object' && t.elements[0].type === 'pid' && atomIs(t.elements[1], 'features_request');
-}
-
-function atomIs(t: unknown, name: string): boolean {
-  return typeof t === 'object' && t !== null && (t as { type?: string }).type === 'atom' && (t as { name: string }).name === name;
+  return typeof t === 'object' && t.type === 'tuple' && t.arity === 2 && typeof t.elements[0] === 'object' && t.elements[0].type === 'pid' && atomName(t.elements[1]) === 'features_request';
 }
 
 /** Supervisor's calls (supervisor.erl): what lets a node stop, restart, add or list another's children. */

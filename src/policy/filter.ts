@@ -85,13 +85,6 @@ function orientations(rule: PolicyRule, from: string[], to: string[]): [string, 
   return out;
 }
 
-/** Whether two filters let exactly the same through (a reload keeps a link's filter state when they do not). */
-export function sameFilter(a: LinkFilter | undefined, b: LinkFilter | undefined): boolean {
-  if (!a || !b) return a === b;
-  const same = (x: ReadonlySet<string>, y: ReadonlySet<string>) => x.size === y.size && [...x].every((v) => y.has(v));
-  return a.full === b.full && a.cut === b.cut && a.fromGroup === b.fromGroup && a.toGroup === b.toGroup && same(a.names, b.names) && same(a.calls, b.calls);
-}
-
 /** One line per direction a rule filters, for `check`: what that group may send the other. */
 export function filterLines(policy: Policy): string[] {
   const out: string[] = [];
