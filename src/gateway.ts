@@ -40,6 +40,10 @@ import type { RegistryEntry } from './registry/protocol.js';
 import type { TlsMaterial } from './pki/material.js';
 import { NO_GROUP } from './policy/policy.js';
 import { secondsUntilExpiry } from './pki/identity.js';
+import { type AdoptParts, adoptLinks, adoptRegistrations } from './takeover/adopt.js';
+import type { GatewayParts } from './takeover/freeze.js';
+import { closeUnclaimed } from './takeover/inherited.js';
+import type { Taken } from './takeover/take.js';
 
 /** How a drain ended: clean when every link closed on its own before the deadline. */
 export interface DrainResult {
@@ -209,9 +213,17 @@ export class Gateway {
     return this.current.roster;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts listening and serving; `taken` is what a committed take-over
+   * handed this process (src/takeover/): its links are relayed at once, its
+   * listeners and registrations become this gateway's.
+   */
+  async start(taken?: Taken): Promise<void> {
     const { self, roster } = this.current;
+    const adopt = taken && this.adoptParts();
+    const links = adopt ? adoptLinks(adopt, taken!) : 0;
     await this.epmd.sync();
+    const registrations = adopt ? adoptRegistrations(adopt, taken!) : 0;
     await this.registry.start();
     const server = tls.createServer(serverOptions(this.material, roster.limits.tlsHandshakeTimeoutMs, roster.limits.tlsSessionLifetimeMs));
     server.maxConnections = roster.limits.maxTlsConnections;
@@ -273,6 +285,14 @@ export class Gateway {
       this.http = await startHttp(self.metrics, this.metrics, () => this.readiness(), () => this.current.roster.limits, this.ctx.refuse);
     }
     this.listening = true;
+    if (taken) {
+      const unclaimed = closeUnclaimed();
+      const now = Date.now();
+      this.metrics.takeoverSeconds.labels('total').set((now - taken.startedAt) / 1000);
+      this.metrics.takeoverSeconds.labels('pause').set((now - taken.frozenAt) / 1000);
+      this.metrics.takeovers.labels('take', 'ok').inc();
+      this.logger.info('took over', { old_pid: taken.oldPid, links: links, links_ended: taken.ended + taken.links.length - links, registrations, listeners: taken.listeners.length - unclaimed, listeners_unclaimed: unclaimed, pause_ms: now - taken.frozenAt, duration_ms: now - taken.startedAt });
+    }
     this.updateCertExpiry();
     this.probePeers();
     this.scheduleProbes();
@@ -287,6 +307,44 @@ export class Gateway {
       data_plane: this.enginePlane,
     });
   }
+
+  private adoptParts(): AdoptParts {
+    return {
+      metrics: this.metrics,
+      logger: this.logger,
+      engine: this.engine,
+      epmd: this.epmd,
+      active: () => this.current,
+      linkDeps: { metrics: this.metrics, linkLog: this.linkLog, refusalLog: this.refusals, table: this.table },
+    };
+  }
+
+  /** Whether this process can adopt native links (a take-over into it needs its engine and passfd). */
+  get native(): NativeEngine | undefined {
+    return this.engine;
+  }
+
+  /** What a take-over from this process touches (src/takeover/freeze.ts). Reloads are refused while one runs. */
+  takeoverParts(): GatewayParts {
+    assert.ok(this.engine, 'a take-over needs the native data plane (descriptor passing is in its module)');
+    const self = this.current.self;
+    return {
+      gateway: self.name,
+      passfd: this.engine.passfd,
+      metrics: this.metrics,
+      logger: this.logger,
+      epmd: this.epmd,
+      standIns: this.registry.standIns,
+      table: this.table,
+      listeners: () => [
+        ...(this.tlsServer ? [{ kind: 'tls' as const, server: this.tlsServer as net.Server, host: self.listen.host, port: self.listen.port }] : []),
+        ...(this.http && self.metrics ? [{ kind: 'metrics' as const, server: this.http as net.Server, host: self.metrics.host, port: self.metrics.port }] : []),
+      ],
+    };
+  }
+
+  /** A take-over is under way: reloads wait for its end (one refused meanwhile says so). */
+  takingOver = false;
 
   /** Ends the unauthenticated phase of a TLS connection (authenticated or closed); returns when it started. */
   private handshakeEnded(raw: net.Socket): bigint | undefined {
@@ -508,6 +566,7 @@ export class Gateway {
     const problems: string[] = [];
     const self = this.current.self;
     if (!this.listening) problems.push('the gateway is not running (stopped or draining)');
+    if (this.takingOver) problems.push('a take-over is under way');
     if (cfg.gateway !== self.name) problems.push(`the configuration is for gateway ${cfg.gateway}, this process is ${self.name}`);
     const next = cfg.roster.gateways.get(self.name);
     if (!next) return [...problems, `gateway ${self.name} is no longer in the roster`];

@@ -21,16 +21,23 @@ import { loadTlsMaterial } from '../pki/material.js';
 import { filterLines } from '../policy/filter.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 import { type DataPlaneMode, parseDataPlane } from '../fastpath/native.js';
+import { defaultSocketPath } from '../takeover/socket.js';
+import { take, type Taken } from '../takeover/take.js';
+import { TakeoverListener } from '../takeover/listener.js';
+import { VERSION } from '../metrics/metrics.js';
 
 const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
 usage:
   beamgate run        --config ROSTER --gateway NAME [--reload-interval SECONDS]
-                      [--data-plane auto|native|node]
+                      [--data-plane auto|native|node] [--take-over] [--takeover-socket PATH]
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given; established links go to the
-                                                       native data plane when it is built (auto)
+                                                       native data plane when it is built (auto); with
+                                                       --take-over, take the running gateway's listeners,
+                                                       registrations and links over: no nodedown
+                                                       (docs/upgrade.md)
   beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs;
                                                        on NAME's host, warn about a real EPMD on its EPMD
                                                        port and node ports bound beyond loopback
@@ -53,7 +60,8 @@ usage:
   beamgate demo       [--dir DIR] [--once]             a two-gateway mesh with real Erlang nodes on this machine
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL,
---data-plane to $BEAMGATE_DATA_PLANE.`;
+--data-plane to $BEAMGATE_DATA_PLANE, --takeover-socket to $BEAMGATE_TAKEOVER_SOCKET, else
+$RUNTIME_DIRECTORY/NAME.takeover.sock (systemd), /run/beamgate/ for root, or the temp dir.`;
 
 /** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
 function commandUsage(command: string): string | undefined {
@@ -107,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
       once: { type: 'boolean' },
       'reload-interval': { type: 'string' },
       'data-plane': { type: 'string' },
+      'take-over': { type: 'boolean' },
+      'takeover-socket': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -131,12 +141,33 @@ async function main(argv: string[]): Promise<number> {
       const reloadIntervalS = reloadInterval(values['reload-interval'] ?? process.env.BEAMGATE_RELOAD_INTERVAL);
       const dataPlane = dataPlaneOption(values['data-plane'] ?? process.env.BEAMGATE_DATA_PLANE);
       const cfg = loadGatewayConfig(config(), gateway);
+      const socketPath = values['takeover-socket'] ?? process.env.BEAMGATE_TAKEOVER_SOCKET ?? defaultSocketPath(gateway);
       const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level), guardHeap: true, dataPlane });
-      await gw.start();
+      let taken: Taken | undefined;
+      if (values['take-over']) {
+        const engine = gw.native;
+        if (!engine) throw new Error('--take-over needs the native data plane (scripts/build-native.sh): descriptor passing and the links are there');
+        try {
+          taken = await take(engine.passfd, socketPath, gateway, VERSION, true);
+        } catch (err) {
+          gw.metrics.takeovers.labels('take', 'refused').inc();
+          gw.logger.error('take-over refused, the running gateway serves on', { socket: socketPath, detail: (err as Error).message });
+          return 1;
+        }
+      }
+      await gw.start(taken);
+      if (taken) await taken.done(gw.table.established.size).catch((err: Error) => gw.logger.warn('take-over done not confirmed to the old process', { detail: err.message }));
       const configPath = config();
       return await new Promise<number>((resolve) => {
         let stopping = false;
+        const takeovers = new TakeoverListener(gw, socketPath, VERSION, () => {
+          // Handed over: everything that mattered runs in the new process now.
+          stopping = true;
+          gw.stop().then(() => resolve(0), () => resolve(1));
+        });
+        void takeovers.open();
         const stop = (signal: string) => {
+          takeovers.close();
           if (stopping) {
             // A second signal: the operator does not want to wait for the drain.
             gw.logger.warn('second stop signal, closing every link now', { signal });

@@ -281,3 +281,20 @@ export const DIST_PAYLOAD_HEAD_ELEMENTS = 8;
 export const DIST_PAYLOAD_HEAD_BYTES = 256;
 /** Slots in one direction's atom cache: 8 segments of 256 (ERTS_ATOM_CACHE_SIZE, the protocol's 11-bit index). */
 export const DIST_ATOM_CACHE_SLOTS = 2048;
+
+// A take-over (src/takeover/): the running gateway hands its listeners, its
+// nodes' EPMD registrations and its native links to the process replacing it.
+
+/** From the new process's hello to its done: past this, the old process takes everything back (before commit) or the new one gives up. */
+export const TAKEOVER_TIMEOUT_MS = 30_000;
+/** One message on the take-over socket (a batch of links with their buffered bytes, base64). */
+export const TAKEOVER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Every message of one take-over together: what the new process may be made to hold. */
+export const TAKEOVER_MAX_BYTES = 1024 * 1024 * 1024;
+/** Links in one message (two descriptors each: passfd's PASSFD_MAX_FDS is 250), and their JSON bytes before the batch is cut. */
+export const TAKEOVER_LINKS_PER_MESSAGE = 100;
+export const TAKEOVER_BATCH_BYTES = 16 * 1024 * 1024;
+/** Listeners or registrations in one message (one descriptor each). */
+export const TAKEOVER_FDS_PER_MESSAGE = 200;
+/** How long the old process waits for its links' hand-overs to node:tls→native already under way before it parks what it has. */
+export const TAKEOVER_SETTLE_MS = 2_000;

@@ -9,6 +9,7 @@
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { LOCAL_LOOPBACK } from '../config/address.js';
+import { takeInherited } from '../takeover/inherited.js';
 import { type Admission, admissionOn, type GatewaySpec, type Roster } from '../config/roster.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalLog } from '../log/refusal-log.js';
@@ -220,25 +221,81 @@ export class EpmdServer {
       socket: sock,
       kind: admission.kind,
     };
-    this.registrations.set(req.name, reg);
     metrics.epmdRegistrations.labels('ok').inc();
-    metrics.epmdNodesRegistered.set(this.registrations.size);
     // No "hidden" field: OTP writes the same node type for every node, hidden or not.
     logger.info('node registered', { name: req.name, port: req.port, kind: admission.kind });
     // Announced before the node hears back: by the time it says it is up, its
     // peers' gateways have the news on the way.
-    this.deps.registered(reg);
+    this.hold(reg);
     sock.write(encodeAlive2XResp(0, creation));
-    // The registration lives as long as this connection; the node sends nothing more.
-    sock.on('data', () => undefined);
-    sock.on('close', () => {
-      if (this.registrations.get(req.name) === reg) {
-        this.registrations.delete(req.name);
+  }
+
+  /** A registration lives as long as its connection; the node sends nothing more on it. */
+  private hold(reg: Registration): void {
+    const { metrics, logger } = this.deps;
+    this.registrations.set(reg.name, reg);
+    metrics.epmdNodesRegistered.set(this.registrations.size);
+    this.deps.registered(reg);
+    reg.socket.on('data', () => undefined);
+    reg.socket.on('close', () => {
+      if (this.registrations.get(reg.name) === reg) {
+        this.registrations.delete(reg.name);
         metrics.epmdNodesRegistered.set(this.registrations.size);
-        logger.info('node unregistered', { name: req.name, kind: reg.kind });
+        logger.info('node unregistered', { name: reg.name, kind: reg.kind });
         this.deps.unregistered(reg);
       }
     });
+  }
+
+  /**
+   * A registration another process of this gateway held (a take-over): its
+   * connection, by descriptor, and the creation the node was told. Nothing is
+   * sent to the node; it never knows. False if the name is taken meanwhile.
+   */
+  adoptRegistration(r: Omit<Registration, 'socket'>, fd: number): boolean {
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    if (this.registrations.has(r.name)) {
+      socket.destroy();
+      return false;
+    }
+    this.sockets.add(socket);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.sockets.delete(socket));
+    const last = this.lastCreation.get(r.name);
+    if (last === undefined) this.lastCreation.set(r.name, r.creation);
+    this.hold({ ...r, socket });
+    this.deps.logger.info('node registration taken over', { name: r.name, port: r.port, kind: r.kind });
+    return true;
+  }
+
+  /** Creations last handed out, by name (a take-over carries them: a name registering again still gets a new one). */
+  creations(): [string, number][] {
+    return [...this.lastCreation];
+  }
+
+  setCreations(entries: [string, number][]): void {
+    for (const [name, c] of entries) if (!this.lastCreation.has(name)) this.lastCreation.set(name, c);
+  }
+
+  /**
+   * The take-over happened: the next process holds every registration's
+   * connection. Ours are closed without a word (the peer's copy keeps the
+   * connection) and without unregistering: the names stay registered there.
+   */
+  handOffRegistrations(): void {
+    for (const reg of this.registrations.values()) {
+      reg.socket.removeAllListeners('close');
+      reg.socket.removeAllListeners('data');
+      reg.socket.on('error', () => undefined);
+      reg.socket.destroy();
+    }
+    this.registrations.clear();
+  }
+
+  /** Every listener this server runs (127.0.0.1 and each remote gateway's alias), for a take-over. */
+  listeners(): { host: string; port: number; server: net.Server }[] {
+    const port = this.deps.self().epmdPort;
+    return [...this.servers].map(([k, server]) => ({ host: k.slice(0, k.lastIndexOf(':')), port, server }));
   }
 
   private lookup(scope: Scope, name: string): PortInfo | null {
@@ -265,11 +322,13 @@ function finalAnswer(sock: net.Socket, answer: Buffer, lingerMs: number): void {
   sock.once('close', () => clearTimeout(linger));
 }
 
+/** Listens on host:port, or on the listener a take-over handed this process for that address (src/takeover/inherited.ts). */
 export function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
     server.once('error', onError);
-    server.listen({ port, host, exclusive: true }, () => {
+    const fd = takeInherited(host, port);
+    server.listen(fd !== undefined ? { fd } : { port, host, exclusive: true }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -55,14 +55,22 @@ function gone(s: net.Socket): boolean {
   return s.destroyed || s.readableEnded || s.writableEnded;
 }
 
+/** A link the engine took: its id, and what another engine would need besides the engine's own state (a take-over). */
+export interface Adopted {
+  id: number;
+  cipher: string;
+  hash: string;
+  client: boolean;
+}
+
 /**
  * Waits (bounded, on the event loop's turns) until the link is quiet, then
- * hands it over. `done` gets the engine's id, or why the link stays on
+ * hands it over. `done` gets the engine's id and suite, or why the link stays on
  * node:tls (nothing was taken from it: the caller resumes it), or an Error
  * when the engine refused it after the tap had let go: then its sockets are
  * destroyed and the link ends through its own close handlers.
  */
-export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1], done: (result: number | string | Error) => void): void {
+export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1], done: (result: Adopted | string | Error) => void): void {
   const { local, remote, tap } = link;
   local.pause();
   remote.pause();
@@ -87,7 +95,7 @@ export function handOver(engine: NativeEngine, link: HandoverLink, onClose: Para
   setImmediate(attempt);
 }
 
-function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1]): number | string | Error {
+function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<NativeEngine['adopt']>[1]): Adopted | string | Error {
   const { local, remote, tap } = link;
   const localFd = fdOf(local);
   const remoteFd = fdOf(tap.raw);
@@ -131,7 +139,7 @@ function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<Nat
     s.on('error', () => {});
     s.destroy();
   }
-  return id;
+  return { id, cipher: args.cipher, hash: args.hash, client: args.client };
 }
 
 /** What a paused stream has buffered, with its listeners gone so nothing else sees it. */

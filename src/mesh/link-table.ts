@@ -4,12 +4,40 @@
 
 import assert from 'node:assert/strict';
 import type { Limits } from '../config/limits.js';
-import type { Link } from './link.js';
+import type { LinkInfo } from './link.js';
+import type { NativeParams, ParkedLink } from './native-relay.js';
+import type { LinkFilter } from '../policy/filter.js';
+import type { Refusal } from './refusal.js';
+
+/** What the gateway does with an established link, wherever it is relayed (link.ts; takeover/adopted-link.ts for one taken from another process). */
+export interface RelayedLink {
+  readonly info: LinkInfo;
+  readonly startedAt: number;
+  readonly isFinished: boolean;
+  /** Whether its move from node:tls to the native data plane is under way (a take-over lets it finish). */
+  readonly settling: boolean;
+  /** Adds what was counted since the last flush to the Prometheus counters. */
+  flush(): void;
+  refuse(refusal: Pick<Refusal, 'reason' | 'message'>): void;
+  /** Ends the link gracefully (drain, shutdown). */
+  end(reason: string): void;
+  destroyBoth(): void;
+  /** A reload's word on the link's filter: a refusal when it must be cut. */
+  refilter(next: LinkFilter | undefined): Refusal | undefined;
+  logFields(): Record<string, string>;
+  /** A take-over: the engine lets go of the link; undefined for a link not on the native data plane, or ending. */
+  park(): Promise<ParkedLink | undefined>;
+  readonly parked: { state: ParkedLink; params: NativeParams } | undefined;
+  /** The take-over did not happen: relayed here again. */
+  unpark(): void;
+  /** The take-over happened: gone from this process without a word on the wire. */
+  handedOff(): void;
+}
 
 export class LinkTable {
   private total = 0;
   private readonly perPeer = new Map<string, number>();
-  readonly established = new Set<Link>();
+  readonly established = new Set<RelayedLink>();
   /** Waiters of whenEmpty, called when the last slot is released. */
   private emptied: (() => void)[] = [];
 

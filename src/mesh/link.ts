@@ -15,8 +15,9 @@ import type { DistStream } from '../framing/stream.js';
 import type { LinkLog } from '../log/link-log.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
-import type { LinkTable } from './link-table.js';
+import type { LinkTable, RelayedLink } from './link-table.js';
 import type { NativeCounters, NativeEngine } from '../fastpath/native.js';
+import { type NativeEnd, type NativeParams, NativeRelay, type ParkedLink } from './native-relay.js';
 import { handOver, tapOf } from '../fastpath/handover.js';
 import type { InboundFilter } from '../filter/link-filter.js';
 import type { LinkFilter } from '../policy/filter.js';
@@ -65,7 +66,7 @@ export const MAX_PENDING_SPAWN_REPLIES = 64;
 
 type Flow = 'out' | 'in';
 
-export class Link {
+export class Link implements RelayedLink {
   readonly startedAt = Date.now();
   private readonly bytes = { out: 0, in: 0 };
   private readonly flushed: NativeCounters = { bytesOut: 0, bytesIn: 0, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0, keyUpdatesOut: 0, keyUpdatesIn: 0 };
@@ -76,10 +77,8 @@ export class Link {
   private closeReason = 'closed';
   /** Whether writes to the local node are being held back for one writev (see forward). */
   private corked = false;
-  /** The engine's id for this link once handed over; its counters come from there. */
-  private nativeId: number | undefined;
-  /** Counters at the hand-over (bytes relayed by Node before it); the engine's frames and ticks include Node's. */
-  private nativeCounters: NativeCounters | undefined;
+  /** The link on the native data plane, once handed over; its counters come from there. */
+  private native: NativeRelay | undefined;
   private handingOver = false;
   /** Whether beamgate_links_filtered counts this link. */
   private filteredCounted = false;
@@ -247,11 +246,12 @@ export class Link {
    */
   private maybeHandOver(): void {
     const engine = this.deps.engine;
-    if (!engine || this.deps.filter || this.handingOver || this.nativeId !== undefined || this.finished || !this.handshakeDone()) return;
+    if (!engine || this.deps.filter || this.handingOver || this.native || this.finished || !this.handshakeDone()) return;
     const tap = tapOf(this.remote as tls.TLSSocket);
     if (!tap) return;
     this.handingOver = true;
     this.flushLocal();
+    const relay = NativeRelay.forHandOver(engine, (end) => this.nativeEnded(end));
     handOver(
       engine,
       {
@@ -265,17 +265,19 @@ export class Link {
         maxFrameBytes: this.deps.limits.maxFrameBytes,
         closeGraceMs: this.deps.limits.linkCloseGraceMs,
       },
-      (reason, counters) => this.nativeClosed(reason, counters),
+      relay.onClose,
       (result) => {
         if (result instanceof Error) {
           this.closeReason = result.message;
           this.deps.metrics.handovers.labels('failed').inc();
           return;
         }
-        if (typeof result === 'number') {
+        if (typeof result === 'object') {
           // Bytes Node relayed itself; everything after (the leftovers included) the engine counts.
-          this.nativeId = result;
-          this.nativeCounters = { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: 0, framesIn: 0, ticksOut: 0, ticksIn: 0, keyUpdatesOut: 0, keyUpdatesIn: 0 };
+          const { id, ...suite } = result;
+          relay.adopted(id, { ...suite, maxFrameBytes: this.deps.limits.maxFrameBytes, closeGraceMs: this.deps.limits.linkCloseGraceMs }, this.bytes);
+          this.native = relay;
+          this.handingOver = false;
           this.deps.metrics.handovers.labels('native').inc();
           return;
         }
@@ -292,27 +294,14 @@ export class Link {
   }
 
   /** The engine closed both sockets: the link is over. */
-  private nativeClosed(reason: string, counters: NativeCounters): void {
-    this.nativeCounters = { ...counters, bytesOut: counters.bytesOut + this.nativeCounters!.bytesOut, bytesIn: counters.bytesIn + this.nativeCounters!.bytesIn };
-    this.nativeId = undefined;
-    // "refused:REASON:detail": the engine found a protocol violation (a frame over the limit, a bad record).
-    const refused = /^refused:([a-z_]+):(.*)$/s.exec(reason);
-    if (refused) {
-      const refusal = { reason: refused[1] as Refusal['reason'], message: refused[2]! };
-      this.deps.metrics.refused(refusal.reason);
-      this.closeReason = `refused: ${refusal.reason}: ${refusal.message}`;
-      this.deps.refusalLog.warn('link refused', refusal.reason, this.info.peer, { ...this.logFields(), detail: refusal.message });
-    } else if (this.closeReason === 'closed') this.closeReason = reason;
+  private nativeEnded(end: NativeEnd): void {
+    this.closeReason = nativeCloseReason(end, this.closeReason, this.deps, this.info.peer, this.logFields());
     this.finish();
   }
 
   /** Bytes, frames and ticks so far, each direction, wherever the link is relayed. */
   private totals(): NativeCounters {
-    if (this.nativeCounters) {
-      const live = this.nativeId !== undefined ? this.deps.engine!.counters(this.nativeId) : undefined;
-      if (!live) return this.nativeCounters;
-      return { ...live, bytesOut: live.bytesOut + this.nativeCounters.bytesOut, bytesIn: live.bytesIn + this.nativeCounters.bytesIn };
-    }
+    if (this.native) return this.native.totals();
     const l = this.localStream;
     const r = this.remoteStream;
     return { bytesOut: this.bytes.out, bytesIn: this.bytes.in, framesOut: l.frames, framesIn: r.frames, ticksOut: l.ticks, ticksIn: r.ticks, keyUpdatesOut: 0, keyUpdatesIn: 0 };
@@ -372,42 +361,49 @@ export class Link {
   /** Ends the link gracefully (drain, shutdown). */
   end(reason: string): void {
     this.closeReason = reason;
-    if (this.nativeId !== undefined) return this.deps.engine!.close(this.nativeId, false);
+    if (this.native) return this.native.close(false);
     this.local.end();
     this.remote.end();
   }
 
   destroyBoth(): void {
-    if (this.nativeId !== undefined) return this.deps.engine!.close(this.nativeId, true);
+    if (this.native) return this.native.close(true);
     this.local.destroy();
     this.remote.destroy();
   }
 
   /** Adds what was counted since the last flush to the Prometheus counters. */
   flush(): void {
-    const { metrics } = this.deps;
-    const { peer, localNode, remoteNode } = this.info;
-    const f = this.flushed;
-    const t = this.totals();
-    const add = (counter: typeof metrics.bytes, dir: Flow, now: number, before: number) => {
-      if (now > before) counter.labels(peer, dir, localNode, remoteNode).inc(now - before);
-    };
-    add(metrics.bytes, 'out', t.bytesOut, f.bytesOut);
-    add(metrics.bytes, 'in', t.bytesIn, f.bytesIn);
-    add(metrics.frames, 'out', t.framesOut, f.framesOut);
-    add(metrics.frames, 'in', t.framesIn, f.framesIn);
-    if (t.ticksOut > f.ticksOut) metrics.ticks.labels(peer, 'out').inc(t.ticksOut - f.ticksOut);
-    if (t.ticksIn > f.ticksIn) metrics.ticks.labels(peer, 'in').inc(t.ticksIn - f.ticksIn);
-    if (t.keyUpdatesOut > f.keyUpdatesOut) metrics.keyUpdates.labels(peer, 'out').inc(t.keyUpdatesOut - f.keyUpdatesOut);
-    if (t.keyUpdatesIn > f.keyUpdatesIn) metrics.keyUpdates.labels(peer, 'in').inc(t.keyUpdatesIn - f.keyUpdatesIn);
-    this.flushed.bytesOut = Math.max(f.bytesOut, t.bytesOut);
-    this.flushed.bytesIn = Math.max(f.bytesIn, t.bytesIn);
-    this.flushed.framesOut = Math.max(f.framesOut, t.framesOut);
-    this.flushed.framesIn = Math.max(f.framesIn, t.framesIn);
-    this.flushed.ticksOut = Math.max(f.ticksOut, t.ticksOut);
-    this.flushed.ticksIn = Math.max(f.ticksIn, t.ticksIn);
-    this.flushed.keyUpdatesOut = Math.max(f.keyUpdatesOut, t.keyUpdatesOut);
-    this.flushed.keyUpdatesIn = Math.max(f.keyUpdatesIn, t.keyUpdatesIn);
+    flushLinkCounters(this.deps.metrics, this.info, this.flushed, this.totals());
+  }
+
+  /**
+   * A take-over asks the engine to let go of the link (src/takeover/): its
+   * state, or undefined for a link not on the native data plane (relayed by
+   * node:tls, which cannot be moved) or ending already.
+   */
+  park(): Promise<ParkedLink | undefined> {
+    if (!this.native || this.finished) return Promise.resolve(undefined);
+    return this.native.park();
+  }
+
+  get parked(): { state: ParkedLink; params: NativeParams } | undefined {
+    const state = this.native?.parkedState;
+    return state && { state, params: this.native!.adoptParams };
+  }
+
+  /** The take-over did not happen: relayed here again from where it stopped. */
+  unpark(): void {
+    this.native?.unpark();
+  }
+
+  /** The take-over happened: the next process relays the link; here it is gone without a close on the wire. */
+  handedOff(): void {
+    this.native?.release();
+    forgetHandedOff(this.deps, this);
+    this.finished = true;
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.graceTimer);
   }
 
   /**
@@ -429,32 +425,81 @@ export class Link {
     return this.finished;
   }
 
+  get settling(): boolean {
+    return this.handingOver;
+  }
+
   private finish(): void {
     assert.ok(!this.finished, 'link finished twice');
     this.finished = true;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
     this.flush();
-    const { metrics, table, linkLog } = this.deps;
-    metrics.linksOpen.labels(this.info.peer, this.info.direction).dec();
-    if (this.filteredCounted) metrics.linksFiltered.dec();
-    metrics.linksClosed.labels(this.info.peer, this.info.direction).inc();
-    table.established.delete(this);
-    table.release(this.info.peer);
-    const t = this.totals();
-    linkLog.info('link closed', this.info.peer, {
-      ...this.logFields(),
-      plane: this.nativeCounters ? 'native' : 'node',
-      bytes_out: t.bytesOut,
-      bytes_in: t.bytesIn,
-      frames_out: t.framesOut,
-      frames_in: t.framesIn,
-      duration_ms: Date.now() - this.startedAt,
-      reason: this.closeReason,
-    });
+    if (this.filteredCounted) this.deps.metrics.linksFiltered.dec();
+    recordLinkClosed(this.deps, this, this.native ? 'native' : 'node', this.totals(), this.closeReason);
   }
 
   logFields(): Record<string, string> {
-    return { peer: this.info.peer, direction: this.info.direction, local_node: this.info.localNode, remote_node: this.info.remoteNode };
+    return linkLogFields(this.info);
   }
+}
+
+export function linkLogFields(info: LinkInfo): Record<string, string> {
+  return { peer: info.peer, direction: info.direction, local_node: info.localNode, remote_node: info.remoteNode };
+}
+
+/** Adds what was counted since the last flush (`flushed`, updated) to the Prometheus counters. */
+export function flushLinkCounters(metrics: GatewayMetrics, info: LinkInfo, flushed: NativeCounters, t: NativeCounters): void {
+  const { peer, localNode, remoteNode } = info;
+  const f = flushed;
+  const add = (counter: typeof metrics.bytes, dir: Flow, now: number, before: number) => {
+    if (now > before) counter.labels(peer, dir, localNode, remoteNode).inc(now - before);
+  };
+  add(metrics.bytes, 'out', t.bytesOut, f.bytesOut);
+  add(metrics.bytes, 'in', t.bytesIn, f.bytesIn);
+  add(metrics.frames, 'out', t.framesOut, f.framesOut);
+  add(metrics.frames, 'in', t.framesIn, f.framesIn);
+  if (t.ticksOut > f.ticksOut) metrics.ticks.labels(peer, 'out').inc(t.ticksOut - f.ticksOut);
+  if (t.ticksIn > f.ticksIn) metrics.ticks.labels(peer, 'in').inc(t.ticksIn - f.ticksIn);
+  if (t.keyUpdatesOut > f.keyUpdatesOut) metrics.keyUpdates.labels(peer, 'out').inc(t.keyUpdatesOut - f.keyUpdatesOut);
+  if (t.keyUpdatesIn > f.keyUpdatesIn) metrics.keyUpdates.labels(peer, 'in').inc(t.keyUpdatesIn - f.keyUpdatesIn);
+  for (const k of Object.keys(f) as (keyof NativeCounters)[]) f[k] = Math.max(f[k], t[k]);
+}
+
+/** The close reason of a link the engine closed; a violation it found is counted and logged as a refusal. */
+export function nativeCloseReason(end: NativeEnd, current: string, deps: Pick<LinkDeps, 'metrics' | 'refusalLog'>, peer: string, fields: Record<string, string>): string {
+  if ('refusal' in end) {
+    const { reason, message } = end.refusal;
+    deps.metrics.refused(reason);
+    deps.refusalLog.warn('link refused', reason, peer, { ...fields, detail: message });
+    return `refused: ${reason}: ${message}`;
+  }
+  return current === 'closed' ? end.reason : current;
+}
+
+/** A link is over: out of the table and the open gauge, counted closed, one log line. */
+export function recordLinkClosed(deps: Pick<LinkDeps, 'metrics' | 'table' | 'linkLog'>, link: RelayedLink & { startedAt: number }, plane: 'native' | 'node', t: NativeCounters, reason: string): void {
+  const { metrics, table, linkLog } = deps;
+  const { info } = link;
+  metrics.linksOpen.labels(info.peer, info.direction).dec();
+  metrics.linksClosed.labels(info.peer, info.direction).inc();
+  table.established.delete(link);
+  table.release(info.peer);
+  linkLog.info('link closed', info.peer, {
+    ...linkLogFields(info),
+    plane,
+    bytes_out: t.bytesOut,
+    bytes_in: t.bytesIn,
+    frames_out: t.framesOut,
+    frames_in: t.framesIn,
+    duration_ms: Date.now() - link.startedAt,
+    reason,
+  });
+}
+
+/** A link handed to the next process at a take-over: out of this process's table, not closed (its counters went with the snapshot). */
+export function forgetHandedOff(deps: Pick<LinkDeps, 'metrics' | 'table'>, link: RelayedLink): void {
+  deps.metrics.linksOpen.labels(link.info.peer, link.info.direction).dec();
+  deps.table.established.delete(link);
+  deps.table.release(link.info.peer);
 }

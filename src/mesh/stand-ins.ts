@@ -10,7 +10,19 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { type GatewaySpec, nodesOf, type Roster } from '../config/roster.js';
 import { listen } from '../epmd/server.js';
+import { inheritedStandInPort } from '../takeover/inherited.js';
 import type { RegistryEntry } from '../registry/protocol.js';
+
+/** A stand-in a take-over stopped: its listening socket duplicated; thaw listens on it again, release lets it go (the next process has it). */
+export interface FrozenStandIn {
+  alias: string;
+  port: number;
+  peer: string;
+  short: string;
+  fd: number;
+  thaw(): void;
+  release(): void;
+}
 
 /** Who a stand-in stands for. */
 export interface StandInTarget {
@@ -119,6 +131,49 @@ export class StandIns {
     });
   }
 
+  /**
+   * A take-over: every stand-in stops accepting (its socket duplicated by
+   * `detach`, so connections wait in its backlog) and no change runs until
+   * `thaw` (the take-over did not happen) or ever (it did: this process exits).
+   */
+  freeze(detach: (server: net.Server) => number): Promise<FrozenStandIn[]> {
+    return new Promise((resolveFrozen, rejectFrozen) => {
+      void this.enqueue(
+        () =>
+          new Promise<void>((release) => {
+            const out: FrozenStandIn[] = [];
+            let done = 0;
+            const settle = () => {
+              if (++done === out.length) release();
+            };
+            try {
+              for (const s of this.open.values()) {
+                const fd = detach(s.server);
+                out.push({
+                  alias: s.alias,
+                  port: s.listenPort,
+                  peer: s.peer,
+                  short: s.node.slice(0, s.node.indexOf('@')),
+                  fd,
+                  thaw: () => {
+                    s.server.listen({ fd });
+                    settle();
+                  },
+                  release: settle,
+                });
+              }
+            } catch (err) {
+              release();
+              rejectFrozen(err as Error);
+              return;
+            }
+            if (out.length === 0) release();
+            resolveFrozen(out);
+          }),
+      );
+    });
+  }
+
   /** The maxConnections of every listener, after a reload changed maxLinks. */
   setMaxConnections(n: number): void {
     for (const s of this.open.values()) s.server.maxConnections = n;
@@ -157,9 +212,13 @@ export class StandIns {
     }
     const taken = new Set<number>();
     for (const s of this.open.values()) if (s.alias === gw.loopback) taken.add(s.listenPort);
+    // After a take-over, the port the previous process gave this stand-in first.
+    const before = inheritedStandInPort(gw.loopback, w.peer, w.node.slice(0, w.node.indexOf('@')));
+    const ports = before !== undefined && before >= rule.low && before <= rule.high ? [before] : [];
     // Each port of the range once, from the lowest: something else on the
     // host may hold one (a wildcard listener), and then the next one serves.
-    for (let port = rule.low; port <= rule.high; port++) {
+    for (let port = rule.low; port <= rule.high; port++) if (port !== before) ports.push(port);
+    for (const port of ports) {
       if (taken.has(port)) continue;
       try {
         await listen(server, port, gw.loopback);

@@ -1,6 +1,7 @@
 // The gateway's HTTP listener: /metrics for Prometheus, /healthz and /readyz
 // as small JSON documents a person can read.
 
+import { takeInherited } from '../takeover/inherited.js';
 import http from 'node:http';
 import type { HostPort } from '../config/address.js';
 import type { Limits } from '../config/limits.js';
@@ -84,7 +85,9 @@ export function startHttp(at: HostPort, metrics: GatewayMetrics, readiness: () =
   server.on('drop', (d?: net.DropArgument) => refuse?.('limit_reached', 'too many connections on the metrics listener', { from: `${d?.remoteAddress}:${d?.remotePort}` }));
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`cannot listen for metrics on ${at.host}:${at.port}: ${err.message}`)));
-    server.listen(at.port, at.host, () => resolve(server));
+    // A take-over hands the previous process's listener over (src/takeover/inherited.ts).
+    const fd = takeInherited(at.host, at.port);
+    server.listen(fd !== undefined ? { fd } : { port: at.port, host: at.host }, () => resolve(server));
   });
 }
 

@@ -66,7 +66,7 @@ const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 /** Group pairs of two rosters at most (one in force, one just replaced), each MAX_POLICY_GROUPS groups and NO_GROUP. */
 const MAX_POLICY_PAIRS = 2 * (MAX_POLICY_GROUPS + 1) ** 2;
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -76,6 +76,9 @@ export class GatewayMetrics {
   readonly linksClosed: Counter<'peer' | 'direction'>;
   readonly linksAbandoned: Counter<'peer' | 'direction'>;
   readonly handovers: Counter<'result'>;
+  readonly takeovers: Counter<'role' | 'result'>;
+  readonly takeoverLinks: Counter<'result'>;
+  readonly takeoverSeconds: Gauge<'phase'>;
   readonly dataPlane: Gauge<'plane'>;
   readonly buildInfo: Gauge<'version' | 'nodejs'>;
   readonly tlsHandshakes: Counter<'role' | 'result'>;
@@ -141,6 +144,24 @@ export class GatewayMetrics {
       name: 'beamgate_link_handovers_total',
       help: 'Established links handed to the native data plane (native), kept on node:tls when that could not be done (stayed), or lost when the engine refused one the tap had let go (failed).',
       labelNames: ['result'],
+      registers,
+    });
+    this.takeovers = new Counter({
+      name: 'beamgate_handover_runs_total',
+      help: 'Take-overs between two processes of this gateway (docs/upgrade.md): as the process handing over (give) or taking over (take); ok, refused (a format or identity the other did not accept), rolled_back (the old process serves on) or failed.',
+      labelNames: ['role', 'result'],
+      registers,
+    });
+    this.takeoverLinks = new Counter({
+      name: 'beamgate_handover_links_total',
+      help: 'Links at a take-over: moved to the new process with their TLS state, or ended because they were not on the native data plane (filtered, or on node:tls).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.takeoverSeconds = new Gauge({
+      name: 'beamgate_handover_seconds',
+      help: "The last take-over into this process: total (the new process's hello to its done) and pause (links parked by the old process until adopted by this one).",
+      labelNames: ['phase'],
       registers,
     });
     this.dataPlane = new Gauge({ name: 'beamgate_data_plane_info', help: 'Always 1; the data plane that relays established links (native or node).', labelNames: ['plane'], registers });
@@ -275,6 +296,8 @@ export class GatewayMetrics {
     for (const role of ['client', 'server'] as const) this.tlsResumed.labels(role).inc(0);
     this.epmdRegistrations.labels('ok').inc(0);
     for (const result of ['native', 'stayed', 'failed'] as const) this.handovers.labels(result).inc(0);
+    for (const role of ['give', 'take'] as const) for (const result of ['ok', 'refused', 'rolled_back', 'failed'] as const) this.takeovers.labels(role, result).inc(0);
+    for (const result of ['moved', 'ended'] as const) this.takeoverLinks.labels(result).inc(0);
     for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
     for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });

@@ -42,6 +42,8 @@ export interface LabClusterOptions {
   nodeStartTimeoutMs?: number;
   /** The roster's `limits` section. */
   limits?: Partial<Limits>;
+  /** More `beamgate run` flags for one gateway. */
+  runArgs?: (gateway: string) => string[];
 }
 
 export class LabCluster {
@@ -77,7 +79,7 @@ export class LabCluster {
       }));
       const mesh = await buildLocalMesh({ dir, gateways: layout, hostSuffix: LAB_HOST_SUFFIX, operators: opts.operators, policy: opts.policy, logLevel: 'info', ...(opts.limits ? { limits: opts.limits } : {}) });
       const cluster = new LabCluster(lab, dir, mesh, spec, opts);
-      const started = await Promise.all(Object.keys(spec).map((gw) => NetGateway.startIn(lab, gw, mesh.rosterPath, gw, LAB_PORTS.metrics)));
+      const started = await Promise.all(Object.keys(spec).map((gw) => NetGateway.startIn(lab, gw, mesh.rosterPath, gw, LAB_PORTS.metrics, opts.runArgs?.(gw) ?? [])));
       for (const gw of started) cluster.gateways.set(gw.name, gw);
       return cluster;
     } catch (err) {

@@ -230,9 +230,8 @@ export class NetGateway extends GatewayProcess {
   }
 
   /** Runs the compiled CLI (build first: `npm run build`) and waits until it logs "gateway listening". */
-  static async startIn(lab: NetnsLab, host: string, rosterPath: string, gateway: string, metricsPort: number): Promise<NetGateway> {
-    const proc = lab.spawn(host, [process.execPath, CLI, 'run', '--config', rosterPath, '--gateway', gateway]);
-    const gw = new NetGateway(lab, host, gateway, proc, metricsPort);
+  static async startIn(lab: NetnsLab, host: string, rosterPath: string, gateway: string, metricsPort: number, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<NetGateway> {
+    const gw = NetGateway.spawnIn(lab, host, rosterPath, gateway, metricsPort, args, env);
     const deadline = Date.now() + GATEWAY_START_TIMEOUT_MS;
     while (Date.now() < deadline && gw.alive) {
       if (gw.logged('gateway listening').length > 0) return gw;
@@ -240,6 +239,12 @@ export class NetGateway extends GatewayProcess {
     }
     await gw.kill();
     throw new Error(`gateway ${gateway} in ${host} did not start within ${GATEWAY_START_TIMEOUT_MS} ms: ${gw.stderrText()}`);
+  }
+
+  /** Spawns `beamgate run` in a host without waiting for it (a take-over that is meant to fail never listens). */
+  static spawnIn(lab: NetnsLab, host: string, rosterPath: string, gateway: string, metricsPort: number, args: string[] = [], env: NodeJS.ProcessEnv = {}): NetGateway {
+    const proc = lab.spawn(host, [process.execPath, CLI, 'run', '--config', rosterPath, '--gateway', gateway, ...args], env);
+    return new NetGateway(lab, host, gateway, proc, metricsPort);
   }
 
   override async healthy(): Promise<boolean> {
