@@ -42,12 +42,14 @@ import {
   scaleTable,
   burstTable,
   stormTable,
+  takeoverTable,
   svgChart,
   targetsTable,
 } from './report.js';
 import { runScale, type ScaleResult } from './scale.js';
 import { type BurstResult, runBurst } from './burst.js';
 import { runStorm, type StormResult } from './storm.js';
+import { runTakeover, type TakeoverResult } from './takeover.js';
 import { MAX_STANDBY_PER_PEER } from '../config/limits.js';
 import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
 
@@ -71,6 +73,8 @@ const USAGE = `npm run bench -- [options]
   --storm-hosts N     gateways of the storm run, each with --storm-nodes real nodes, every node pinging
                       every other at once (default 10; 0 skips it); the nodes run the last release
   --storm-nodes N     nodes per gateway in the storm run (default 3)
+  --takeover-links L  links open at each take-over of one gateway (default 10,100,500; 0 skips it);
+                      the target node runs the last release (docs/upgrade.md)
   --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
   --out DIR           where JSON and SVG go (default bench/results/)
   --keep              keep the run directory (logs, configs, certificates)`;
@@ -86,6 +90,7 @@ interface Options {
   burstLinks: number;
   stormHosts: number;
   stormNodes: number;
+  takeoverLinks: number[];
   cpuProf: boolean;
   out: string;
   keep: boolean;
@@ -106,6 +111,7 @@ function options(argv: string[]): Options {
       'burst-links': { type: 'string' },
       'storm-hosts': { type: 'string' },
       'storm-nodes': { type: 'string' },
+      'takeover-links': { type: 'string' },
       'idle-seconds': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       out: { type: 'string' },
@@ -140,6 +146,10 @@ function options(argv: string[]): Options {
     burstLinks: Math.min(MAX_STANDBY_PER_PEER, Math.round(num(values['burst-links'], MAX_STANDBY_PER_PEER, 'burst-links', 0))),
     stormHosts,
     stormNodes: Math.round(num(values['storm-nodes'], 3, 'storm-nodes', 1)),
+    takeoverLinks: (values['takeover-links'] ?? '10,100,500')
+      .split(',')
+      .map((v) => Math.round(num(v, 0, 'takeover-links', 0)))
+      .filter((n) => n > 0),
     idleSeconds: num(values['idle-seconds'], quick ? 5 : 30, 'idle-seconds', 1),
     cpuProf: values['cpu-prof'] ?? false,
     out: values.out ? resolve(values.out) : RESULTS_DIR,
@@ -312,6 +322,7 @@ async function main(): Promise<void> {
   let scale: ScaleResult | undefined;
   let burst: BurstResult | undefined;
   let storm: StormResult | undefined;
+  let takeover: TakeoverResult | undefined;
   let samples: Record<string, PathSample[]> = {};
   try {
     const running = await startPaths(env, opts, gatewayArgs);
@@ -333,6 +344,10 @@ async function main(): Promise<void> {
     if (opts.stormHosts > 0) {
       log(`storm: ${opts.stormHosts} gateways x ${opts.stormNodes} nodes, every node pinging every other at once`);
       storm = await runStorm(env, join(dir, 'storm'), opts.otp.at(-1)!, opts.stormHosts, opts.stormNodes, gatewayArgs);
+    }
+    if (opts.takeoverLinks.length > 0) {
+      log(`take-over: beta's gateway replaced by beamgate run --take-over with ${opts.takeoverLinks.join(', ')} links open`);
+      takeover = await runTakeover(env, join(dir, 'takeover'), opts.otp.at(-1)!, opts.takeoverLinks, gatewayArgs);
     }
   } catch (err) {
     log(`failed; logs and configs kept in ${dir}`);
@@ -360,6 +375,7 @@ async function main(): Promise<void> {
     ...(storm
       ? [`Storm: ${storm.hosts} gateways x ${storm.nodesPerHost} real nodes on OTP ${storm.otp} on this machine, every node pinging every other at once (a pang is not retried):`, '', stormTable(storm), '']
       : []),
+    ...(takeover ? [`Take-over: beta's gateway replaced by \`beamgate run --take-over\` (emulated source nodes, real target node on OTP ${takeover.targetOtp}):`, '', takeoverTable(takeover), ''] : []),
     'Targets:',
     '',
     targetsTable(targets),
@@ -374,7 +390,7 @@ async function main(): Promise<void> {
   const jsonPath = join(opts.out, `bench-${stamp}.json`);
   const svgPath = join(opts.out, `bench-${stamp}.svg`);
   const written = { ...opts, out: undefined, otp: opts.otp.map((r) => ({ otp: r.otp, root: r.root ?? null })) };
-  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, burst, storm, targets }, null, 2));
+  writeFileSync(jsonPath, JSON.stringify({ started: started.toISOString(), machine: host, options: written, rootsDir: ROOTS_DIR, results, samples, scale, burst, storm, takeover, targets }, null, 2));
   writeFileSync(svgPath, svgChart(results, caption));
   console.log(`wrote ${jsonPath}\nwrote ${svgPath}`);
   if (opts.cpuProf) console.log(`gateway CPU profiles in ${join(dir, 'profiles')} (open in Chrome DevTools or speedscope)`);

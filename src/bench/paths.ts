@@ -298,6 +298,8 @@ export interface GatewayRunOptions {
   extraArgs?: string[];
   /** Arguments of `beamgate run` (after the command). */
   runArgs?: string[];
+  /** More arguments of `beamgate run` for one gateway (its own take-over socket). */
+  runArgsFor?: (gateway: string) => string[];
   /** The roster's `limits` section. */
   limits?: Partial<Limits>;
   /** The roster's `policy` section. */
@@ -341,7 +343,7 @@ export async function startGateways(dir: string, gateways: { name: string; nodes
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
   try {
     for (const g of layout) {
-      const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? [])], {
+      const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? []), ...(opts.runArgsFor?.(g.name) ?? [])], {
         stdio: ['ignore', 'ignore', 'pipe'],
         cwd: dir,
       });

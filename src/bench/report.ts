@@ -7,6 +7,7 @@
 
 import type { BurstResult } from './burst.js';
 import type { StormResult } from './storm.js';
+import type { TakeoverResult } from './takeover.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median } from './stats.js';
@@ -226,6 +227,14 @@ export function stormTable(st: StormResult): string {
       String(r.globalDisconnects),
       `${r.maxRssMb.toFixed(0)} MB`,
     ]),
+  );
+}
+
+/** The take-over runs: one row per number of links. */
+export function takeoverTable(t: TakeoverResult): string {
+  return markdownTable(
+    ['links open', 'moved', 'hello to serving', 'links paused', 'links open after', 'reached after', 'target saw'],
+    t.runs.map((r) => [String(r.links), String(r.moved), `${r.totalMs} ms`, `${r.pauseMs} ms`, String(r.openAfter), String(r.reachedAfter), String(r.targetSaw)]),
   );
 }
 

@@ -69,10 +69,16 @@ export async function give(p: GatewayParts, sock: net.Socket, version: string): 
     thaw(p, f);
     return end({ handedOff: false, result: 'rolled_back', why: (err as Error).message });
   }
+  try {
+    await ch.send({ t: 'commit' });
+  } catch (err) {
+    // Not sent: the new process adopts nothing before it has read commit, so taking everything back is safe.
+    thaw(p, f);
+    return end({ handedOff: false, result: 'rolled_back', why: `commit not sent: ${(err as Error).message}` });
+  }
   // Past this point the links are the new process's: relaying one here again would reuse AEAD nonces.
   let doneLinks: number | undefined;
   try {
-    await ch.send({ t: 'commit' });
     doneLinks = (await ch.recv('done')).msg.links;
   } catch (err) {
     log.error('take-over committed, but the new process did not confirm', { detail: (err as Error).message });

@@ -9,8 +9,9 @@
 // someone else: the running gateway serves on each time.
 
 import { once } from 'node:events';
-import { closeSync, mkdtempSync } from 'node:fs';
+import { closeSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,8 @@ import type { OtpRuntime } from '../../src/erlang/roots.js';
 import { findRuntime } from '../../src/erlang/roots.js';
 import { loadBinding, NATIVE_MODULE, type PassFd } from '../../src/fastpath/native.js';
 import { decode, encode } from '../../src/takeover/protocol.js';
+import type { BenchEnv } from '../../src/bench/paths.js';
+import { randomCookie, writeCookieHome } from '../../src/erlang/cookie.js';
 import { LAB_PORTS, LabCluster } from '../helpers/lab-cluster.js';
 import { sample, samplesOf, waitFor } from '../helpers/mesh.js';
 import { NetGateway, netnsUnavailableReason } from '../helpers/netns.js';
@@ -28,6 +31,7 @@ const B2 = 'b2@beta.lab';
 const C1 = 'c1@gamma.lab';
 const NODES = [A1, B1, B2, C1];
 const TAKEOVERS = 10;
+const DIST = fileURLToPath(new URL('../../dist', import.meta.url));
 /** Short, so a link that did go down shows as nodedown within the test; not shorter, for a loaded 2-core machine. */
 const NET_TICKTIME_S = 10;
 /** A take-over is bounded by TAKEOVER_TIMEOUT_MS (30 s); on a loaded machine one takes a second or two. */
@@ -318,6 +322,24 @@ describe.runIf(runnable)('take-over failures: the running gateway serves on', ()
     }
     await flowing('beside a held socket path');
   });
+});
+
+describe.runIf(passfd !== undefined && releases.length > 0)("take-over with 500 open links (the bench's emulated nodes)", () => {
+  it('moves every link, and a message from the target reaches every source through it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'beamgate-takeover-500-'));
+    try {
+      const cookie = randomCookie();
+      const env: BenchEnv = { dir, cookie, home: writeCookieHome(join(dir, 'home'), cookie), beamDir: dir, freshNodes: 1 };
+      // The bench's own run, from dist/ (built first): its gateways are `dist/cli/main.js run` processes.
+      const { runTakeover } = (await import(pathToFileURL(join(DIST, 'bench', 'takeover.js')).href)) as typeof import('../../src/bench/takeover.js');
+      const r = await runTakeover(env, join(dir, 'takeover'), releases.at(-1)!, [500]);
+      expect(r.runs).toHaveLength(1);
+      expect(r.runs[0]).toMatchObject({ links: 500, moved: 500, openAfter: 500, reachedAfter: 500, targetSaw: 500 });
+      console.log(`takeover.test.ts: 500 links on OTP ${r.targetOtp}: hello to serving ${r.runs[0]!.totalMs} ms, links paused ${r.runs[0]!.pauseMs} ms`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
 
 /** A passfd frame as native/passfd.c writes it: payload length, descriptor count (0), both big-endian, then the payload. */
