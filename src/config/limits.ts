@@ -168,6 +168,16 @@ export const STANDBY_REFILL_MAX_DEFER_MS = 10_000;
 /** After a failed dial for a ready connection, the wait before the next; it doubles up to STANDBY_RETRY_MAX_MS. */
 export const STANDBY_RETRY_MIN_MS = 1_000;
 export const STANDBY_RETRY_MAX_MS = 30_000;
+/**
+ * A ready connection the peer closes within this long of its handshake
+ * counts as a failed dial (and backs off as one). In TLS 1.3 the client's
+ * handshake is over before the server has judged the client's certificate,
+ * so a peer that refuses us (a revoked certificate, a roster without us)
+ * does so by closing a connection we already took for good; redialling at
+ * once would be a handshake loop against it. One that lives longer has
+ * proved itself, and the back-off starts over.
+ */
+export const STANDBY_CONFIRM_MS = 2_000;
 
 /**
  * The longest any `...Ms` limit may be: Node's timers fire at once for

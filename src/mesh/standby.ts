@@ -9,11 +9,14 @@
 // preamble on it (src/mesh/outbound.ts), and once the burst of takes is over
 // (STANDBY_REFILL_QUIET_MS) the pool is dialled full again. A ready
 // connection that waits `standbyIdleMs` is replaced, so none outlives the
-// peer's patience (STANDBY_HOLD_SLACK_MS) or a silent path for long.
+// peer's patience (STANDBY_HOLD_SLACK_MS) or a silent path for long. A
+// ready connection the peer closes at once was refused by it (TLS 1.3 ends
+// the client's handshake before the server judges the client): that is a
+// failed dial, and the pool backs off (STANDBY_CONFIRM_MS).
 
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
-import { MAX_STANDBY_PER_PEER, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
+import { MAX_STANDBY_PER_PEER, STANDBY_CONFIRM_MS, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { ActiveConfig, MeshContext } from './context.js';
 import { dialPeer } from './outbound.js';
@@ -24,13 +27,16 @@ interface Ready {
   /** The configuration it was dialled under: after a reload only new ones are handed out. */
   config: ActiveConfig;
   idle: NodeJS.Timeout;
+  keptAt: number;
+  /** Fires once it has lived STANDBY_CONFIRM_MS: the peer took it, and the back-off starts over. */
+  proven: NodeJS.Timeout;
 }
 
 interface PeerPool {
   ready: Ready[];
   /** Whether a dial for this peer is in flight: the pool dials one at a time per peer. */
   dialling: boolean;
-  /** The wait before the next dial after a failure (0 after a success). */
+  /** The wait before the next dial after a failure (0 once a ready connection has proved itself). */
   backoffMs: number;
   retry: NodeJS.Timeout | undefined;
 }
@@ -76,12 +82,14 @@ export class StandbyPool {
     while (!taken && pool.ready.length > 0) {
       const r = pool.ready.shift()!;
       clearTimeout(r.idle);
+      clearTimeout(r.proven);
       r.sock.removeAllListeners('end');
       r.sock.removeAllListeners('close');
       r.sock.removeAllListeners('error');
       if (r.config === config && !r.sock.destroyed && !r.sock.readableEnded) taken = r.sock;
       else r.sock.destroy();
     }
+    if (taken) pool.backoffMs = 0;
     this.ctx.metrics.standbyTaken.labels(peer, taken ? 'hit' : 'miss').inc();
     this.gauge(peer);
     this.deferRefill();
@@ -188,8 +196,8 @@ export class StandbyPool {
     const config = this.ctx.active();
     dialPeer(this.ctx, spec, true).then(
       (sock) => {
+        // The back-off is not reset yet: the peer may still refuse us (see remove()).
         pool.dialling = false;
-        pool.backoffMs = 0;
         if (!this.running || this.peers.get(peer) !== pool || config !== this.ctx.active()) {
           this.close(sock);
           return this.fill(peer);
@@ -201,21 +209,35 @@ export class StandbyPool {
         // The failure was counted, logged and taken as evidence by dialPeer's outcome.
         pool.dialling = false;
         if (!this.running || this.peers.get(peer) !== pool) return;
-        pool.backoffMs = Math.min(STANDBY_RETRY_MAX_MS, pool.backoffMs ? pool.backoffMs * 2 : STANDBY_RETRY_MIN_MS);
-        pool.retry = setTimeout(() => {
-          pool.retry = undefined;
-          this.fill(peer);
-        }, pool.backoffMs);
-        pool.retry.unref();
+        this.backOff(peer, pool);
       },
     );
+  }
+
+  /** The next dial for `peer` waits, twice as long as the last wait (once per failure: a retry already set stands). */
+  private backOff(peer: string, pool: PeerPool): number {
+    if (pool.retry) return pool.backoffMs;
+    pool.backoffMs = Math.min(STANDBY_RETRY_MAX_MS, pool.backoffMs ? pool.backoffMs * 2 : STANDBY_RETRY_MIN_MS);
+    pool.retry = setTimeout(() => {
+      pool.retry = undefined;
+      this.fill(peer);
+    }, pool.backoffMs);
+    pool.retry.unref();
+    return pool.backoffMs;
   }
 
   /** Marks a verified connection as a ready one (the standby preamble) and keeps it until taken, closed or expired. */
   private keep(peer: string, pool: PeerPool, sock: tls.TLSSocket, config: ActiveConfig): void {
     sock.write(encodePreamble({ kind: 'standby' }));
-    const r: Ready = { sock, config, idle: setTimeout(() => this.expire(peer, r), config.roster.limits.standbyIdleMs) };
+    const r: Ready = {
+      sock,
+      config,
+      idle: setTimeout(() => this.expire(peer, r), config.roster.limits.standbyIdleMs),
+      keptAt: Date.now(),
+      proven: setTimeout(() => (pool.backoffMs = 0), STANDBY_CONFIRM_MS),
+    };
     r.idle.unref();
+    r.proven.unref();
     // The peer closing it (a restart, its own bound) or a broken path: it is gone, and replaced.
     const gone = () => this.remove(peer, r);
     sock.on('error', gone);
@@ -231,6 +253,7 @@ export class StandbyPool {
     const i = pool.ready.indexOf(r);
     if (i === -1) return;
     pool.ready.splice(i, 1);
+    clearTimeout(r.proven);
     this.ctx.metrics.standbyExpired.labels(peer).inc();
     this.discard(r);
     this.gauge(peer);
@@ -241,15 +264,28 @@ export class StandbyPool {
     const pool = this.peers.get(peer);
     const i = pool ? pool.ready.indexOf(r) : -1;
     clearTimeout(r.idle);
+    clearTimeout(r.proven);
     r.sock.destroy();
     if (!pool || i === -1) return;
     pool.ready.splice(i, 1);
     this.gauge(peer);
-    this.fill(peer);
+    const livedMs = Date.now() - r.keptAt;
+    if (livedMs >= STANDBY_CONFIRM_MS) return this.fill(peer);
+    // Closed at once: the peer refused us (its log says why) or is going away; either way not a dial to repeat now.
+    this.ctx.metrics.standbyRejected.labels(peer).inc();
+    if (pool.retry) return;
+    const waitMs = this.backOff(peer, pool);
+    this.ctx.logger.warn('ready connection closed by peer', {
+      peer,
+      after_ms: livedMs,
+      retry_in_ms: waitMs,
+      detail: `${peer} closed a ready connection ${livedMs} ms after its handshake: it refused this gateway (a revoked certificate, a roster without it; see ${peer}'s log) or it is restarting`,
+    });
   }
 
   private discard(r: Ready): void {
     clearTimeout(r.idle);
+    clearTimeout(r.proven);
     r.sock.removeAllListeners('end');
     r.sock.removeAllListeners('close');
     r.sock.removeAllListeners('error');

@@ -104,6 +104,7 @@ export class GatewayMetrics {
   /** Ready TLS connections to each peer (src/mesh/standby.ts), taken by links, replaced when idle too long. */
   readonly standbyReady: Gauge<'peer'>;
   readonly standbyTaken: Counter<'peer' | 'result'>;
+  readonly standbyRejected: Counter<'peer'>;
   readonly standbyExpired: Counter<'peer'>;
   readonly standbyOffered: Counter<'peer'>;
   /** Ready connections each peer holds to this gateway, waiting for a link. */
@@ -254,6 +255,12 @@ export class GatewayMetrics {
       labelNames: ['peer'],
       registers,
     });
+    this.standbyRejected = new Counter({
+      name: 'beamgate_standby_rejected_total',
+      help: 'Ready TLS connections the peer gateway closed within STANDBY_CONFIRM_MS of their handshake (most often: it refused this gateway\'s certificate), each followed by a back-off.',
+      labelNames: ['peer'],
+      registers,
+    });
     this.standbyOffered = new Counter({
       name: 'beamgate_standby_offered_total',
       help: 'Verified TLS connections a link dialled and did not use (its node gave up first, as the loser of crossing dials does), kept as ready ones.',
@@ -321,6 +328,7 @@ export class GatewayMetrics {
       this.standbyHeld.labels(peer).inc(0);
       this.standbyExpired.labels(peer).inc(0);
       this.standbyOffered.labels(peer).inc(0);
+      this.standbyRejected.labels(peer).inc(0);
       for (const result of ['hit', 'miss'] as const) this.standbyTaken.labels(peer, result).inc(0);
     }
   }

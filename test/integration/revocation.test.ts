@@ -70,8 +70,10 @@ describe('revocation through the roster', () => {
     expect(await ping(a1, B1)).toBe('pang');
     // Beta (not reloaded, it trusts alpha) dials alpha: alpha refuses the certificate as the server.
     expect(await ping(b1, A1)).toBe('pang');
-    const refused = pm.gw('alpha').logs.slice(mark).filter((l) => l.msg === 'connection refused' && l.reason === 'cert_revoked');
-    expect(refused.map((l) => l.direction)).toEqual(expect.arrayContaining(['outbound', 'inbound']));
+    // The lines come over the gateway's stdout, which the test may read after the node's answer.
+    const refusedLines = () => pm.gw('alpha').logs.slice(mark).filter((l) => l.msg === 'connection refused' && l.reason === 'cert_revoked');
+    await waitFor('alpha logs the refusal as client and as server', async () => ['outbound', 'inbound'].every((d) => refusedLines().some((l) => l.direction === d)));
+    const refused = refusedLines();
     for (const l of refused) expect(String(l.detail)).toContain(`(serial ${serial})`);
     // Refused in the TLS handshake itself, on both sides, before a byte of the link is read.
     const [clientFailedNow, serverFailedNow] = await failedHandshakes();
@@ -89,6 +91,13 @@ describe('revocation through the roster', () => {
       return counted === revokedBefore + revokedLines.length;
     });
     expect(await metric('alpha', 'beamgate_links_open')).toBe(0);
+    // Beta's ready connections to alpha finish their TLS 1.3 handshake on beta's side before alpha
+    // refuses them: beta must take alpha's close as a failed dial and back off (1, 2, 4 s ...),
+    // not redial at once (a handshake loop: about 60 refusals a second here before the fix).
+    await waitFor('beta backs off after three refused ready connections', async () => (await metric('beta', 'beamgate_standby_rejected_total', { peer: 'alpha' })) >= 3, 30_000);
+    expect(pm.gw('beta').logs.find((l) => l.msg === 'ready connection closed by peer' && l.peer === 'alpha')).toMatchObject({ retry_in_ms: 1000 });
+    const revokedSinceReload = (await metric('alpha', 'beamgate_refusals_total', { reason: 'cert_revoked' })) - revokedBefore;
+    expect(revokedSinceReload).toBeLessThanOrEqual(20);
   });
 
   it('a gateway will not take its own revoked certificate: the reload and `check` are refused, the old configuration stays', async () => {
