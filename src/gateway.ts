@@ -12,6 +12,7 @@ import type http from 'node:http';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { GatewayConfig } from './config/load.js';
 import { gatewayOrThrow, type GatewaySpec, inMesh, nodesOf, type Roster } from './config/roster.js';
+import { FILTER_MAX_HELD_BYTES } from './config/limits.js';
 import { EpmdServer, listen, type Registration } from './epmd/server.js';
 import { Logger } from './log/logger.js';
 import { LinkLog } from './log/link-log.js';
@@ -24,6 +25,7 @@ import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
 import { SessionCache } from './mesh/sessions.js';
+import { HoldBudget } from './filter/hold-budget.js';
 import { StandbyHolds, StandbyPool } from './mesh/standby.js';
 import { encodePreamble } from './mesh/preamble.js';
 import { chainsToBundle, readmit } from './mesh/readmit.js';
@@ -100,6 +102,7 @@ export class Gateway {
   /** The native data plane, when this gateway runs it; else links stay on node:tls. */
   private readonly engine: NativeEngine | undefined;
   private readonly sessions = new SessionCache();
+  private readonly filterHolds = new HoldBudget(FILTER_MAX_HELD_BYTES);
   private readonly enginePlane: string;
   /** Ready TLS connections to each peer for the next links, and those peers hold to us (src/mesh/standby.ts). */
   private readonly standby: StandbyPool;
@@ -162,6 +165,7 @@ export class Gateway {
       active: () => this.current,
       metrics: this.metrics,
       sessions: this.sessions,
+      filterHolds: this.filterHolds,
       logger: this.logger,
       table: this.table,
       linkLog: this.linkLog,
@@ -190,6 +194,7 @@ export class Gateway {
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
+      this.metrics.filterHeldBytes.set(this.filterHolds.bytes);
       const peers = this.peerNames();
       this.metrics.setRegistryPeers(peers, (p) => this.registry.views.names(p)?.length, (p) => this.registry.standIns.count(p));
       publishRosterNodes(this.metrics.rosterNodeRegistered, nodesOf(this.current.roster, this.current.self.name), (short) => this.epmd.registrations.has(short));

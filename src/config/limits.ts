@@ -258,6 +258,15 @@ export const DIST_MAX_FRAGMENT_SEQUENCES = 256;
 /** Bytes held for unfinished fragmented messages in one direction, all sequences together. */
 export const DIST_MAX_FRAGMENT_BYTES = 256 * 1024 * 1024;
 /**
+ * Bytes every filtered link of a gateway may hold together for messages not
+ * yet judged (src/filter/hold-budget.ts): raw fragments kept to be forwarded,
+ * the decoder's copy of them, and frames being gathered. One direction at
+ * its own bound holds about twice DIST_MAX_FRAGMENT_BYTES, so this lets one
+ * link reach its bound with room for the others; a peer starting huge
+ * messages on many links is cut here instead of taking the host's memory.
+ */
+export const FILTER_MAX_HELD_BYTES = 1024 * 1024 * 1024;
+/**
  * Fragments one message may declare. OTP cuts at 64 KB (ERTS_DIST_FRAGMENT_SIZE
  * in dist.h), so DIST_MAX_MESSAGE_BYTES needs 4,096; the slack is for senders
  * that cut smaller.

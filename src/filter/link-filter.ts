@@ -6,11 +6,13 @@
 // on together or not at all; the receiving VM delivers a fragmented message
 // only at its last fragment too, so order as the node sees it is unchanged.
 // A frame that does not decode ends the direction: the link must be cut.
+// What a direction holds counts against the gateway's HoldBudget as well.
 
 import assert from 'node:assert/strict';
 import type { Control } from '../dist/control.js';
 import { DirectionDecoder } from '../dist/decoder.js';
 import type { LinkFilter } from '../policy/filter.js';
+import type { HoldBudget } from './hold-budget.js';
 import { judge } from './verdict.js';
 
 export interface Denial {
@@ -25,8 +27,11 @@ export interface FilterOutput {
   /** Frames (4-byte length included) to write to the node, in order. */
   forward: Buffer[];
   denied: Denial[];
-  /** Set when a frame did not decode: nothing after it may pass. */
-  error?: { code: string; reason: string };
+  /**
+   * Set when a frame did not decode (nothing after it may pass), or when
+   * `limit` says the gateway's hold budget ran out: either way the link is cut.
+   */
+  error?: { code: string; reason: string; limit?: true };
 }
 
 export class InboundFilter {
@@ -37,6 +42,9 @@ export class InboundFilter {
   private need = 0;
   /** Raw frames of fragmented messages still incomplete, by sequence id. */
   private readonly held = new Map<bigint, Buffer[]>();
+  private heldRaw = 0;
+  /** This direction's share of the budget, as last reported to it. */
+  private share = 0;
   /** Messages judged, and denied among them. */
   judged = 0;
   denials = 0;
@@ -44,6 +52,7 @@ export class InboundFilter {
   constructor(
     private filter: LinkFilter,
     private readonly maxFrameBytes: number,
+    private readonly budget?: HoldBudget,
   ) {}
 
   /** A reload changed what passes; the decoder's state (atom cache, fragments) carries over. */
@@ -57,9 +66,13 @@ export class InboundFilter {
 
   /** Bytes held: a partial frame and incomplete fragmented messages. */
   get heldBytes(): number {
-    let n = this.have;
-    for (const frames of this.held.values()) for (const f of frames) n += f.length;
-    return n;
+    return this.have + this.heldRaw;
+  }
+
+  /** Gives this direction's share of the budget back (the link is closed or gone to another process). */
+  release(): void {
+    this.budget?.move(this.share, 0);
+    this.share = 0;
   }
 
   /** Takes relayed bytes from `start` on (bytes before it were the handshake). */
@@ -103,6 +116,14 @@ export class InboundFilter {
       this.need = 0;
       this.frame(frame, out);
     }
+    if (this.budget && !out.error) {
+      const now = this.heldBytes + this.decoder.fragments.heldBytes;
+      const fits = this.budget.move(this.share, now);
+      this.share = now;
+      if (!fits) {
+        out.error = { code: 'hold_budget', reason: `filtered links hold ${this.budget.bytes} bytes of messages not yet judged, over the gateway's ${this.budget.maxBytes} (FILTER_MAX_HELD_BYTES); this one holds ${now}`, limit: true };
+      }
+    }
     return out;
   }
 
@@ -123,12 +144,15 @@ export class InboundFilter {
         const frames = this.held.get(r.sequence);
         if (frames) frames.push(frame);
         else this.held.set(r.sequence, [frame]);
+        this.heldRaw += frame.length;
         return;
       }
       case 'message': {
         let frames = [frame];
         if (r.sequence !== undefined) {
-          frames = [...(this.held.get(r.sequence) ?? []), frame];
+          const earlier = this.held.get(r.sequence) ?? [];
+          for (const f of earlier) this.heldRaw -= f.length;
+          frames = [...earlier, frame];
           this.held.delete(r.sequence);
         }
         this.judged++;

@@ -8,6 +8,7 @@ import type { GatewayMetrics, LinkDirection, RefusalReason } from '../metrics/me
 import type { LinkTable } from './link-table.js';
 import type { NativeEngine } from '../fastpath/native.js';
 import type { SessionCache } from './sessions.js';
+import type { HoldBudget } from '../filter/hold-budget.js';
 
 /** What is in force now; a reload swaps it whole, links already open keep theirs. */
 export interface ActiveConfig {
@@ -26,6 +27,8 @@ export interface MeshContext {
   metrics: GatewayMetrics;
   /** The session ticket of each peer gateway, offered on the next dial (sessions.ts). */
   sessions: SessionCache;
+  /** What every filtered link holds together (src/filter/hold-budget.ts). */
+  filterHolds: HoldBudget;
   logger: Logger;
   table: LinkTable;
   /** `link open` and `link closed` lines, under the per-peer link log budget. */

@@ -4,6 +4,7 @@
 // starts and, for every open link, at a reload.
 
 import { admissionOn, type Roster } from '../config/roster.js';
+import type { HoldBudget } from '../filter/hold-budget.js';
 import { InboundFilter } from '../filter/link-filter.js';
 import { type LinkFilter, linkFilter } from '../policy/filter.js';
 import type { LinkInfo } from './link.js';
@@ -21,9 +22,10 @@ export function filterFor(roster: Pick<Roster, 'policy' | 'gateways' | 'nodes' |
 /**
  * The per-link filter state for a link that starts filtered, else undefined.
  * `maxFrameBytes` is the bound the link's DistStreams enforce (the limits of
- * when its connection began, which a reload since may have changed).
+ * when its connection began, which a reload since may have changed); what
+ * it holds counts against the gateway's `holds`.
  */
-export function inboundFilterFor(roster: Roster, self: string, info: LinkInfo, maxFrameBytes: number): InboundFilter | undefined {
+export function inboundFilterFor(roster: Roster, self: string, info: LinkInfo, maxFrameBytes: number, holds: HoldBudget): InboundFilter | undefined {
   const f = filterFor(roster, self, info);
-  return f ? new InboundFilter(f, maxFrameBytes) : undefined;
+  return f ? new InboundFilter(f, maxFrameBytes, holds) : undefined;
 }

@@ -212,7 +212,7 @@ export class Link implements RelayedLink {
       }
       if (d.control.op === 'SPAWN_REQUEST' || d.control.op === 'SPAWN_REQUEST_TT') this.reply(deniedSpawnReply(d.control.reqId, d.control.from, d.header));
     }
-    if (out.error) this.refuse({ reason: 'dist_malformed', message: `${out.error.code}: ${out.error.reason}` } as Refusal);
+    if (out.error) this.refuse({ reason: out.error.limit ? 'buffer_limit' : 'dist_malformed', message: `${out.error.code}: ${out.error.reason}` } as Refusal);
   }
 
   /** Messages the filter passed that are already counted in beamgate_dist_judged_total. */
@@ -400,6 +400,7 @@ export class Link implements RelayedLink {
   /** The take-over happened: the next process relays the link; here it is gone without a close on the wire. */
   handedOff(): void {
     this.native?.release();
+    this.deps.filter?.release();
     forgetHandedOff(this.deps, this);
     this.finished = true;
     clearTimeout(this.handshakeTimer);
@@ -435,6 +436,7 @@ export class Link implements RelayedLink {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
     this.flush();
+    this.deps.filter?.release();
     if (this.filteredCounted) this.deps.metrics.linksFiltered.dec();
     recordLinkClosed(this.deps, this, this.native ? 'native' : 'node', this.totals(), this.closeReason);
   }

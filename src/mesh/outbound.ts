@@ -251,7 +251,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes) },
+      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds) },
       deadline,
     );
     link.start(pending, []);

@@ -116,6 +116,7 @@ export class GatewayMetrics {
   readonly distJudged: Counter<'verdict'>;
   /** Open links whose direction to this host's node is filtered. */
   readonly linksFiltered: Gauge;
+  readonly filterHeldBytes: Gauge;
   /** Per roster node of this host: registered with this gateway's EPMD now (src/metrics/roster-nodes.ts). */
   readonly rosterNodeRegistered: Gauge<'node'>;
 
@@ -293,6 +294,11 @@ export class GatewayMetrics {
       registers,
     });
     for (const v of ['passed', 'denied']) this.distJudged.labels(v).inc(0);
+    this.filterHeldBytes = new Gauge({
+      name: 'beamgate_filter_held_bytes',
+      help: 'Bytes the filtered links hold together for messages not yet judged (fragments waiting for their last one); FILTER_MAX_HELD_BYTES bounds it.',
+      registers,
+    });
     this.linksFiltered = new Gauge({ name: 'beamgate_links_filtered', help: "Open links whose direction to this host's node the firewall filters.", registers });
     this.rosterNodeRegistered = rosterNodeGauge(this.registry);
     // Series that exist from the first scrape, so rate() and increase() see the first event.

@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRoster } from '../../src/config/roster.js';
 import { DirectionDecoder } from '../../src/dist/decoder.js';
+import { HoldBudget } from '../../src/filter/hold-budget.js';
 import { InboundFilter } from '../../src/filter/link-filter.js';
 import { deniedSpawnReply } from '../../src/filter/spawn-reply.js';
 import { judge } from '../../src/filter/verdict.js';
@@ -226,6 +227,38 @@ describe('firewall: one link direction', () => {
     expect(out.forward).toEqual([]);
     expect(out.denied.map((d) => d.op)).toEqual(['GROUP_LEADER']);
     expect(g.heldBytes).toBe(0);
+  });
+
+  it("what the filtered links hold together is bounded by the gateway's budget: the link that passes it is stopped, the others go on", () => {
+    const bin = (n: number): number[] => [109, ...u32(n), ...new Array<number>(n).fill(7)];
+    const body = [...tuple(small(6), A, E, atom('bg_api')), ...tuple(atom('$gen_cast'), bin(3000))];
+    const half = Math.floor(body.length / 2);
+    const firstHalf = (seq: bigint) => frame(first(seq, 2n, [], body.slice(0, half)));
+    const lastHalf = (seq: bigint) => frame(cont(seq, 1n, body.slice(half)));
+    const budget = new HoldBudget(4096);
+    const a = new InboundFilter(M, 1 << 20, budget);
+    const b = new InboundFilter(M, 1 << 20, budget);
+    // A held fragment counts twice: the raw frame to forward and the decoder's copy to judge.
+    expect(a.push(firstHalf(1n)).error).toBeUndefined();
+    const aShare = budget.bytes;
+    expect(aShare).toBeGreaterThan(2 * half);
+    expect(aShare).toBeLessThan(4096);
+    // b's first half would take the sum past 4,096 bytes: b stops with a limit, a goes on.
+    const over = b.push(firstHalf(2n));
+    expect(over.error).toMatchObject({ code: 'hold_budget', limit: true });
+    expect(over.error?.reason).toContain('FILTER_MAX_HELD_BYTES');
+    b.release();
+    expect(budget.bytes).toBe(aShare);
+    // a's message completes and passes whole; what it held goes back.
+    expect(a.push(lastHalf(1n)).forward).toEqual([firstHalf(1n), lastHalf(1n)]);
+    expect(budget.bytes).toBe(0);
+    // With the room back, another link may hold as much.
+    const c = new InboundFilter(M, 1 << 20, budget);
+    expect(c.push(firstHalf(3n)).error).toBeUndefined();
+    expect(budget.bytes).toBe(aShare);
+    c.release();
+    a.release();
+    expect(budget.bytes).toBe(0);
   });
 
   it('a frame that does not decode stops the direction', () => {
