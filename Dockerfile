@@ -32,7 +32,9 @@ COPY --from=build /app/build ./build
 # Mount points: the roster, the TLS files, and the run directory where
 # deploy/node-setup.sh writes the nodes' inetrc, flags and cookie file (a named volume
 # copies this directory's owner on first use, so `node` may write there).
-RUN mkdir -p /app/config /app/certs /run/beamgate && chown node:node /run/beamgate
+# /run/beamgate-takeover: the take-over socket's directory, a named volume per
+# host that only that host's gateway containers mount (docs/upgrade.md).
+RUN mkdir -p /app/config /app/certs /run/beamgate /run/beamgate-takeover && chown node:node /run/beamgate /run/beamgate-takeover && chmod 0700 /run/beamgate-takeover
 # The image's unprivileged user (uid 1000); the key file must belong to it, mode 0600.
 USER node
 # 4370: TLS between gateways; 9464: /metrics, /healthz, /readyz.

@@ -331,10 +331,15 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   return start(env, io);
 }
 
+// The error's `code` names the two errors a caller tells apart: nobody at the
+// path (ENOENT) and nobody listening on it (ECONNREFUSED, a socket file left
+// by a process that is gone). `beamgate run --take-over-if-running` starts
+// afresh on either.
 static void throw_errno(napi_env env, const char *what) {
   char msg[240];
+  const char *code = errno == ENOENT ? "ENOENT" : errno == ECONNREFUSED ? "ECONNREFUSED" : NULL;
   snprintf(msg, sizeof msg, "passfd: %s: %s", what, strerror(errno));
-  napi_throw_error(env, NULL, msg);
+  napi_throw_error(env, code, msg);
 }
 
 // connect(path) -> fd: a non-blocking, close-on-exec Unix stream socket connected to path.

@@ -22,7 +22,9 @@ import { filterLines } from '../policy/filter.js';
 import { groupsOf, groupsOfPattern, policyMatrix } from '../policy/policy.js';
 import { type DataPlaneMode, parseDataPlane } from '../fastpath/native.js';
 import { defaultSocketPath } from '../takeover/socket.js';
-import { take, type Taken } from '../takeover/take.js';
+import { NobodyServing, take, type Taken } from '../takeover/take.js';
+import { Successors } from '../takeover/successor.js';
+import { removePidFile, writePidFile } from '../runtime/pid-file.js';
 import { TakeoverListener } from '../takeover/listener.js';
 import { VERSION } from '../metrics/metrics.js';
 
@@ -30,14 +32,18 @@ const USAGE = `beamgate: secure transport gateway for Erlang/Elixir distribution
 
 usage:
   beamgate run        --config ROSTER --gateway NAME [--reload-interval SECONDS]
-                      [--data-plane auto|native|node] [--take-over] [--takeover-socket PATH]
+                      [--data-plane auto|native|node] [--take-over | --take-over-if-running]
+                      [--takeover-socket PATH] [--pid-file PATH]
                                                        run this host's gateway; SIGHUP reloads, and so
                                                        does a change to the roster or TLS files when
                                                        an interval is given; established links go to the
                                                        native data plane when it is built (auto); with
                                                        --take-over, take the running gateway's listeners,
                                                        registrations and links over: no nodedown
-                                                       (docs/upgrade.md)
+                                                       (docs/upgrade.md); --take-over-if-running: the
+                                                       same, or start afresh if no gateway serves; SIGUSR2
+                                                       starts a successor from the same command line that
+                                                       takes over (an upgrade in place)
   beamgate check      --config ROSTER [--gateway NAME] validate a roster (and NAME's TLS files); list the CAs;
                                                        on NAME's host, warn about a real EPMD on its EPMD
                                                        port and node ports bound beyond loopback
@@ -61,7 +67,8 @@ usage:
 
 --gateway defaults to $BEAMGATE_GATEWAY, --reload-interval to $BEAMGATE_RELOAD_INTERVAL,
 --data-plane to $BEAMGATE_DATA_PLANE, --takeover-socket to $BEAMGATE_TAKEOVER_SOCKET, else
-$RUNTIME_DIRECTORY/NAME.takeover.sock (systemd), /run/beamgate/ for root, or the temp dir.`;
+$RUNTIME_DIRECTORY/NAME.takeover.sock (systemd), /run/beamgate/ for root, or the temp dir;
+--pid-file to $BEAMGATE_PID_FILE (none by default).`;
 
 /** One command's lines of USAGE (its usage line and the lines under it), for `beamgate COMMAND --help`. */
 function commandUsage(command: string): string | undefined {
@@ -116,6 +123,8 @@ async function main(argv: string[]): Promise<number> {
       'reload-interval': { type: 'string' },
       'data-plane': { type: 'string' },
       'take-over': { type: 'boolean' },
+      'take-over-if-running': { type: 'boolean' },
+      'pid-file': { type: 'string' },
       'takeover-socket': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -142,28 +151,43 @@ async function main(argv: string[]): Promise<number> {
       const dataPlane = dataPlaneOption(values['data-plane'] ?? process.env.BEAMGATE_DATA_PLANE);
       const cfg = loadGatewayConfig(config(), gateway);
       const socketPath = values['takeover-socket'] ?? process.env.BEAMGATE_TAKEOVER_SOCKET ?? defaultSocketPath(gateway);
+      const pidFile = values['pid-file'] ?? (process.env.BEAMGATE_PID_FILE || undefined);
+      if (values['take-over'] && values['take-over-if-running']) throw new ConfigError(['--take-over and --take-over-if-running: give one of them']);
       const gw = new Gateway({ roster: cfg.roster, gateway, material: cfg.material, logger: new Logger(cfg.roster.log.level), guardHeap: true, dataPlane });
       let taken: Taken | undefined;
-      if (values['take-over']) {
+      const ifRunning = values['take-over-if-running'] === true;
+      if (values['take-over'] || ifRunning) {
         const engine = gw.native;
-        if (!engine) throw new Error('--take-over needs the native data plane (scripts/build-native.sh): descriptor passing and the links are there');
+        if (!engine) throw new Error(`--take-over${ifRunning ? '-if-running' : ''} needs the native data plane (scripts/build-native.sh): descriptor passing and the links are there`);
         try {
           taken = await take(engine.passfd, socketPath, gateway, VERSION, true);
         } catch (err) {
-          gw.metrics.takeovers.labels('take', 'refused').inc();
-          gw.logger.error('take-over refused, the running gateway serves on', { socket: socketPath, detail: (err as Error).message });
-          return 1;
+          if (ifRunning && err instanceof NobodyServing) {
+            gw.logger.info('no running gateway to take over from, starting afresh', { socket: socketPath, detail: err.message });
+          } else {
+            gw.metrics.takeovers.labels('take', 'refused').inc();
+            gw.logger.error('take-over refused, the running gateway serves on', { socket: socketPath, detail: (err as Error).message });
+            return 1;
+          }
         }
       }
       await gw.start(taken);
+      // Before `done`: the old process exits on it, and systemd reads the PID file when it does.
+      if (pidFile !== undefined) writePidFile(pidFile);
       if (taken) await taken.done(gw.table.established.size).catch((err: Error) => gw.logger.warn('take-over done not confirmed to the old process', { detail: err.message }));
       const configPath = config();
       return await new Promise<number>((resolve) => {
         let stopping = false;
+        const successors = new Successors(gw.logger, gw.metrics);
+        const exit = (code: number) => {
+          if (pidFile !== undefined) removePidFile(pidFile);
+          resolve(code);
+        };
         const takeovers = new TakeoverListener(gw, socketPath, VERSION, () => {
           // Handed over: everything that mattered runs in the new process now.
           stopping = true;
-          gw.stop().then(() => resolve(0), () => resolve(1));
+          successors.release();
+          gw.stop().then(() => exit(0), () => exit(1));
         });
         void takeovers.open();
         const stop = (signal: string) => {
@@ -171,15 +195,15 @@ async function main(argv: string[]): Promise<number> {
           if (stopping) {
             // A second signal: the operator does not want to wait for the drain.
             gw.logger.warn('second stop signal, closing every link now', { signal });
-            gw.stop().then(() => resolve(EXIT_LINKS_CUT), () => resolve(1));
+            gw.stop().then(() => exit(EXIT_LINKS_CUT), () => exit(1));
             return;
           }
           stopping = true;
           const deadline = gw.roster.limits.drainTimeoutMs;
           gw.logger.info('stopping', { signal, drain_timeout_ms: deadline });
           gw.drain(deadline).then(
-            (r) => resolve(r.clean ? 0 : EXIT_LINKS_CUT),
-            () => resolve(1),
+            (r) => exit(r.clean ? 0 : EXIT_LINKS_CUT),
+            () => exit(1),
           );
         };
         // SIGHUP and a settled file change take the same path.
@@ -198,6 +222,11 @@ async function main(argv: string[]): Promise<number> {
         process.on('SIGINT', () => stop('SIGINT'));
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGHUP', () => reload({ trigger: 'SIGHUP' }));
+        process.on('SIGUSR2', () => {
+          if (stopping) return gw.logger.warn('stopping, SIGUSR2 ignored');
+          if (!gw.native) return gw.logger.warn('SIGUSR2: take-overs need the native data plane, no successor started');
+          successors.start();
+        });
         if (reloadIntervalS !== undefined) {
           const watcher = new ConfigWatcher({
             paths: () => [configPath, ...Object.values(tlsPathsFor(gw.roster, gateway))],

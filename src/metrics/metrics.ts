@@ -77,6 +77,7 @@ export class GatewayMetrics {
   readonly linksAbandoned: Counter<'peer' | 'direction'>;
   readonly handovers: Counter<'result'>;
   readonly takeovers: Counter<'role' | 'result'>;
+  readonly successors: Counter<'result'>;
   readonly takeoverLinks: Counter<'result'>;
   readonly takeoverSeconds: Gauge<'phase'>;
   readonly dataPlane: Gauge<'plane'>;
@@ -152,6 +153,12 @@ export class GatewayMetrics {
       name: 'beamgate_handover_runs_total',
       help: 'Take-overs between two processes of this gateway (docs/upgrade.md): as the process handing over (give) or taking over (take); ok, refused (a format or identity the other did not accept), rolled_back (the old process serves on) or failed.',
       labelNames: ['role', 'result'],
+      registers,
+    });
+    this.successors = new Counter({
+      name: 'beamgate_handover_successors_total',
+      help: 'Successors this gateway started on SIGUSR2 (docs/upgrade.md): started, and exited (it ended before taking over: this gateway serves on).',
+      labelNames: ['result'],
       registers,
     });
     this.takeoverLinks = new Counter({
@@ -311,6 +318,7 @@ export class GatewayMetrics {
     for (const result of ['native', 'stayed', 'failed'] as const) this.handovers.labels(result).inc(0);
     for (const role of ['give', 'take'] as const) for (const result of ['ok', 'refused', 'rolled_back', 'failed'] as const) this.takeovers.labels(role, result).inc(0);
     for (const result of ['moved', 'ended'] as const) this.takeoverLinks.labels(result).inc(0);
+    for (const result of ['started', 'exited'] as const) this.successors.labels(result).inc(0);
     for (const result of ['ok', 'failed'] as const) this.reloads.labels(result).inc(0);
     for (const scope of ['local', 'remote'] as const) for (const result of ['found', 'not_found', 'names'] as const) this.epmdLookups.labels(scope, result).inc(0);
     collectDefaultMetrics({ register: this.registry });

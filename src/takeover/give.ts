@@ -48,7 +48,8 @@ export async function give(p: GatewayParts, sock: net.Socket, version: string): 
   };
   if (!KNOWN_FORMATS.includes(hello.format)) return refuse(`take-over format ${hello.format} is unknown to this process (it speaks ${KNOWN_FORMATS.join(', ')})`);
   if (hello.gateway !== p.gateway) return refuse(`this process is gateway ${p.gateway}, not ${hello.gateway}`);
-  log.info('take-over started', { new_pid: who.pid, new_version: hello.version });
+  // SO_PEERCRED's pid is 0 for a process outside this PID namespace (a new container): its own word then.
+  log.info('take-over started', { new_pid: who.pid || hello.pid, new_version: hello.version });
   try {
     await ch.send({ t: 'hello', format: TAKEOVER_FORMAT, gateway: p.gateway, pid: process.pid, version });
   } catch (err) {

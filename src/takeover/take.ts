@@ -31,13 +31,20 @@ export class TakeoverRefused extends Error {
   override name = 'TakeoverRefused';
 }
 
+/** Nothing listens at the take-over socket (no file, or one left by a process that is gone): there is no gateway to take over from. */
+export class NobodyServing extends TakeoverRefused {
+  override name = 'NobodyServing';
+}
+
 export async function take(passfd: PassFd, file: string, gateway: string, version: string, canAdoptLinks: boolean): Promise<Taken> {
   const startedAt = Date.now();
   let fd: number;
   try {
     fd = passfd.connect(file);
   } catch (err) {
-    throw new TakeoverRefused(`no gateway to take over from at ${file}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = `no gateway to take over from at ${file}: ${(err as Error).message}`;
+    throw code === 'ENOENT' || code === 'ECONNREFUSED' ? new NobodyServing(why) : new TakeoverRefused(why);
   }
   const ch = new Channel(passfd, fd, startedAt + TAKEOVER_TIMEOUT_MS);
   const got: Omit<Taken, 'done' | 'frozenAt' | 'ended' | 'counters' | 'lastCreation' | 'oldPid'> = { startedAt, listeners: [], registrations: [], links: [] };
@@ -57,7 +64,9 @@ export async function take(passfd: PassFd, file: string, gateway: string, versio
       await ch.send({ t: 'refuse', why }).catch(() => undefined);
       throw new TakeoverRefused(why);
     }
-    if (hello.gateway !== gateway || hello.pid !== who.pid) throw new TakeoverRefused(`the process at ${file} says it is gateway ${hello.gateway} (pid ${hello.pid}), not ${gateway}`);
+    // The kernel names the peer's pid as this PID namespace sees it, 0 when it cannot
+    // (the old gateway in another container): then only the name can be checked.
+    if (hello.gateway !== gateway || (who.pid !== 0 && hello.pid !== who.pid)) throw new TakeoverRefused(`the process at ${file} says it is gateway ${hello.gateway} (pid ${hello.pid}), not ${gateway}`);
     for (;;) {
       const { msg, fds } = await ch.recv('listeners', 'registrations', 'links', 'end', 'refuse');
       if (msg.t === 'refuse') throw new TakeoverRefused(`the running gateway stopped: ${msg.why}`);
@@ -74,7 +83,7 @@ export async function take(passfd: PassFd, file: string, gateway: string, versio
         await ch.recv('commit');
         return {
           ...got,
-          oldPid: who.pid,
+          oldPid: who.pid || hello.pid,
           frozenAt: msg.frozenAt,
           ended: msg.ended,
           counters: msg.counters,

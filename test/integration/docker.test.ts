@@ -6,7 +6,9 @@
 // Prometheus with every target up, only the TLS and metrics ports reachable
 // from another host's namespace, a node that stops showing as not registered,
 // a gateway restart (`docker-compose restart`) and a gateway crash (kill -9)
-// that the nodes survive in place, and `down -v` leaving nothing behind.
+// that the nodes survive in place, an upgrade to a new image by take-over
+// (deploy/compose-upgrade.sh) that no node notices, one whose image cannot
+// start that leaves the old gateway serving, and `down -v` leaving nothing behind.
 //
 // No image registry is needed: the base images are stand-ins imported from the
 // cached Debian roots set-up makes (bookworm with Node 20 and a C compiler,
@@ -25,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CLI } from '../helpers/gateway-process.js';
-import { waitFor } from '../helpers/mesh.js';
+import { sample, waitFor } from '../helpers/mesh.js';
 import { freePort } from '../helpers/ports.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -71,6 +73,8 @@ const RESTART_TIMEOUT_MS = 120_000;
 const RECOVERY_TIMEOUT_MS = 90_000;
 /** Prometheus scrapes every 15 s (deploy/prometheus.yml): a change shows within two scrapes and a query. */
 const PROMETHEUS_TIMEOUT_MS = 90_000;
+/** deploy/compose-upgrade.sh: its own bound (UPGRADE_TIMEOUT_S, 120 s) and docker-compose's start of the new container. */
+const UPGRADE_TIMEOUT_MS = 180_000;
 /** The whole file's set-up: engine, imports, build, up and the first pong. */
 const SETUP_TIMEOUT_MS = ENGINE_START_TIMEOUT_MS + 2 * IMPORT_TIMEOUT_MS + BUILD_TIMEOUT_MS + UP_TIMEOUT_MS + FIRST_PONG_TIMEOUT_MS;
 /** Polls of a condition that needs a command run: not faster than this. */
@@ -165,7 +169,7 @@ async function importRoot(root: string, name: string, changes: string[], hostFil
   await must('sh', ['-c', cmd], { timeoutMs: IMPORT_TIMEOUT_MS });
 }
 
-describe('docker-compose.yml in a real Docker engine: three hosts, a gateway restart and a gateway crash', () => {
+describe('docker-compose.yml in a real Docker engine: three hosts, a gateway restart, a gateway crash and an upgrade by take-over', () => {
   let dir: string;
   let project: string;
   let dockerd: ChildProcess | undefined;
@@ -207,9 +211,9 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
   };
   const crossHostPairs = (): [string, string][] => NODES.flatMap((a) => NODES.filter((b) => hostOf(a) !== hostOf(b)).map((b) => [a, b] as [string, string]));
   const readyz = async (gw: string) => {
-    const r = await sh('docker-compose', ['-p', project, 'exec', '-T', `gateway-${gw}`, 'node', '-e', "fetch('http://127.0.0.1:9464/readyz').then((r) => r.text()).then((t) => process.stdout.write(t))"], {
+    // docker exec of the service's one container: after an upgrade it is no longer number 1, which `docker-compose exec` assumes.
+    const r = await sh('docker', ['exec', await containerOf(`gateway-${gw}`), 'node', '-e', "fetch('http://127.0.0.1:9464/readyz').then((r) => r.text()).then((t) => process.stdout.write(t))"], {
       timeoutMs: COMMAND_TIMEOUT_MS,
-      cwd: dir,
     });
     return r.code === 0 ? (JSON.parse(r.out) as { ready: boolean; registered_nodes: string[]; unregistered_nodes: string[] }) : undefined;
   };
@@ -444,6 +448,83 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
     expect((await readyz('gamma'))?.registered_nodes).toEqual(['app']);
     await waitFor('gateway-gamma healthy again', async () => (await inspect(id)).State.Health?.Status === 'healthy', PROMETHEUS_TIMEOUT_MS);
   }, 2 * RECOVERY_TIMEOUT_MS + PROMETHEUS_TIMEOUT_MS + 2 * COMMAND_TIMEOUT_MS);
+
+  /** Starts, on each node, a process (bg_downs) that records every nodedown but an operator's (ops_* nodes come and go with each check). */
+  const recordNodedowns = async () => {
+    const rec = `fun() -> register(bg_downs, self()), ok = net_kernel:monitor_nodes(true), (fun L(D) -> receive {nodedown, X} -> L([X | D]); {downs, P} -> P ! {downs, [Y || Y <- D, not lists:prefix("ops_", atom_to_list(Y))]}, L(D); _ -> L(D) end end)([]) end`;
+    const r = await operator('alpha', 'ops_rec', `[io:format("rec ~s ~w~n", [N, is_pid(rpc:call(N, erlang, spawn, [${rec}], ${RPC_TIMEOUT_MS}))]) || N <- ['${NODES.join("','")}']]`);
+    expect([...r.out.matchAll(/^rec (\S+) true$/gm)].map((m) => m[1]), r.out + r.err).toEqual(NODES);
+  };
+  /** Each node's recorded nodedowns (node names), as `node [names]` lines. */
+  const nodedowns = async () => {
+    const ask = `fun() -> bg_downs ! {downs, self()}, receive {downs, D} -> D after 5000 -> timeout end end`;
+    const r = await operator('alpha', 'ops_downs', `[io:format("downs ~s ~w~n", [N, rpc:call(N, erlang, apply, [${ask}, []], ${RPC_TIMEOUT_MS})]) || N <- ['${NODES.join("','")}']]`);
+    return [...r.out.matchAll(/^downs (\S+) (.+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+  };
+  const metricsOf = async (service: string) =>
+    must('docker', ['exec', await containerOf(service), 'node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"], { timeoutMs: COMMAND_TIMEOUT_MS });
+  const upgrade = (service: string) => sh('sh', [join(dir, 'deploy', 'compose-upgrade.sh'), service], { timeoutMs: UPGRADE_TIMEOUT_MS, cwd: dir, env: { COMPOSE_PROJECT_NAME: project } });
+  /** The image `docker-compose build` made, which each "new release" below is built from. */
+  let built: string | undefined;
+  /** A new gateway image under the service's image name: the built one plus `lines`; its id. */
+  const newGatewayImage = async (lines: string[]) => {
+    const tag = `${project}/gateway:local`;
+    built ??= (await docker(['image', 'inspect', '-f', '{{.Id}}', tag])).trim();
+    await must('docker', ['build', '-q', '-t', tag, '-'], { timeoutMs: IMPORT_TIMEOUT_MS, input: [`FROM ${built}`, ...lines, ''].join('\n') });
+    return (await docker(['image', 'inspect', '-f', '{{.Id}}', tag])).trim();
+  };
+  const policyOf = async (id: string) => (await docker(['inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}', id])).trim();
+  const beta: [string, string][] = [
+    ['app@alpha.example', 'app@beta.example'],
+    ['app@beta.example', 'app@gamma.example'],
+  ];
+
+  it('deploy/compose-upgrade.sh with a new image that cannot start: it says so and exits 1, and the old gateway serves on as it was', async () => {
+    await waitFor('links through beta', () => allPong('alpha', beta), RECOVERY_TIMEOUT_MS);
+    await recordNodedowns();
+    const old = await containerOf('gateway-beta');
+    const was = await inspect(old);
+    await newGatewayImage(['ENTRYPOINT ["node", "-e", "process.exit(3)"]']);
+    const r = await upgrade('gateway-beta');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('the new gateway stopped before it took over');
+    expect(await containerOf('gateway-beta')).toBe(old);
+    const now = await inspect(old);
+    expect([now.State.Status, now.State.StartedAt, now.RestartCount]).toEqual(['running', was.State.StartedAt, was.RestartCount]);
+    expect(await policyOf(old)).toBe('unless-stopped');
+    expect(await allPong('alpha', beta)).toBeDefined();
+    expect(await nodedowns()).toEqual(NODES.map((n) => `${n} []`));
+  }, UPGRADE_TIMEOUT_MS + IMPORT_TIMEOUT_MS + RECOVERY_TIMEOUT_MS + 6 * OPERATOR_TIMEOUT_MS);
+
+  it('deploy/compose-upgrade.sh gateway-beta with a new image: a take-over, no node sees a nodedown, and the new container is the service\'s from then on', async () => {
+    const before = await nodeContainers();
+    const holder = (await inspect(await containerOf('host-beta'))).State.StartedAt;
+    const old = await containerOf('gateway-beta');
+    const image = await newGatewayImage(['LABEL org.beamgate.test="the next release"']);
+    const t0 = Date.now();
+    const r = await upgrade('gateway-beta');
+    figure('deploy/compose-upgrade.sh gateway-beta', Date.now() - t0);
+    expect(r.code, r.err).toBe(0);
+    const next = await containerOf('gateway-beta');
+    expect(next).not.toBe(old);
+    expect((await sh('docker', ['inspect', old], { timeoutMs: COMMAND_TIMEOUT_MS })).code).not.toBe(0);
+    expect((await docker(['inspect', '-f', '{{.Image}}', next])).trim()).toBe(image);
+    expect(await policyOf(next)).toBe('unless-stopped');
+    // In beta's holder's namespace, as the old one was.
+    expect(Object.keys((await inspect(next)).NetworkSettings.Networks)).toEqual([]);
+    const m = await metricsOf('gateway-beta');
+    expect(sample(m, 'beamgate_handover_runs_total', { role: 'take', result: 'ok' })).toBe(1);
+    expect(sample(m, 'beamgate_handover_links_total', { result: 'moved' })).toBeGreaterThanOrEqual(2);
+    expect(sample(m, 'beamgate_handover_links_total', { result: 'ended' })).toBe(0);
+    expect(await allPong('alpha', beta)).toBeDefined();
+    expect(await nodedowns()).toEqual(NODES.map((n) => `${n} []`));
+    expect((await readyz('beta'))?.registered_nodes).toEqual(['app']);
+    // The service's container is number 2 now: docker-compose (v1) exec needs --index (docs/upgrade.md).
+    expect((await sh('docker-compose', ['-p', project, 'exec', '-T', '--index=2', 'gateway-beta', 'node', '-e', '1'], { timeoutMs: COMMAND_TIMEOUT_MS, cwd: dir })).code).toBe(0);
+    expect(await nodeContainers()).toEqual(before);
+    expect((await inspect(await containerOf('host-beta'))).State.StartedAt).toBe(holder);
+    await waitFor('the new gateway-beta healthy', async () => (await inspect(next)).State.Health?.Status === 'healthy', PROMETHEUS_TIMEOUT_MS);
+  }, UPGRADE_TIMEOUT_MS + IMPORT_TIMEOUT_MS + PROMETHEUS_TIMEOUT_MS + 8 * OPERATOR_TIMEOUT_MS);
 
   it('`docker-compose down -v` leaves no container, network or volume of the project', async () => {
     const t0 = Date.now();

@@ -9,7 +9,7 @@
 // someone else: the running gateway serves on each time.
 
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import net from 'node:net';
@@ -115,9 +115,9 @@ async function startLab(runtime: OtpRuntime | undefined): Promise<LabCluster> {
 }
 
 /** Starts `beamgate run --take-over` for `gw` in its host and waits for the running one to exit (handed over). */
-async function takeOver(c: LabCluster, gw: string, env: NodeJS.ProcessEnv = {}): Promise<NetGateway> {
+async function takeOver(c: LabCluster, gw: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<NetGateway> {
   const old = c.gw(gw);
-  const next = await NetGateway.startIn(c.lab, gw, c.mesh.rosterPath, gw, LAB_PORTS.metrics, ['--take-over', '--takeover-socket', socketOf(c, gw)], env);
+  const next = await NetGateway.startIn(c.lab, gw, c.mesh.rosterPath, gw, LAB_PORTS.metrics, ['--take-over', '--takeover-socket', socketOf(c, gw), ...args], env);
   const exit = await old.waitExit(TAKEOVER_WAIT_MS);
   expect(exit, `old ${gw} gateway's exit: ${old.stderrText()}`).toEqual({ code: 0, signal: null });
   expect(old.otherOutput).toEqual([]);
@@ -322,6 +322,47 @@ describe.runIf(runnable)('take-over failures: the running gateway serves on', ()
     }
     await flowing('beside a held socket path');
   });
+
+  it('SIGUSR2: beta starts its successor from its own command line, which takes over and writes its PID to the PID file; a successor that cannot start leaves beta serving', async () => {
+    const pidFile = join(c.dir, 'beta.pid');
+    const runner = await takeOver(c, 'beta', {}, ['--pid-file', pidFile]);
+    expect(readFileSync(pidFile, 'utf8')).toBe(`${runner.pid}\n`);
+    const successors = async (result: string) => sample(await runner.metrics(), 'beamgate_handover_successors_total', { result });
+    expect(await successors('started')).toBe(0);
+
+    // The roster gone while the successor starts (a broken upgrade): it exits 2, beta serves on.
+    const roster = c.mesh.rosterPath;
+    renameSync(roster, `${roster}.away`);
+    try {
+      runner.signal('SIGUSR2');
+      await waitFor('the successor to give up', () => runner.logged('successor exited before taking over, serving on').length > 0, TAKEOVER_WAIT_MS);
+    } finally {
+      renameSync(`${roster}.away`, roster);
+    }
+    expect(runner.logged('successor exited before taking over, serving on')[0]).toMatchObject({ code: 2 });
+    expect(await successors('exited')).toBe(1);
+    expect(runner.alive).toBe(true);
+    expect(readFileSync(pidFile, 'utf8')).toBe(`${runner.pid}\n`);
+    await flowing('after a successor that could not start');
+
+    // Then one that takes over: the old process exits 0 and the PID file names the successor, which serves.
+    const takes = sample(await runner.metrics(), 'beamgate_handover_runs_total', { role: 'take', result: 'ok' });
+    runner.signal('SIGUSR2');
+    expect(await runner.waitExit(TAKEOVER_WAIT_MS), runner.stderrText()).toEqual({ code: 0, signal: null });
+    const successor = Number(readFileSync(pidFile, 'utf8'));
+    expect(successor).not.toBe(runner.pid);
+    expect(() => process.kill(successor, 0)).not.toThrow();
+    // Its log lines come through the old process's standard error, which it inherited.
+    expect(runner.logged('starting a successor')).toHaveLength(2);
+    // The runner's own line from when it took over, then the successor's.
+    expect(runner.logged('took over')).toHaveLength(2);
+    const m = await runner.metrics();
+    expect(sample(m, 'beamgate_handover_runs_total', { role: 'take', result: 'ok' })).toBe(takes + 1);
+    expect(sample(m, 'beamgate_handover_successors_total', { result: 'started' })).toBe(2);
+    expect(sample(m, 'beamgate_handover_links_total', { result: 'ended' })).toBe(0);
+    await flowing('through the successor');
+    for (const n of [A1, B1]) expect(await c.node(n).eval(`begin bg_mon ! {downs, self()}, receive {downs, D} -> D end end`)).toBe('[]');
+  }, 120_000);
 });
 
 describe.runIf(passfd !== undefined && releases.length > 0)("take-over with 500 open links (the bench's emulated nodes)", () => {

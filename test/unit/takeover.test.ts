@@ -1,10 +1,12 @@
 // The take-over's messages (src/takeover/protocol.ts): what one process sends
 // the other reads back the same, and anything else (a missing field, a wrong
-// type, an unknown message, a bad certificate) is refused with its path.
+// type, an unknown message, a bad certificate) is refused with its path; and
+// the command line a gateway gives the successor it starts on SIGUSR2.
 
 import { describe, expect, it } from 'vitest';
 import { createCa, createGatewayCert } from '../../src/pki/generate.js';
 import { decode, encode, linkInfoOf, type LinkItem, type Message, TakeoverProtocolError } from '../../src/takeover/protocol.js';
+import { successorArgs } from '../../src/takeover/successor.js';
 
 const link = (peerCert: string): LinkItem => ({
   info: { peer: 'beta', direction: 'inbound', localNode: 'a1@alpha', remoteNode: 'b1@beta', sourceName: 'b1@beta', targetName: 'a1@alpha', sourceHidden: false, peerSerial: '0A', peerCert },
@@ -77,5 +79,13 @@ describe('take-over messages', () => {
     expect(refused(wire)).toBe('message.items[0].parked.detached.txSecret: not a buffer');
     expect(refused({ t: 'end', counters: [], lastCreation: [['b1']], ended: 0, frozenAt: 1 })).toBe('message.lastCreation[0].1: missing');
     expect(() => linkInfoOf(link('not a certificate'))).toThrow(TakeoverProtocolError);
+  });
+});
+
+describe("a successor's command line (src/takeover/successor.ts)", () => {
+  it("is this process's own, with --take-over in place of either take-over option, Node's own flags first", () => {
+    const argv = ['/usr/bin/node', '/opt/beamgate/dist/cli/main.js', 'run', '--config', 'r.yaml', '--take-over-if-running', '--pid-file', '/run/b.pid'];
+    expect(successorArgs(argv, ['--max-old-space-size=512'])).toEqual(['--max-old-space-size=512', '/opt/beamgate/dist/cli/main.js', 'run', '--config', 'r.yaml', '--pid-file', '/run/b.pid', '--take-over']);
+    expect(successorArgs(['node', 'main.js', 'run', '--take-over'], [])).toEqual(['main.js', 'run', '--take-over']);
   });
 });
