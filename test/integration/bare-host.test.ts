@@ -1,7 +1,7 @@
 // A gateway on a bare (systemd) host: the unit in deploy/systemd/ checked by
 // systemd-analyze (verify, and the security score) with its paths pointed at
 // this checkout, its start, check and stop commands run as systemd would run
-// them, and `beamgate check --gateway NAME` warning about a real EPMD on the
+// them, its in-place upgrade (SIGUSR2, the PID file systemd follows), and `beamgate check --gateway NAME` warning about a real EPMD on the
 // EPMD port and node ports bound beyond loopback, with real sockets.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -48,6 +48,15 @@ function unitSettings(text: string): Map<string, string[]> {
 /** The unit as installed on a host whose checkout is this one, node is this node, and /etc/beamgate is `etc`. */
 function localUnit(etc: string): string {
   return readFileSync(UNIT, 'utf8').replaceAll('/usr/bin/node', process.execPath).replaceAll('/opt/beamgate', ROOT.replace(/\/$/, '')).replaceAll('/etc/beamgate', etc);
+}
+
+/** Whether a process runs (a zombie, which nobody reaped yet, does not). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** An ExecStart-style command line split as systemd splits it (no quoting in our unit), with $MAINPID-style variables left alone. */
@@ -143,6 +152,51 @@ describe('deploy/systemd/beamgate.service', () => {
       expect(code, log).toBe(0);
     } finally {
       if (gw.exitCode === null && gw.signalCode === null) gw.kill('SIGKILL');
+    }
+  });
+
+  it('keeps a PID file in its runtime directory, which systemd reads again when the main process exits', () => {
+    expect(one('RuntimeDirectory')).toBe('beamgate');
+    expect(one('RuntimeDirectoryMode')).toBe('0700');
+    expect(one('PIDFile')).toBe('/run/beamgate/beamgate.pid');
+    expect(settings.get('Environment')).toContain(`BEAMGATE_PID_FILE=${one('PIDFile')}`);
+  });
+
+  it('upgrades in place as the unit says: SIGUSR2 to the command ExecStart runs starts a successor, which takes over through the runtime directory\'s socket and names itself in the PID file; SIGTERM then stops it and the file goes', async () => {
+    if (!existsSync(join(ROOT, 'build', 'fastpath.node'))) throw new Error('bare-host.test: the native data plane is not built (scripts/build-native.sh): take-overs need it');
+    // The runtime directory systemd would make (/run/beamgate, mode 0700), here a directory of the test's.
+    const runtime = join(dir, 'run-beamgate');
+    mkdirSync(runtime, { mode: 0o700 });
+    const local = unitSettings(localUnit(etc).replaceAll('/run/beamgate', runtime));
+    const env: NodeJS.ProcessEnv = { RUNTIME_DIRECTORY: runtime, BEAMGATE_GATEWAY: 'alpha' };
+    for (const e of local.get('Environment') ?? []) env[e.slice(0, e.indexOf('='))] = e.slice(e.indexOf('=') + 1);
+    const pidFile = local.get('PIDFile')![0]!;
+    expect(env.BEAMGATE_PID_FILE).toBe(pidFile);
+    const [cmd, ...args] = words(local.get('ExecStart')![0]!);
+    const gw: ChildProcess = spawn(cmd!, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    gw.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    const exited = once(gw, 'exit');
+    let successor = 0;
+    try {
+      await waitFor('the gateway to listen for take-overs', () => log.includes('"take-over socket listening"'), START_TIMEOUT_MS);
+      expect(readFileSync(pidFile, 'utf8')).toBe(`${gw.pid}\n`);
+      expect(existsSync(join(runtime, 'alpha.takeover.sock'))).toBe(true);
+      gw.kill('SIGUSR2');
+      const [code] = (await exited) as [number | null];
+      expect(code, log).toBe(0);
+      successor = Number(readFileSync(pidFile, 'utf8'));
+      expect(successor).not.toBe(gw.pid);
+      expect(alive(successor)).toBe(true);
+      expect(log).toContain('"took over"');
+      // It serves, and listens for the next take-over at the same path.
+      await waitFor('the successor to listen for take-overs', () => log.split('"take-over socket listening"').length === 3, START_TIMEOUT_MS);
+      process.kill(successor, 'SIGTERM');
+      await waitFor('the successor to stop', () => !alive(successor), START_TIMEOUT_MS);
+      expect(existsSync(pidFile)).toBe(false);
+    } finally {
+      if (gw.exitCode === null && gw.signalCode === null) gw.kill('SIGKILL');
+      if (successor > 0 && alive(successor)) process.kill(successor, 'SIGKILL');
     }
   });
 
