@@ -225,6 +225,8 @@ async function main(argv: string[]): Promise<number> {
         process.on('SIGUSR2', () => {
           if (stopping) return gw.logger.warn('stopping, SIGUSR2 ignored');
           if (!gw.native) return gw.logger.warn('SIGUSR2: take-overs need the native data plane, no successor started');
+          // A container's first process takes every other with it when it exits: the successor would die with the links it took.
+          if (process.pid === 1) return gw.logger.warn('SIGUSR2: this gateway is its container\'s first process, its successor would end with it; no successor started (docker-compose: deploy/compose-upgrade.sh)');
           successors.start();
         });
         if (reloadIntervalS !== undefined) {

@@ -479,6 +479,17 @@ describe('docker-compose.yml in a real Docker engine: three hosts, a gateway res
     ['app@beta.example', 'app@gamma.example'],
   ];
 
+  it('SIGUSR2 to a gateway container (the gateway is its PID 1, which would take a successor down with it): no successor, a line that says why, and it serves on', async () => {
+    const id = await containerOf('gateway-alpha');
+    const was = await inspect(id);
+    await docker(['kill', '--signal', 'USR2', id]);
+    await waitFor('gateway-alpha to refuse the successor', async () => (await sh('docker', ['logs', id], { timeoutMs: COMMAND_TIMEOUT_MS })).err.includes('its successor would end with it'), COMMAND_TIMEOUT_MS);
+    const now = await inspect(id);
+    expect([now.State.Status, now.State.StartedAt, now.RestartCount]).toEqual(['running', was.State.StartedAt, was.RestartCount]);
+    expect(sample(await metricsOf('gateway-alpha'), 'beamgate_handover_successors_total', { result: 'started' })).toBe(0);
+    expect(await allPong('beta', [['app@beta.example', 'app@alpha.example']])).toBeDefined();
+  }, 4 * COMMAND_TIMEOUT_MS + OPERATOR_TIMEOUT_MS);
+
   it('deploy/compose-upgrade.sh with a new image that cannot start: it says so and exits 1, and the old gateway serves on as it was', async () => {
     await waitFor('links through beta', () => allPong('alpha', beta), RECOVERY_TIMEOUT_MS);
     await recordNodedowns();
