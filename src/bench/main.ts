@@ -41,6 +41,7 @@ import {
   type Results,
   scaleTable,
   burstTable,
+  stormRestartTable,
   stormTable,
   takeoverTable,
   svgChart,
@@ -73,6 +74,8 @@ const USAGE = `npm run bench -- [options]
   --storm-hosts N     gateways of the storm run, each with --storm-nodes real nodes, every node pinging
                       every other at once (default 10; 0 skips it); the nodes run the last release
   --storm-nodes N     nodes per gateway in the storm run (default 3)
+  --storm-default-only  run the storm once, in the default configuration (with its restart of every
+                      gateway), without the A/B runs (no ready connections; node:tls): for large sizes
   --takeover-links L  links open at each take-over of one gateway (default 10,100,500; 0 skips it);
                       the target node runs the last release (docs/upgrade.md)
   --cpu-prof          run the gateways under node --cpu-prof (profiles in the run directory, kept)
@@ -90,6 +93,7 @@ interface Options {
   burstLinks: number;
   stormHosts: number;
   stormNodes: number;
+  stormDefaultOnly: boolean;
   takeoverLinks: number[];
   cpuProf: boolean;
   out: string;
@@ -116,6 +120,7 @@ function options(argv: string[]): Options {
       'cpu-prof': { type: 'boolean' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
+      'storm-default-only': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -146,6 +151,7 @@ function options(argv: string[]): Options {
     burstLinks: Math.min(MAX_STANDBY_PER_PEER, Math.round(num(values['burst-links'], MAX_STANDBY_PER_PEER, 'burst-links', 0))),
     stormHosts,
     stormNodes: Math.round(num(values['storm-nodes'], 3, 'storm-nodes', 1)),
+    stormDefaultOnly: values['storm-default-only'] ?? false,
     takeoverLinks: (values['takeover-links'] ?? '10,100,500')
       .split(',')
       .map((v) => Math.round(num(v, 0, 'takeover-links', 0)))
@@ -343,7 +349,7 @@ async function main(): Promise<void> {
     }
     if (opts.stormHosts > 0) {
       log(`storm: ${opts.stormHosts} gateways x ${opts.stormNodes} nodes, every node pinging every other at once`);
-      storm = await runStorm(env, join(dir, 'storm'), opts.otp.at(-1)!, opts.stormHosts, opts.stormNodes, gatewayArgs);
+      storm = await runStorm(env, join(dir, 'storm'), opts.otp.at(-1)!, opts.stormHosts, opts.stormNodes, gatewayArgs, opts.stormDefaultOnly);
     }
     if (opts.takeoverLinks.length > 0) {
       log(`take-over: beta's gateway replaced by beamgate run --take-over with ${opts.takeoverLinks.join(', ')} links open`);
@@ -354,7 +360,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const targets = checkTargets(results, scale);
+  const targets = checkTargets(results, scale, undefined, storm);
   const caption = `beamgate bench, ${started.toISOString().slice(0, 16)}Z, ${host.cores} cores, ${opts.reps} rep(s)${opts.quick ? ', quick' : ''}`;
   const text = [
     `## ${caption}`,
@@ -373,7 +379,16 @@ async function main(): Promise<void> {
     ...(scale ? [`Scale: idle links through one gateway pair (emulated source nodes, real target node on OTP ${scale.targetOtp}):`, '', scaleTable(scale), ''] : []),
     ...(burst ? [`Burst: ${burst.links} links dialled at once through one gateway pair (emulated source nodes, real target node on OTP ${burst.targetOtp}):`, '', burstTable(burst), ''] : []),
     ...(storm
-      ? [`Storm: ${storm.hosts} gateways x ${storm.nodesPerHost} real nodes on OTP ${storm.otp} on this machine, every node pinging every other at once (a pang is not retried):`, '', stormTable(storm), '']
+      ? [
+          `Storm: ${storm.hosts} gateways x ${storm.nodesPerHost} real nodes on OTP ${storm.otp} on this machine, every node pinging every other at once (a pang is not retried):`,
+          '',
+          stormTable(storm),
+          '',
+          'Then every gateway of the first run killed at once and started again; each node re-pings the nodes it lost, 500 ms apart, until they answer:',
+          '',
+          stormRestartTable(storm),
+          '',
+        ]
       : []),
     ...(takeover ? [`Take-over: beta's gateway replaced by \`beamgate run --take-over\` (emulated source nodes, real target node on OTP ${takeover.targetOtp}):`, '', takeoverTable(takeover), ''] : []),
     'Targets:',

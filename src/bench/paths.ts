@@ -285,9 +285,17 @@ export async function stunnelPath(s: PlainSetup, alias: string, rt: OtpRuntime):
 
 export interface GatewayPair {
   mesh: LocalMesh;
-  pids: number[];
+  /** The gateways' processes now (a restart changes them). */
+  readonly pids: number[];
   /** Metrics ports of the gateways, in the order they were given (alpha, beta for a pair). */
   metricsPorts: number[];
+  /**
+   * Kills every gateway at once (SIGKILL, as a host losing its gateway or an
+   * operator restarting them all does: no drain) and starts them all again
+   * at once with the same roster, ports and addresses; resolves when all are
+   * healthy again.
+   */
+  restartAll(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -334,20 +342,25 @@ export const FILTERED_POLICY = {
  */
 export async function startGateways(dir: string, gateways: { name: string; nodes: string[] }[], opts: GatewayRunOptions = {}): Promise<GatewayPair> {
   const ports = async (names: string[]) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const)));
-  const layout = [];
+  const layout: { name: string; tlsPort: number; epmdPort: number; metricsPort: number; nodes: Record<string, number>; loopback: string }[] = [];
   for (const g of gateways) {
     layout.push({ name: g.name, tlsPort: await freePort(), epmdPort: await freePort(), metricsPort: await freePort(), nodes: await ports(g.nodes), loopback: randomAlias() });
   }
   const mesh = await buildLocalMesh({ dir, gateways: layout, operators: opts.operators ?? [], ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.policy !== undefined ? { policy: opts.policy } : {}) });
-  const children: ChildProcess[] = [];
+  let children: ChildProcess[] = [];
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
+  const launch = (g: { name: string }): ChildProcess => {
+    const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? []), ...(opts.runArgsFor?.(g.name) ?? [])], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      cwd: dir,
+    });
+    // Appended: a restarted gateway's log follows its predecessor's.
+    child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`), { flags: 'a' }));
+    return child;
+  };
   try {
     for (const g of layout) {
-      const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? []), ...(opts.runArgsFor?.(g.name) ?? [])], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        cwd: dir,
-      });
-      child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`)));
+      const child = launch(g);
       children.push(child);
       await waitHealthy(g.metricsPort, child, join(dir, `${g.name}.log`));
     }
@@ -355,7 +368,32 @@ export async function startGateways(dir: string, gateways: { name: string; nodes
     await stop();
     throw err;
   }
-  return { mesh, pids: children.map((c) => c.pid!), metricsPorts: layout.map((g) => g.metricsPort), stop };
+  const restartAll = async () => {
+    await Promise.all(
+      children.map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return;
+        const gone = once(c, 'exit');
+        c.kill('SIGKILL');
+        await gone;
+      }),
+    );
+    children = layout.map(launch);
+    try {
+      await Promise.all(layout.map((g, i) => waitHealthy(g.metricsPort, children[i]!, join(dir, `${g.name}.log`))));
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+  };
+  return {
+    mesh,
+    get pids() {
+      return children.map((c) => c.pid!);
+    },
+    metricsPorts: layout.map((g) => g.metricsPort),
+    restartAll,
+    stop,
+  };
 }
 
 /**

@@ -18,7 +18,7 @@
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import type { ErlNode } from '../erlang/node.js';
 import type { OtpRuntime } from '../erlang/roots.js';
-import { type BenchEnv, startGateways, startNode } from './paths.js';
+import { type BenchEnv, type GatewayPair, startGateways, startNode } from './paths.js';
 import { cpuSeconds, memory, sleep } from './proc.js';
 import { metricValue, scrape, sumOf } from './scrape.js';
 
@@ -32,6 +32,11 @@ const PINGS_TIMEOUT_MS = 120_000;
 const FULL_MESH_TIMEOUT_MS = 60_000;
 /** Between two looks at every node's nodes(). */
 const POLL_MS = 200;
+/** After a restart of every gateway: how long the mesh has to re-form, and the nodes' healers' pause between two rounds of pings. */
+const REFORM_TIMEOUT_MS = 120_000;
+const REPING_MS = 500;
+/** Until every node has seen its links go down (the killed gateways' sockets closing). */
+const NODEDOWN_TIMEOUT_MS = 30_000;
 
 export interface StormRun {
   /** limits.standbyPerPeer of the run. */
@@ -57,6 +62,20 @@ export interface StormRun {
   cpuMsPerPair: number;
   /** Largest gateway RSS at the end of the run, MB. */
   maxRssMb: number;
+  /** Every gateway killed at once and started again, once the mesh had formed (the default configuration's run only). */
+  restart?: StormRestart;
+}
+
+export interface StormRestart {
+  /** From the kill until every new gateway was healthy. */
+  gatewaysUpMs: number;
+  /** From the kill until every node saw every other again; undefined when it did not within REFORM_TIMEOUT_MS. */
+  reformMs: number | undefined;
+  pairsLinked: number;
+  /** Pings of the nodes' healers that answered pang (and were tried again REPING_MS later), all nodes together. */
+  retries: number;
+  /** `global`'s disconnects logged by the nodes from the kill until the end of the run. */
+  globalDisconnects: number;
 }
 
 export interface StormResult {
@@ -66,7 +85,7 @@ export interface StormResult {
   runs: StormRun[];
 }
 
-async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[]): Promise<StormRun> {
+async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[], restart: boolean): Promise<StormRun> {
   const names = Array.from({ length: hosts }, (_, i) => `h${i}`);
   const shorts = Array.from({ length: nodesPerHost }, (_, j) => `n${j}`);
   const gw = await startGateways(dir, names.map((name) => ({ name, nodes: shorts })), { extraArgs: gatewayArgs, runArgs: ['--data-plane', plane], limits: { standbyPerPeer: standby } });
@@ -118,8 +137,13 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
     const windowS = (performance.now() - t0) / 1000;
     const after = await counters();
     const cpuMs = gw.pids.reduce((sum, p, i) => sum + (cpuSeconds(p) - cpu0[i]!) * 1000, 0);
+    const maxRssMb = Math.max(...gw.pids.map((p) => memory(p).rssMb));
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const hs = after.map((a, i) => a.hs - before[i]!.hs);
+    const disconnects = () => nodes.reduce((k, n) => k + (n.log().match(/in order to prevent overlapping partitions/g)?.length ?? 0), 0);
+    const globalDisconnects = disconnects();
+    const restarted = restart && fullMeshMs !== undefined ? { ...(await restartAll(gw, nodes, nodesPerHost, list, pairs, linked)), globalDisconnects: 0 } : undefined;
+    if (restarted) restarted.globalDisconnects = disconnects() - globalDisconnects;
     return {
       standby,
       plane,
@@ -132,9 +156,10 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
       handshakes: mean(hs),
       resumed: mean(after.map((a, i) => a.resumed - before[i]!.resumed)),
       handshakesPerSec: mean(hs) / windowS,
-      globalDisconnects: nodes.reduce((k, n) => k + (n.log().match(/in order to prevent overlapping partitions/g)?.length ?? 0), 0),
+      globalDisconnects,
       cpuMsPerPair: cpuMs / pairs,
-      maxRssMb: Math.max(...gw.pids.map((p) => memory(p).rssMb)),
+      maxRssMb,
+      ...(restarted ? { restart: restarted } : {}),
     };
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -142,11 +167,66 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
   }
 }
 
+/**
+ * Kills every gateway at once and starts them again, as after a host-wide
+ * upgrade done the hard way or a power cut of the gateways only: every link
+ * between two hosts goes down (the nodes see nodedown), and each node pings
+ * every node it lost until it answers (REPING_MS apart, as a cluster's healer, libcluster's
+ * polling or a supervisor's health check does: nothing in OTP reconnects by
+ * itself). Measured from the kill until every node sees every other.
+ */
+async function restartAll(gw: GatewayPair, nodes: ErlNode[], nodesPerHost: number, list: string, pairs: number, linked: () => Promise<number>): Promise<Omit<StormRestart, 'globalDisconnects'>> {
+  // A ping over a link its node has not yet seen close would answer pong from the old link, so
+  // the re-pings start once every node has seen every node of the other hosts go down (links
+  // between two nodes of one host do not cross the gateway and stay up). Counted by a watcher on
+  // each node, as nodedown events: nodes() never gets empty.
+  const watch =
+    `P = spawn(fun() -> net_kernel:monitor_nodes(true), ` +
+    `W = fun L(D) -> receive {nodedown, N} -> L(D#{N => true}); {downs, F} -> F ! {downs, map_size(D)}, L(D); _ -> L(D) end end, W(#{}) end), ` +
+    `register(beamgate_storm_downs, P), ok`;
+  for (const n of nodes) await n.eval(watch);
+  const downs = async () =>
+    (await Promise.all(nodes.map(async (n) => Number(await n.eval(`beamgate_storm_downs ! {downs, self()}, receive {downs, K} -> K end`))))).reduce((a, b) => a + b, 0);
+  const t0 = performance.now();
+  await gw.restartAll();
+  const gatewaysUpMs = performance.now() - t0;
+  const downBy = Date.now() + NODEDOWN_TIMEOUT_MS;
+  while ((await downs()) < nodes.length * (nodes.length - nodesPerHost)) {
+    if (Date.now() > downBy) {
+      const seen = await Promise.all(nodes.map(async (n) => `${n.name}: ${await n.eval(`beamgate_storm_downs ! {downs, self()}, receive {downs, K} -> {K, length(nodes())} end`)}`));
+      throw new Error(`storm restart: the nodes had not all seen every link go down ${NODEDOWN_TIMEOUT_MS} ms after every gateway was killed ({downs seen, nodes()}: ${seen.join(', ')})`);
+    }
+    await sleep(POLL_MS);
+  }
+  // Each node runs a healer as a cluster does (libcluster's polling, a supervisor's health check):
+  // every REPING_MS it pings, in parallel, every node it does not see; nothing in OTP re-dials by itself.
+  const healer =
+    `Self = node(), Others = [N || N <- ${list}, N =/= Self], ` +
+    `H = spawn(fun() -> Heal = fun L(K) -> Missing = Others -- nodes(), Me = self(), ` +
+    `[spawn(fun() -> Me ! {pinged, net_adm:ping(N)} end) || N <- Missing], ` +
+    `Pangs = length([x || _ <- Missing, pang <- [receive {pinged, R} -> R end]]), ` +
+    `receive {stop, F} -> F ! {retries, K + Pangs} after ${REPING_MS} -> L(K + Pangs) end end, Heal(0) end), ` +
+    `register(beamgate_storm_healer, H), ok`;
+  await Promise.all(nodes.map((n) => n.eval(healer)));
+  let pairsLinked = await linked();
+  const meshDeadline = Date.now() + REFORM_TIMEOUT_MS;
+  while (pairsLinked < pairs && Date.now() < meshDeadline) {
+    await sleep(POLL_MS);
+    pairsLinked = await linked();
+  }
+  const reformMs = pairsLinked === pairs ? performance.now() - t0 : undefined;
+  // A healer may be waiting on a ping (at most net_setuptime, 7 s) when told to stop.
+  const retried = await Promise.all(nodes.map(async (n) => Number(await n.eval(`beamgate_storm_healer ! {stop, self()}, receive {retries, K} -> K end`))));
+  return { gatewaysUpMs, reformMs, pairsLinked, retries: retried.reduce((x, y) => x + y, 0) };
+}
+
 /** The storm with the default ready connections, with none, and with none on node:tls, each on fresh gateways and nodes. */
-export async function runStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, gatewayArgs: string[] = []): Promise<StormResult> {
+export async function runStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, gatewayArgs: string[] = [], defaultOnly = false): Promise<StormResult> {
   const runs: StormRun[] = [];
-  for (const [standby, plane] of [[DEFAULT_LIMITS.standbyPerPeer, 'native'], [0, 'native'], [0, 'node']] as const) {
-    runs.push(await stormOnce(env, `${dir}-${plane}-${standby}`, rt, hosts, nodesPerHost, standby, plane, gatewayArgs));
+  const configs = [[DEFAULT_LIMITS.standbyPerPeer, 'native'], [0, 'native'], [0, 'node']] as const;
+  for (const [standby, plane] of defaultOnly ? configs.slice(0, 1) : configs) {
+    // The restart of every gateway runs once, in the default configuration.
+    runs.push(await stormOnce(env, `${dir}-${plane}-${standby}`, rt, hosts, nodesPerHost, standby, plane, gatewayArgs, runs.length === 0));
   }
   return { hosts, nodesPerHost, otp: rt.otp, runs };
 }

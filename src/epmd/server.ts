@@ -325,12 +325,20 @@ function finalAnswer(sock: net.Socket, answer: Buffer, lingerMs: number): void {
 /** Listens on host:port, or on the listener a take-over handed this process for that address (src/takeover/inherited.ts). */
 export function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
-    server.once('error', onError);
-    const fd = takeInherited(host, port);
-    server.listen(fd !== undefined ? { fd } : { port, host, exclusive: true }, () => {
+    // Both handlers come off whichever way the attempt ends: a caller that tries
+    // ports one by one on the same server (src/mesh/stand-ins.ts) must not pile
+    // up a 'listening' handler per failed port.
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    };
+    const onListening = () => {
       server.off('error', onError);
       resolve();
-    });
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    const fd = takeInherited(host, port);
+    server.listen(fd !== undefined ? { fd } : { port, host, exclusive: true });
   });
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emulatedFlags } from '../../src/bench/emulated-node.js';
 import { parsePathKey, pathKey, pathLabel } from '../../src/bench/paths.js';
-import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, stormTable, svgChart } from '../../src/bench/report.js';
+import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, stormRestartTable, stormTable, svgChart, targetsTable } from '../../src/bench/report.js';
 import type { StormRun } from '../../src/bench/storm.js';
 import { DFLAG_UNLINK_ID, DFLAG_V4_NC } from '../../src/framing/handshake.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median, percentile } from '../../src/bench/stats.js';
@@ -107,6 +107,7 @@ describe('bench report', () => {
       'RTT p50 vs OTP 29 inet_tls_dist',
       'RTT p99 vs OTP 29 inet_tls_dist',
       'BEAM CPU per GB vs OTP 29 inet_tcp_dist',
+      'cold connect vs OTP 29 inet_tcp_dist',
       'gateway RSS with 500 open links',
     ]);
     // beamgate@29 moves 0.3 of direct, OTP 29 TLS 0.25: 1.2×, exactly the bound.
@@ -187,5 +188,37 @@ describe('bench report', () => {
     expect(rows[2]).toContain('| 0 of 870 | 6.8 s | 435 of 435 | 11.5 s | 170 (150) | 14.2 | 45.1 ms | 0 | 80 MB |');
     expect(rows[3]).toContain('| 9 of 870 | 6.8 s | 430 of 435 | not formed |');
     expect(rows[3]).toContain('| 12 | 80 MB |');
+  });
+
+  it('checks the storm targets: a mesh that did not form or a failed ping is not met, whatever the time', () => {
+    const run = (over: Partial<StormRun>): StormRun => ({
+      standby: 8, plane: 'native', pings: 9900, pangs: 0, answeredMs: 20_000, pairsLinked: 4950, pairs: 4950, fullMeshMs: 42_000,
+      handshakes: 1900, resumed: 1800, handshakesPerSec: 10, cpuMsPerPair: 30, globalDisconnects: 0, maxRssMb: 90, ...over,
+    });
+    const storm = (first: StormRun) => ({ hosts: 20, nodesPerHost: 5, otp: '29', runs: [first] });
+    const byName = (st: ReturnType<typeof storm>) => Object.fromEntries(checkTargets({}, undefined, '29', st).map((c) => [c.target, c]));
+    const MESH = 'storm of 100 nodes on 20 hosts: whole mesh, no failed ping';
+    const REFORM = 'every gateway of the storm restarted at once: mesh re-formed';
+    const formed = byName(storm(run({ restart: { gatewaysUpMs: 2_000, reformMs: 12_500, pairsLinked: 4950, retries: 300, globalDisconnects: 4 } })));
+    expect(formed[MESH]).toMatchObject({ value: 42, bound: 60, unit: 's', met: true });
+    expect(formed[REFORM]).toMatchObject({ value: 12.5, bound: 30, met: true });
+    expect(targetsTable(Object.values(formed))).toContain(`| ${MESH} | at most 60 s | 42.0 s | yes |`);
+    // In time, but one ping failed: the target asks for none.
+    expect(byName(storm(run({ pangs: 1 })))[MESH]!.met).toBe(false);
+    const failed = byName(storm(run({ pangs: 40, pairsLinked: 4900, fullMeshMs: undefined, restart: { gatewaysUpMs: 2_000, reformMs: undefined, pairsLinked: 4000, retries: 9000, globalDisconnects: 80 } })));
+    expect(failed[MESH]!.met).toBe(false);
+    expect(targetsTable([failed[MESH]!, failed[REFORM]!])).toContain('| not formed (40 failed pings, 4900 of 4950 pairs) | NO |');
+    expect(failed[REFORM]!.shown).toBe('not re-formed (4000 of 4950 pairs)');
+    expect(stormRestartTable(storm(run({ restart: { gatewaysUpMs: 2_000, reformMs: 12_500, pairsLinked: 4950, retries: 300, globalDisconnects: 4 } })))).toContain('| 2.0 s | 12.5 s | 4950 of 4950 | 300 | 4 |');
+    expect(stormRestartTable(storm(run({})))).toMatch(/not run/);
+    // Without a storm run, the storm targets are not listed at all.
+    expect(checkTargets({}, undefined, '29').some((c) => c.target.startsWith('storm'))).toBe(false);
+  });
+
+  it('holds gateway RSS to 100 MB up to 500 links and 150 MB up to 1,000, and sets no bound beyond', () => {
+    const at = (links: number, mb: number) => checkTargets({}, { ...SCALE, links, rssAfterMb: [mb, 60] }).find((c) => c.target.startsWith('gateway RSS'))!;
+    expect(at(500, 110)).toMatchObject({ bound: 100, met: false });
+    expect(at(1000, 110)).toMatchObject({ bound: 150, met: true, value: 110 });
+    expect(at(2000, 110).met).toBeUndefined();
   });
 });
