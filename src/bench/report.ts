@@ -6,7 +6,7 @@
 // release's inet_tls_dist, the fastest secure peer a user can pick.
 
 import type { BurstResult } from './burst.js';
-import type { StormResult } from './storm.js';
+import type { StormBaseline, StormResult } from './storm.js';
 import type { TakeoverResult } from './takeover.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
@@ -241,20 +241,40 @@ export function burstTable(b: BurstResult): string {
 export function stormTable(st: StormResult): string {
   return markdownTable(
     ['data plane', 'ready connections per peer', 'failed pings', 'all pings answered', 'pairs linked', 'full mesh', 'TLS handshakes per gateway (resumed)', 'handshakes per second per gateway', 'gateway CPU per pair', '`global` disconnects', 'largest gateway RSS'],
-    st.runs.map((r) => [
-      r.plane,
-      String(r.standby),
-      `${r.pangs} of ${r.pings}`,
-      `${(r.answeredMs / 1000).toFixed(1)} s`,
-      `${r.pairsLinked} of ${r.pairs}`,
-      r.fullMeshMs === undefined ? 'not formed' : `${(r.fullMeshMs / 1000).toFixed(1)} s`,
-      `${r.handshakes.toFixed(0)} (${r.resumed.toFixed(0)})`,
-      r.handshakesPerSec.toFixed(1),
-      `${r.cpuMsPerPair.toFixed(1)} ms`,
-      String(r.globalDisconnects),
-      `${r.maxRssMb.toFixed(0)} MB`,
-    ]),
+    [
+      ...st.runs.map((r) => [
+        r.plane,
+        String(r.standby),
+        `${r.pangs} of ${r.pings}`,
+        `${(r.answeredMs / 1000).toFixed(1)} s`,
+        `${r.pairsLinked} of ${r.pairs}`,
+        r.fullMeshMs === undefined ? 'not formed' : `${(r.fullMeshMs / 1000).toFixed(1)} s`,
+        `${r.handshakes.toFixed(0)} (${r.resumed.toFixed(0)})`,
+        r.handshakesPerSec.toFixed(1),
+        `${r.cpuMsPerPair.toFixed(1)} ms`,
+        String(r.globalDisconnects),
+        `${r.maxRssMb.toFixed(0)} MB`,
+      ]),
+      ...(st.plain ? [plainStormRow(st.plain)] : []),
+    ],
   );
+}
+
+/** The storm with no gateway, in the gateways' columns: what has no gateway shows '–'. */
+function plainStormRow(p: StormBaseline): string[] {
+  return [
+    'none (plain inet_tcp_dist, no gateway)',
+    '–',
+    `${p.pangs} of ${p.pings}`,
+    `${(p.answeredMs / 1000).toFixed(1)} s`,
+    `${p.pairsLinked} of ${p.pairs}`,
+    p.fullMeshMs === undefined ? 'not formed' : `${(p.fullMeshMs / 1000).toFixed(1)} s`,
+    '–',
+    '–',
+    '–',
+    String(p.globalDisconnects),
+    '–',
+  ];
 }
 
 /** The restart of every gateway at once, after the storm's first run had formed its mesh. */

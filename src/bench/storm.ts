@@ -12,13 +12,17 @@
 //
 // Run three times, each on fresh gateways and nodes: with the ready TLS
 // connections of the roster's default (limits.standbyPerPeer), with none, and
-// with none on node:tls (the A/B of issue 17). test/integration/storm.test.ts
-// is the same storm as a pass/fail check on network-namespace hosts.
+// with none on node:tls (the A/B of issue 17); then once with no gateway, over
+// plain inet_tcp_dist, as the machine's own limit for that many VMs.
+// test/integration/storm.test.ts is the same storm as a pass/fail check on
+// network-namespace hosts.
 
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import type { ErlNode } from '../erlang/node.js';
 import type { OtpRuntime } from '../erlang/roots.js';
-import { type BenchEnv, type GatewayPair, startGateways, startNode } from './paths.js';
+import { type BenchEnv, Epmd, type GatewayPair, startGateways, startNode } from './paths.js';
 import { cpuSeconds, memory, sleep } from './proc.js';
 import { metricValue, scrape, sumOf } from './scrape.js';
 
@@ -78,11 +82,24 @@ export interface StormRestart {
   globalDisconnects: number;
 }
 
+/** The same storm with no gateway: plain inet_tcp_dist on loopback, one epmd, the machine's own limit. */
+export interface StormBaseline {
+  pings: number;
+  pangs: number;
+  answeredMs: number;
+  pairsLinked: number;
+  pairs: number;
+  fullMeshMs: number | undefined;
+  globalDisconnects: number;
+}
+
 export interface StormResult {
   hosts: number;
   nodesPerHost: number;
   otp: string;
   runs: StormRun[];
+  /** Run last, after the gateways' runs; undefined in results written before it existed. */
+  plain?: StormBaseline;
 }
 
 async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[], restart: boolean): Promise<StormRun> {
@@ -93,10 +110,7 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
   try {
     const all = names.flatMap((h) => shorts.map((s) => `${s}@${gw.mesh.hostOf(h)}`));
     // Booted all at once, as the hosts of a cluster do; the ready connections are made meanwhile.
-    const started = await Promise.allSettled(all.map((n) => startNode(env, rt, n, gw.mesh.nodeArgs(n), NODE_START_TIMEOUT_MS)));
-    nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw new Error(`storm: ${all.length - nodes.length} of ${all.length} nodes did not boot: ${String(failed.reason)}`);
+    nodes = await bootAll(env, rt, all, (n) => gw.mesh.nodeArgs(n));
     const deadline = Date.now() + FILL_TIMEOUT_MS;
     for (const port of gw.metricsPorts) {
       while ((await metricValue(port, 'beamgate_standby_ready', 'peer="')) < standby * (hosts - 1)) {
@@ -114,36 +128,15 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
       );
     const before = await counters();
     const cpu0 = gw.pids.map(cpuSeconds);
-    const list = `[${all.map((n) => `'${n}'`).join(',')}]`;
-    const storm =
-      `Self = node(), Others = [N || N <- ${list}, N =/= Self], P = self(), ` +
-      `[spawn(fun() -> P ! {ping, N, net_adm:ping(N)} end) || N <- Others], ` +
-      `[R || N <- Others, R <- [receive {ping, N, X} -> X end]]`;
-    const t0 = performance.now();
-    const answers = await Promise.all(nodes.map((n) => n.eval(storm, PINGS_TIMEOUT_MS)));
-    const answeredMs = performance.now() - t0;
-    const pangs = answers.reduce((k, text) => k + [...text.matchAll(/pang/g)].length, 0);
-    // Every answered ping made a link; a pair of two pangs has none. Count what formed.
-    const linked = async () => (await Promise.all(nodes.map(async (n) => Number(await n.eval('length(nodes())'))))).reduce((a, b) => a + b, 0) / 2;
-    const pairs = (all.length * (all.length - 1)) / 2;
-    let fullMeshMs: number | undefined;
-    let pairsLinked = await linked();
-    const meshDeadline = Date.now() + FULL_MESH_TIMEOUT_MS;
-    while (pairsLinked < pairs && pangs === 0 && Date.now() < meshDeadline) {
-      await sleep(POLL_MS);
-      pairsLinked = await linked();
-    }
-    if (pairsLinked === pairs) fullMeshMs = performance.now() - t0;
-    const windowS = (performance.now() - t0) / 1000;
+    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked } = await pingStorm(nodes, all);
     const after = await counters();
     const cpuMs = gw.pids.reduce((sum, p, i) => sum + (cpuSeconds(p) - cpu0[i]!) * 1000, 0);
     const maxRssMb = Math.max(...gw.pids.map((p) => memory(p).rssMb));
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const hs = after.map((a, i) => a.hs - before[i]!.hs);
-    const disconnects = () => nodes.reduce((k, n) => k + (n.log().match(/in order to prevent overlapping partitions/g)?.length ?? 0), 0);
-    const globalDisconnects = disconnects();
+    const globalDisconnects = disconnects(nodes);
     const restarted = restart && fullMeshMs !== undefined ? { ...(await restartAll(gw, nodes, nodesPerHost, list, pairs, linked)), globalDisconnects: 0 } : undefined;
-    if (restarted) restarted.globalDisconnects = disconnects() - globalDisconnects;
+    if (restarted) restarted.globalDisconnects = disconnects(nodes) - globalDisconnects;
     return {
       standby,
       plane,
@@ -165,6 +158,67 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
     await Promise.all(nodes.map((n) => n.stop()));
     await gw.stop();
   }
+}
+
+/**
+ * Boots every node at once, as the hosts of a cluster do. A node that does not
+ * boot fails the run (after the others are stopped): a storm of fewer nodes
+ * would be another storm.
+ */
+async function bootAll(env: BenchEnv, rt: OtpRuntime, all: string[], argsOf: (node: string) => string[]): Promise<ErlNode[]> {
+  const started = await Promise.allSettled(all.map((n) => startNode(env, rt, n, argsOf(n), NODE_START_TIMEOUT_MS)));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw new Error(`storm: ${all.length - nodes.length} of ${all.length} nodes did not boot: ${String(failed.reason)}`);
+  }
+  return nodes;
+}
+
+interface PingStorm {
+  pangs: number;
+  answeredMs: number;
+  pairsLinked: number;
+  pairs: number;
+  fullMeshMs: number | undefined;
+  /** From the first ping until the full mesh or the end of the wait, s. */
+  windowS: number;
+  /** Every node's name, as an Erlang list. */
+  list: string;
+  /** Pairs linked now, as the nodes see them. */
+  linked: () => Promise<number>;
+}
+
+/** Every node pings every other at once; then, if no ping failed, waits for the mesh to settle. */
+async function pingStorm(nodes: ErlNode[], all: string[]): Promise<PingStorm> {
+  const list = `[${all.map((n) => `'${n}'`).join(',')}]`;
+  const storm =
+    `Self = node(), Others = [N || N <- ${list}, N =/= Self], P = self(), ` +
+    `[spawn(fun() -> P ! {ping, N, net_adm:ping(N)} end) || N <- Others], ` +
+    `[R || N <- Others, R <- [receive {ping, N, X} -> X end]]`;
+  const t0 = performance.now();
+  const answers = await Promise.all(nodes.map((n) => n.eval(storm, PINGS_TIMEOUT_MS)));
+  const answeredMs = performance.now() - t0;
+  const pangs = answers.reduce((k, text) => k + [...text.matchAll(/pang/g)].length, 0);
+  // Every answered ping made a link; a pair of two pangs has none. Count what formed.
+  const linked = async () => (await Promise.all(nodes.map(async (n) => Number(await n.eval('length(nodes())'))))).reduce((a, b) => a + b, 0) / 2;
+  const pairs = (all.length * (all.length - 1)) / 2;
+  let fullMeshMs: number | undefined;
+  let pairsLinked = await linked();
+  const meshDeadline = Date.now() + FULL_MESH_TIMEOUT_MS;
+  while (pairsLinked < pairs && pangs === 0 && Date.now() < meshDeadline) {
+    await sleep(POLL_MS);
+    pairsLinked = await linked();
+  }
+  if (pairsLinked === pairs) fullMeshMs = performance.now() - t0;
+  const windowS = (performance.now() - t0) / 1000;
+  return { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked };
+}
+
+/** Disconnects `global` made on the nodes to prevent overlapping partitions, from their logs. */
+function disconnects(nodes: ErlNode[]): number {
+  return nodes.reduce((k, n) => k + (n.log().match(/in order to prevent overlapping partitions/g)?.length ?? 0), 0);
 }
 
 /**
@@ -220,7 +274,32 @@ async function restartAll(gw: GatewayPair, nodes: ErlNode[], nodesPerHost: numbe
   return { gatewaysUpMs, reformMs, pairsLinked, retries: retried.reduce((x, y) => x + y, 0) };
 }
 
-/** The storm with the default ready connections, with none, and with none on node:tls, each on fresh gateways and nodes. */
+/**
+ * The storm with no gateway: the same nodes, names and pings over plain
+ * inet_tcp_dist on loopback, with one real epmd. Clear text, no TLS, no
+ * roster: not a path anyone should run between hosts, but the figure that
+ * says what 2 cores and this many VMs allow at all.
+ */
+async function plainStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number): Promise<StormBaseline> {
+  const hostNames = Array.from({ length: hosts }, (_, i) => `h${i}.plain`);
+  // One epmd registers names without their host, so each name carries its host too.
+  const all = hostNames.flatMap((h, i) => Array.from({ length: nodesPerHost }, (_, j) => `h${i}n${j}@${h}`));
+  const inetrc = join(env.dir, `${dir.split('/').at(-1)}.inetrc`);
+  writeFileSync(inetrc, `{host, {127,0,0,1}, [${hostNames.map((h) => `"${h}"`).join(', ')}]}.\n{lookup, [file, native]}.\n`);
+  const epmd = await Epmd.start(['127.0.0.1']);
+  let nodes: ErlNode[] = [];
+  try {
+    const args = (n: string) => ['-name', n, '-start_epmd', 'false', '-epmd_port', String(epmd.port), '-kernel', 'inet_dist_use_interface', '{127,0,0,1}', '-kernel', 'inetrc', `"${inetrc}"`];
+    nodes = await bootAll(env, rt, all, args);
+    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs } = await pingStorm(nodes, all);
+    return { pings: all.length * (all.length - 1), pangs, answeredMs, pairsLinked, pairs, fullMeshMs, globalDisconnects: disconnects(nodes) };
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await epmd.stop();
+  }
+}
+
+/** The storm with the default ready connections, with none, and with none on node:tls, each on fresh gateways and nodes; then with no gateway at all. */
 export async function runStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, gatewayArgs: string[] = [], defaultOnly = false): Promise<StormResult> {
   const runs: StormRun[] = [];
   const configs = [[DEFAULT_LIMITS.standbyPerPeer, 'native'], [0, 'native'], [0, 'node']] as const;
@@ -228,5 +307,6 @@ export async function runStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts
     // The restart of every gateway runs once, in the default configuration.
     runs.push(await stormOnce(env, `${dir}-${plane}-${standby}`, rt, hosts, nodesPerHost, standby, plane, gatewayArgs, runs.length === 0));
   }
-  return { hosts, nodesPerHost, otp: rt.otp, runs };
+  const plain = await plainStorm(env, `${dir}-plain`, rt, hosts, nodesPerHost);
+  return { hosts, nodesPerHost, otp: rt.otp, runs, plain };
 }

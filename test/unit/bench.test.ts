@@ -188,6 +188,11 @@ describe('bench report', () => {
     expect(rows[2]).toContain('| 0 of 870 | 6.8 s | 435 of 435 | 11.5 s | 170 (150) | 14.2 | 45.1 ms | 0 | 80 MB |');
     expect(rows[3]).toContain('| 9 of 870 | 6.8 s | 430 of 435 | not formed |');
     expect(rows[3]).toContain('| 12 | 80 MB |');
+    // The run with no gateway is one more row, with '–' where a gateway's figure would be.
+    const plain = { pings: 870, pangs: 0, answeredMs: 2_300, pairsLinked: 435, pairs: 435, fullMeshMs: 2_900, globalDisconnects: 0 };
+    const withPlain = stormTable({ hosts: 10, nodesPerHost: 3, otp: '29', runs: [run({})], plain }).split('\n');
+    expect(withPlain).toHaveLength(4);
+    expect(withPlain[3]).toBe('| none (plain inet_tcp_dist, no gateway) | – | 0 of 870 | 2.3 s | 435 of 435 | 2.9 s | – | – | – | 0 | – |');
   });
 
   it('checks the storm targets: a mesh that did not form or a failed ping is not met, whatever the time', () => {
