@@ -6,7 +6,7 @@
 // release's inet_tls_dist, the fastest secure peer a user can pick.
 
 import type { BurstResult } from './burst.js';
-import type { StormBaseline, StormResult } from './storm.js';
+import type { StormOutcome, StormResult } from './storm.js';
 import type { TakeoverResult } from './takeover.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
@@ -261,7 +261,7 @@ export function stormTable(st: StormResult): string {
 }
 
 /** The storm with no gateway, in the gateways' columns: what has no gateway shows '–'. */
-function plainStormRow(p: StormBaseline): string[] {
+function plainStormRow(p: StormOutcome): string[] {
   return [
     'none (plain inet_tcp_dist, no gateway)',
     '–',

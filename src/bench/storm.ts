@@ -42,10 +42,8 @@ const REPING_MS = 500;
 /** Until every node has seen its links go down (the killed gateways' sockets closing). */
 const NODEDOWN_TIMEOUT_MS = 30_000;
 
-export interface StormRun {
-  /** limits.standbyPerPeer of the run. */
-  standby: number;
-  plane: 'native' | 'node';
+/** What every storm run reports, with gateways or without (the plain run). */
+export interface StormOutcome {
   /** Pings sent (every node to every other) and those answered pang. */
   pings: number;
   pangs: number;
@@ -56,12 +54,19 @@ export interface StormRun {
   pairs: number;
   /** From the first ping until every node saw every other; undefined when the mesh never formed (a pang is not retried). */
   fullMeshMs: number | undefined;
+  /** Disconnects `global` made on the nodes to prevent overlapping partitions (their log lines). */
+  globalDisconnects: number;
+}
+
+/** A run through gateways. */
+export interface StormRun extends StormOutcome {
+  /** limits.standbyPerPeer of the run. */
+  standby: number;
+  plane: 'native' | 'node';
   /** Client TLS handshakes per gateway from the first ping until the full mesh or the end of the wait (the ready connections refilled after the pings included; mean), how many resumed (mean), and per second of that window (mean). */
   handshakes: number;
   resumed: number;
   handshakesPerSec: number;
-  /** Disconnects `global` made on the nodes to prevent overlapping partitions (their log lines). */
-  globalDisconnects: number;
   /** CPU of all gateways during the storm, per pair of nodes (each pair's set-up, both directions' attempts), ms. */
   cpuMsPerPair: number;
   /** Largest gateway RSS at the end of the run, MB. */
@@ -82,24 +87,13 @@ export interface StormRestart {
   globalDisconnects: number;
 }
 
-/** The same storm with no gateway: plain inet_tcp_dist on loopback, one epmd, the machine's own limit. */
-export interface StormBaseline {
-  pings: number;
-  pangs: number;
-  answeredMs: number;
-  pairsLinked: number;
-  pairs: number;
-  fullMeshMs: number | undefined;
-  globalDisconnects: number;
-}
-
 export interface StormResult {
   hosts: number;
   nodesPerHost: number;
   otp: string;
   runs: StormRun[];
-  /** Run last, after the gateways' runs; undefined in results written before it existed. */
-  plain?: StormBaseline;
+  /** The same storm with no gateway (plain inet_tcp_dist on loopback, one epmd), run last: the machine's own limit. Undefined in results written before it existed. */
+  plain?: StormOutcome;
 }
 
 async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[], restart: boolean): Promise<StormRun> {
@@ -280,7 +274,7 @@ async function restartAll(gw: GatewayPair, nodes: ErlNode[], nodesPerHost: numbe
  * roster: not a path anyone should run between hosts, but the figure that
  * says what 2 cores and this many VMs allow at all.
  */
-async function plainStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number): Promise<StormBaseline> {
+async function plainStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number): Promise<StormOutcome> {
   const hostNames = Array.from({ length: hosts }, (_, i) => `h${i}.plain`);
   // One epmd registers names without their host, so each name carries its host too.
   const all = hostNames.flatMap((h, i) => Array.from({ length: nodesPerHost }, (_, j) => `h${i}n${j}@${h}`));
