@@ -8,12 +8,10 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import { LOCAL_LOOPBACK } from '../config/address.js';
 import { MAX_STANDBY_PER_PEER, STANDBY_HOLD_SLACK_MS } from '../config/limits.js';
-import { revokedSerial } from '../config/roster.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
 import { inboundFilterFor } from './filtering.js';
 import { DistStream } from '../framing/stream.js';
-import { identityFromSan } from '../pki/identity.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
 import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
@@ -21,7 +19,7 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden, targetLabel } from './source.js';
 import { classifyVerifyError } from './tls.js';
-import { checkResumedPeer } from './sessions.js';
+import { checkPeer, checkResumedPeer } from './sessions.js';
 import { tapOf } from '../fastpath/handover.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
@@ -39,38 +37,27 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     sock.destroy();
     return;
   }
-  if (sock.isSessionReused()) {
-    // OpenSSL checked no dates on a resumed session; identity and revocation follow below for every connection.
-    const checked = checkResumedPeer(sock.getPeerX509Certificate(), roster, { notSelf: self.name });
-    if ('reason' in checked) {
-      ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
-      ctx.refuse(checked.reason, checked.message, { from, direction: 'inbound' });
-      sock.destroy();
-      return;
-    }
-  }
-  const peerCert = sock.getPeerCertificate();
-  const identity = identityFromSan(peerCert.subjectaltname, roster.gateways.keys());
-  if (!identity.ok || identity.gateway === self.name) {
+  // One certificate object per connection: the legacy getPeerCertificate() would build a second, field by field.
+  const presentedCert = sock.getPeerX509Certificate();
+  const resumed = sock.isSessionReused();
+  // A resumed session also has its dates checked (OpenSSL checked none); a full handshake's chain, dates
+  // included, was verified by OpenSSL. Identity and revocation are checked for every connection, once.
+  const checked = resumed
+    ? checkResumedPeer(presentedCert, roster, { notSelf: self.name })
+    : checkPeer(presentedCert, roster, { notSelf: self.name });
+  if ('reason' in checked) {
     ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
-    const reason = identity.ok ? 'certificate is our own identity' : identity.reason;
-    ctx.refuse('wrong_identity', reason, { from, direction: 'inbound' });
+    ctx.refuse(checked.reason, checked.message, { peer: checked.peer, from, direction: 'inbound' });
     sock.destroy();
     return;
   }
-  const revoked = revokedSerial(roster, peerCert.serialNumber);
-  if (revoked) {
-    ctx.metrics.tlsHandshakes.labels('server', 'failed').inc();
-    ctx.refuse('cert_revoked', `certificate of ${identity.gateway} (serial ${revoked}) is revoked`, { peer: identity.gateway, from, direction: 'inbound' });
-    sock.destroy();
-    return;
-  }
+  const peerCert = presentedCert!; // both checks refuse a connection without one
   ctx.metrics.tlsHandshakes.labels('server', 'ok').inc();
-  if (sock.isSessionReused()) ctx.metrics.tlsResumed.labels('server').inc();
+  if (resumed) ctx.metrics.tlsResumed.labels('server').inc();
   if (handshakeStarted !== undefined) {
     ctx.metrics.tlsHandshakeSeconds.labels('server').observe(Number(process.hrtime.bigint() - handshakeStarted) / 1e9);
   }
-  const peer = identity.gateway;
+  const peer = checked.gateway;
   const fields: Record<string, string | undefined> = { peer, from, direction: 'inbound' };
   if (!ctx.table.reserve(peer)) {
     ctx.refuse('limit_reached', 'link limit reached', fields);
@@ -276,7 +263,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sourceHidden,
       targetName: target.name,
       peerSerial: peerCert.serialNumber,
-      peerCert: sock.getPeerX509Certificate()!,
+      peerCert,
     } as const;
     // A reload while this link was being set up must not let it past the new roster and CAs.
     const refusal = readmit(ctx.active(), self.name, info);

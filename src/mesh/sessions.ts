@@ -58,10 +58,11 @@ export class SessionCache {
   }
 }
 
-/** Why a resumed session's peer certificate no longer passes, as the refusal reason a full handshake would give. */
-export interface ResumedRefusal {
+/** Why a peer certificate does not pass the roster's checks, as a refusal reason; `peer` once its identity is known. */
+export interface PeerRefusal {
   reason: 'wrong_identity' | 'cert_revoked' | 'bad_certificate';
   message: string;
+  peer?: string;
 }
 
 /** The verified peer certificate of each connection dialPeer made: on a resumed one, the one from its ticket. */
@@ -82,25 +83,36 @@ export function verifiedPeerCertificate(sock: tls.TLSSocket): X509Certificate | 
 }
 
 /**
- * Checks the peer certificate of a resumed session (the server's own; the
- * dialling side's from its ticket) against the roster in force: it names
- * `expected` (or, for a server, any peer gateway but us), its serial is not
- * revoked, and it is within its validity dates now. The chain was verified
- * when the session was made, under trust no reload has changed since (the
- * cache is cleared and the server's ticket keys change at every reload).
+ * Checks a peer certificate against the roster in force: it names
+ * `expected` (or, for a server, any peer gateway but us) and its serial is
+ * not revoked. OpenSSL has verified its chain and dates in the handshake.
  */
-export function checkResumedPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }, now = Date.now()): ResumedRefusal | { gateway: string } {
-  if (!cert) return { reason: 'bad_certificate', message: 'resumed session carries no peer certificate' };
+export function checkPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }): PeerRefusal | { gateway: string } {
+  if (!cert) return { reason: 'bad_certificate', message: 'no peer certificate' };
   const id = identityFromSan(cert.subjectAltName, roster.gateways.keys());
-  if (!id.ok) return { reason: 'wrong_identity', message: `resumed session: ${id.reason}` };
+  if (!id.ok) return { reason: 'wrong_identity', message: id.reason };
   if ('gateway' in expected && id.gateway !== expected.gateway) {
-    return { reason: 'wrong_identity', message: `resumed session is with gateway ${id.gateway}, expected ${expected.gateway}` };
+    return { reason: 'wrong_identity', message: `peer is gateway ${id.gateway}, expected ${expected.gateway}` };
   }
-  if ('notSelf' in expected && id.gateway === expected.notSelf) return { reason: 'wrong_identity', message: 'resumed session carries our own identity' };
+  if ('notSelf' in expected && id.gateway === expected.notSelf) return { reason: 'wrong_identity', message: 'certificate is our own identity' };
   const revoked = revokedSerial(roster, cert.serialNumber);
-  if (revoked) return { reason: 'cert_revoked', message: `certificate of ${id.gateway} (serial ${revoked}) in a resumed session is revoked` };
-  const from = Date.parse(cert.validFrom);
-  const to = Date.parse(cert.validTo);
-  if (!(from <= now && now < to)) return { reason: 'bad_certificate', message: `certificate of ${id.gateway} in a resumed session is not valid now (${cert.validFrom} to ${cert.validTo})` };
+  if (revoked) return { reason: 'cert_revoked', message: `certificate of ${id.gateway} (serial ${revoked}) is revoked`, peer: id.gateway };
   return { gateway: id.gateway };
+}
+
+/**
+ * Checks the peer certificate of a resumed session (the server's own; the
+ * dialling side's from its ticket) as checkPeer does, and that it is within
+ * its validity dates now: OpenSSL checks no dates on resumption. The chain
+ * was verified when the session was made, under trust no reload has changed
+ * since (the cache is cleared and the server's ticket keys change at every
+ * reload).
+ */
+export function checkResumedPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }, now = Date.now()): PeerRefusal | { gateway: string } {
+  const checked = checkPeer(cert, roster, expected);
+  if ('reason' in checked) return { ...checked, message: `resumed session: ${checked.message}` };
+  const from = Date.parse(cert!.validFrom);
+  const to = Date.parse(cert!.validTo);
+  if (!(from <= now && now < to)) return { reason: 'bad_certificate', message: `certificate of ${checked.gateway} in a resumed session is not valid now (${cert!.validFrom} to ${cert!.validTo})`, peer: checked.gateway };
+  return checked;
 }
