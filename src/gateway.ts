@@ -404,7 +404,10 @@ export class Gateway {
       const was = this.reachable.has(peer);
       // Logged on every change, both ways: a partition's heal shows in the log too.
       if (outcome.ok && !was) this.logger.info('peer reachable', { peer });
-      if (outcome.ok) this.registry.kick(peer);
+      if (outcome.ok) {
+        this.registry.kick(peer);
+        this.standby.reachable(peer);
+      }
       if (!outcome.ok && was) this.logger.warn('peer unreachable', { peer, detail: outcome.detail });
       if (!outcome.ok) this.standby.unreachable(peer);
       this.setReachable(peer, outcome.ok);

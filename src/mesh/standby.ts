@@ -12,7 +12,10 @@
 // peer's patience (STANDBY_HOLD_SLACK_MS) or a silent path for long. A
 // ready connection the peer closes at once was refused by it (TLS 1.3 ends
 // the client's handshake before the server judges the client): that is a
-// failed dial, and the pool backs off (STANDBY_CONFIRM_MS).
+// failed dial, and the pool backs off (STANDBY_CONFIRM_MS). A pool backing
+// off after failed dials (the peer was not up yet) dials again as soon as any
+// other dial reaches the peer (reachable()), so a cluster whose gateways boot
+// together has its ready connections within a second of the last one's start.
 
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
@@ -39,6 +42,8 @@ interface PeerPool {
   /** The wait before the next dial after a failure (0 once a ready connection has proved itself). */
   backoffMs: number;
   retry: NodeJS.Timeout | undefined;
+  /** Whether the back-off is for ready connections the peer closed at once (it refuses us), not for failed dials. */
+  refused: boolean;
 }
 
 export class StandbyPool {
@@ -146,6 +151,25 @@ export class StandbyPool {
     this.gauge(peer);
   }
 
+  /**
+   * Evidence that `peer` is up (a dial to it worked: most often the registry
+   * link, which a peer's own dial to us kicks). A pool waiting out the
+   * back-off of failed dials fills now: a cluster booting at once, whose
+   * first dials found their peers not yet listening, has its ready
+   * connections in a second, not after a back-off of up to
+   * STANDBY_RETRY_MAX_MS. A pool backing off because the peer closed its
+   * ready connections at once (it refuses us) keeps waiting: that peer is up
+   * and says no.
+   */
+  reachable(peer: string): void {
+    const pool = this.peers.get(peer);
+    if (!this.running || !pool?.retry || pool.refused) return;
+    clearTimeout(pool.retry);
+    pool.retry = undefined;
+    this.ctx.logger.info('ready connections dialled again: peer reachable', { peer, backoff_ms: pool.backoffMs });
+    this.fill(peer);
+  }
+
   /** Closes every ready connection and dials no more (stop, drain). */
   stop(): void {
     this.running = false;
@@ -177,7 +201,7 @@ export class StandbyPool {
   private pool(peer: string): PeerPool {
     let pool = this.peers.get(peer);
     if (!pool) {
-      pool = { ready: [], dialling: false, backoffMs: 0, retry: undefined };
+      pool = { ready: [], dialling: false, backoffMs: 0, retry: undefined, refused: false };
       this.peers.set(peer, pool);
     }
     return pool;
@@ -209,7 +233,9 @@ export class StandbyPool {
         // The failure was counted, logged and taken as evidence by dialPeer's outcome.
         pool.dialling = false;
         if (!this.running || this.peers.get(peer) !== pool) return;
-        this.backOff(peer, pool);
+        pool.refused = false;
+        const waitMs = this.backOff(peer, pool);
+        this.ctx.logger.debug('ready connection dial failed', { peer, retry_in_ms: waitMs });
       },
     );
   }
@@ -274,6 +300,7 @@ export class StandbyPool {
     // Closed at once: the peer refused us (its log says why) or is going away; either way not a dial to repeat now.
     this.ctx.metrics.standbyRejected.labels(peer).inc();
     if (pool.retry) return;
+    pool.refused = true;
     const waitMs = this.backOff(peer, pool);
     this.ctx.logger.warn('ready connection closed by peer', {
       peer,

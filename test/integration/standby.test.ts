@@ -81,6 +81,24 @@ describe('ready TLS connections between gateways', () => {
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
   }, 120_000);
 
+  it('fills at once when a peer that was down is reachable again, without waiting out the back-off of the dials that failed', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 2 } });
+    await waitFor('two ready', async () => (await ready('alpha', 'beta')) === 2, FILL_TIMEOUT_MS);
+    await t.gateways.get('beta')!.stop();
+    // Dials to the stopped peer fail and back off, 1 s, 2 s, 4 s, 8 s, ... (STANDBY_RETRY_MIN_MS, doubling).
+    const failed = () => t!.logOf('alpha').filter((l) => l.msg === 'ready connection dial failed' && l.peer === 'beta');
+    await waitFor('a back-off of at least 8 s', async () => failed().some((l) => Number(l.retry_in_ms) >= 8_000), 60_000);
+    const last = failed().at(-1)!;
+    const retryAt = Date.parse(String(last.ts)) + Number(last.retry_in_ms);
+    await t.startGateway('beta');
+    // Beta's registry link kicks alpha's, whose dial proves beta reachable: the pool dials then, not at retryAt.
+    await waitFor('two ready to the new beta', async () => (await ready('alpha', 'beta')) === 2, FILL_TIMEOUT_MS);
+    const kicked = t.logOf('alpha').find((l) => l.msg === 'ready connections dialled again: peer reachable' && l.peer === 'beta');
+    expect(kicked, 'the back-off cut short by a dial that reached beta').toBeDefined();
+    expect(Date.parse(String(kicked!.ts))).toBeLessThan(retryAt);
+    expect(failed().at(-1), 'no dial failed after beta was back').toEqual(last);
+  }, 120_000);
+
   it('applies a new standbyPerPeer on reload: the old ones are closed on both sides and dialled again', async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 4 } });
     await waitFor('four ready', async () => (await ready('alpha', 'beta')) === 4 && (await held('beta', 'alpha')) === 4, FILL_TIMEOUT_MS);
