@@ -52,7 +52,7 @@ import { type BurstResult, runBurst } from './burst.js';
 import { runStorm, type StormResult } from './storm.js';
 import { runTakeover, type TakeoverResult } from './takeover.js';
 import { MAX_STANDBY_PER_PEER } from '../config/limits.js';
-import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
+import { BULK_SIZES, emptyCpu, measureColdConnect, measureRate, measureSetup, measureRtt, type RateResult, SIZES, type Size, withCpu } from './workloads.js';
 
 const ERL_SOURCE = fileURLToPath(new URL('../../src/bench/erl/beamgate_bench.erl', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -266,10 +266,10 @@ type PartialSample = Omit<Partial<PathSample>, 'rate'> & { rate: Partial<Record<
 
 /** Checks that a repetition measured everything before it counts. */
 function complete(id: string, s: PartialSample): PathSample {
-  const { rttP50Us, rttP99Us, coldMs, rate } = s;
-  assert.ok(rttP50Us !== undefined && rttP99Us !== undefined && coldMs !== undefined, `${id}: repetition incomplete`);
+  const { rttP50Us, rttP99Us, coldMs, setupMs, rate } = s;
+  assert.ok(rttP50Us !== undefined && rttP99Us !== undefined && coldMs !== undefined && setupMs !== undefined, `${id}: repetition incomplete`);
   for (const size of SIZES) assert.ok(rate[size], `${id}: no ${size} B rate`);
-  return { rttP50Us, rttP99Us, coldMs, rate: rate as Record<Size, RateResult> };
+  return { rttP50Us, rttP99Us, coldMs, setupMs, rate: rate as Record<Size, RateResult> };
 }
 
 async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
@@ -307,6 +307,8 @@ async function measure(paths: BenchPath[], opts: Options): Promise<Measured> {
     }
     log(`repetition ${rep + 1}/${opts.reps}: cold connects`);
     for (const p of order) partial[p.key]!.coldMs = await measureColdConnect(p, rep);
+    log(`repetition ${rep + 1}/${opts.reps}: link set-ups`);
+    for (const p of order) partial[p.key]!.setupMs = await measureSetup(p);
     for (const p of order) samples[p.key]!.push(complete(p.key, partial[p.key]!));
   }
   const peakMb: Record<string, number | undefined> = {};

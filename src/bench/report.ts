@@ -19,6 +19,8 @@ export interface PathFigures {
   rttP99Us: number;
   rate: Record<Size, RateResult>;
   coldMs: number;
+  /** A link's set-up from a node whose code is loaded (workloads.ts measureSetup). */
+  setupMs: number;
   /** CPU seconds over all measured workloads: relay processes (gateways, stunnels), and the two nodes. */
   relayCpuS: number | undefined;
   nodeCpuS: number;
@@ -35,6 +37,7 @@ export interface PathSample {
   rttP99Us: number;
   rate: Record<Size, RateResult>;
   coldMs: number;
+  setupMs: number;
 }
 
 export interface CpuTotals {
@@ -56,6 +59,7 @@ export function medianFigures(samples: readonly PathSample[], cpu: CpuTotals, re
     rttP99Us: m((s) => s.rttP99Us),
     rate,
     coldMs: m((s) => s.coldMs),
+    setupMs: m((s) => s.setupMs),
     relayCpuS: relay ? cpu.all.relay : undefined,
     nodeCpuS: cpu.all.nodes,
     relayCpuPerGb: relay && gb > 0 ? cpu.bulk.relay / gb : undefined,
@@ -79,6 +83,7 @@ const COLUMNS: Column[] = [
   { title: '64 KiB MB/s', value: (f) => f.rate[65536].mbPerSec, higherIsBetter: true },
   { title: '1 MiB MB/s', value: (f) => f.rate[1048576].mbPerSec, higherIsBetter: true },
   { title: 'cold connect ms', value: (f) => f.coldMs, higherIsBetter: false },
+  { title: 'link set-up ms', value: (f) => f.setupMs, higherIsBetter: false },
   { title: 'relay CPU s/GB', value: (f) => f.relayCpuPerGb, higherIsBetter: false },
   { title: 'node CPU s/GB', value: (f) => f.nodeCpuPerGb, higherIsBetter: false },
   { title: 'relay peak RSS MB', value: (f) => f.relayPeakMb, higherIsBetter: false },

@@ -95,6 +95,37 @@ export async function measureColdConnect(path: BenchPath, i: number): Promise<nu
   }
 }
 
+/**
+ * Link set-ups per repetition: fewer than limits.standbyPerPeer (8), so that
+ * each of a gateway path's starts on a ready connection (src/mesh/standby.ts),
+ * as a running cluster's links do; the burst run measures set-ups without one.
+ */
+export const SETUPS_PER_REP = 5;
+/** How long B may take to see a dropped link go. */
+const DROP_SEEN_TIMEOUT_MS = 10_000;
+
+/**
+ * Milliseconds for net_adm:ping/1 from A to B once their link was dropped,
+ * the median of SETUPS_PER_REP: the link's set-up alone (A's EPMD lookup, the
+ * connection, the distribution handshake, one round trip), with every module
+ * of both nodes loaded, where a cold connect also loads A's.
+ */
+export async function measureSetup(path: BenchPath): Promise<number> {
+  const ms: number[] = [];
+  const seenByB = `lists:member('${path.a.name}', nodes([visible, hidden]))`;
+  for (let i = 0; i < SETUPS_PER_REP; i++) {
+    await path.a.eval(`beamgate_bench:drop('${path.b.name}')`, ANSWER_SLACK_MS);
+    const deadline = Date.now() + DROP_SEEN_TIMEOUT_MS;
+    while ((await path.b.eval(seenByB)) !== 'false') {
+      if (Date.now() > deadline) throw new Error(`${path.id}: ${path.b.name} still lists ${path.a.name} ${DROP_SEEN_TIMEOUT_MS} ms after the link was dropped`);
+    }
+    const micros = Number(await path.a.eval(`beamgate_bench:connect('${path.b.name}')`, ANSWER_SLACK_MS));
+    assert.ok(Number.isFinite(micros) && micros > 0, `${path.id}: link set-up answered ${micros}`);
+    ms.push(micros / 1000);
+  }
+  return percentile(ms, 50);
+}
+
 /** Parses the printed form of an Erlang list of integers, e.g. `[1,2,3]`. */
 export function parseIntegerList(text: string): number[] {
   const t = text.trim();

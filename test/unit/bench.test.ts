@@ -13,6 +13,7 @@ function sample(over: Partial<PathSample> = {}, scale = 1): PathSample {
     rttP50Us: 100,
     rttP99Us: 200,
     coldMs: 50,
+    setupMs: 6,
     rate: { 64: rate(200_000, 64), 1024: rate(100_000, 1024), 65536: rate(10_000, 65536), 1048576: rate(500, 1048576) },
     ...over,
   };

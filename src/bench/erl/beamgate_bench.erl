@@ -2,7 +2,7 @@
 %% stdin round trips never touch a timed loop. Node B runs serve/0; node A
 %% calls the measuring functions with B's name and gets plain numbers back.
 -module(beamgate_bench).
--export([serve/0, connect/1, throughput/3, throughput_for/3, rtt/2]).
+-export([serve/0, connect/1, drop/1, throughput/3, throughput_for/3, rtt/2]).
 
 %% Registers the two processes A talks to: a sink that counts what it is sent
 %% and an echo for round trips.
@@ -24,10 +24,24 @@ echo() ->
         {ping, From, I} -> From ! {pong, I}, echo()
     end.
 
-%% Cold connect: microseconds for net_adm:ping/1 from this (fresh) node.
+%% Cold connect: microseconds for net_adm:ping/1 from this (fresh) node. After
+%% drop/1, the same from a node whose code is loaded: a link's set-up alone.
 connect(Node) ->
     {Micros, pong} = timer:tc(net_adm, ping, [Node]),
     Micros.
+
+%% Drops the link to Node and returns once this node has seen it go (the
+%% driver then waits until Node has too: a new handshake must not meet the old
+%% connection there).
+drop(Node) ->
+    true = erlang:disconnect_node(Node),
+    gone(Node).
+
+gone(Node) ->
+    case lists:member(Node, nodes([visible, hidden])) of
+        true -> timer:sleep(2), gone(Node);
+        false -> ok
+    end.
 
 %% Sends Count messages of Size bytes, then waits for the sink's counts.
 %% Returns {Messages, Bytes, Microseconds}; the time ends when the sink has
