@@ -19,7 +19,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_LIMITS } from '../config/limits.js';
+import { DEFAULT_LIMITS, standbyPerPeerFor } from '../config/limits.js';
 import type { ErlNode } from '../erlang/node.js';
 import type { OtpRuntime } from '../erlang/roots.js';
 import { type BenchEnv, Epmd, type GatewayPair, startGateways, startNode } from './paths.js';
@@ -60,7 +60,7 @@ export interface StormOutcome {
 
 /** A run through gateways. */
 export interface StormRun extends StormOutcome {
-  /** limits.standbyPerPeer of the run. */
+  /** Ready connections per peer in the run: limits.standbyPerPeer, or fewer in a mesh that limits.standbyTotal does not cover at that many. */
   standby: number;
   plane: 'native' | 'node';
   /** Client TLS handshakes per gateway from the first ping until the full mesh or the end of the wait (the ready connections refilled after the pings included; mean), how many resumed (mean), and per second of that window (mean). */
@@ -96,10 +96,12 @@ export interface StormResult {
   plain?: StormOutcome;
 }
 
-async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standby: number, plane: 'native' | 'node', gatewayArgs: string[], restart: boolean): Promise<StormRun> {
+async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: number, nodesPerHost: number, standbyPerPeer: number, plane: 'native' | 'node', gatewayArgs: string[], restart: boolean): Promise<StormRun> {
   const names = Array.from({ length: hosts }, (_, i) => `h${i}`);
   const shorts = Array.from({ length: nodesPerHost }, (_, j) => `n${j}`);
-  const gw = await startGateways(dir, names.map((name) => ({ name, nodes: shorts })), { extraArgs: gatewayArgs, runArgs: ['--data-plane', plane], limits: { standbyPerPeer: standby } });
+  const gw = await startGateways(dir, names.map((name) => ({ name, nodes: shorts })), { extraArgs: gatewayArgs, runArgs: ['--data-plane', plane], limits: { standbyPerPeer } });
+  // What each pool holds in a mesh of this size (limits.standbyTotal bounds them all together).
+  const standby = standbyPerPeerFor({ ...DEFAULT_LIMITS, standbyPerPeer }, hosts - 1);
   let nodes: ErlNode[] = [];
   try {
     const all = names.flatMap((h) => shorts.map((s) => `${s}@${gw.mesh.hostOf(h)}`));

@@ -77,6 +77,15 @@ export interface Limits {
    * handshake. 0 turns them off; at most MAX_STANDBY_PER_PEER.
    */
   standbyPerPeer: number;
+  /**
+   * Ready connections a gateway keeps to all its peers together: each peer
+   * gets standbyPerPeerFor() of them, standbyPerPeer or fewer in a large
+   * mesh. Each one costs a TLS handshake when it is made and again every
+   * standbyIdleMs while it waits, on both gateways: this bounds that cost,
+   * and the handshakes of a cluster's gateways filling their pools at once,
+   * whatever the number of hosts. 0 turns them off; at most maxTlsConnections.
+   */
+  standbyTotal: number;
   /** How long a ready connection waits to be taken before it is replaced by a fresh one. */
   standbyIdleMs: number;
   /**
@@ -141,12 +150,22 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // storm test failing 3 runs of 4; docs/scale.md has the figures). Each
   // costs a TLS connection on both gateways while it waits.
   standbyPerPeer: 8,
+  // 8 for each of up to 16 peers; 6 each for 19 (20 hosts), 3 for 39. At
+  // 40 hosts with 8 for every peer, the bench's storm could not start its
+  // 40th gateway within 15 s while the others dialled their 312 each
+  // (docs/scale.md). Idle, 128 are about two handshakes a second.
+  standbyTotal: 128,
   standbyIdleMs: 60_000,
   // Node's own default. A resumed session is checked against the roster by
   // hand, but its chain was verified when the session was made: this bounds
   // how old that verification may be (a reload makes it moot at once).
   tlsSessionLifetimeMs: 300_000,
 });
+
+/** The ready connections a gateway keeps to each of its `peers` peer gateways: standbyPerPeer, or fewer when standbyTotal would not cover them all. */
+export function standbyPerPeerFor(limits: Pick<Limits, 'standbyPerPeer' | 'standbyTotal'>, peers: number): number {
+  return peers <= 0 ? 0 : Math.min(limits.standbyPerPeer, Math.floor(limits.standbyTotal / peers));
+}
 
 /** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */
 export const MAX_STANDBY_PER_PEER = 32;

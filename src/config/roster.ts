@@ -370,7 +370,7 @@ function parseLimits(p: Problems, value: unknown): Limits {
   for (const key of LIMIT_KEYS) {
     const v = l[key];
     if (v === undefined) continue;
-    const least = key === 'standbyPerPeer' || key === 'tlsSessionLifetimeMs' ? 0 : 1;
+    const least = key === 'standbyPerPeer' || key === 'standbyTotal' || key === 'tlsSessionLifetimeMs' ? 0 : 1;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < least) p.add(`limits.${key}`, least === 0 ? 'must be a whole number, 0 or more' : 'must be a positive integer');
     else if (key.endsWith('Ms') && v > MAX_TIMEOUT_MS) p.add(`limits.${key}`, `must be at most ${MAX_TIMEOUT_MS} (about 24.8 days: the longest wait a timer takes)`);
     else limits[key] = v;
@@ -385,6 +385,8 @@ function parseLimits(p: Problems, value: unknown): Limits {
   // Each probe is a TLS handshake with every peer: a tiny interval would be a flood of our own making.
   if (limits.peerProbeIntervalMs < MIN_PEER_PROBE_INTERVAL_MS) p.add('limits.peerProbeIntervalMs', `must be at least ${MIN_PEER_PROBE_INTERVAL_MS}`);
   if (limits.standbyPerPeer > MAX_STANDBY_PER_PEER) p.add('limits.standbyPerPeer', `must be at most ${MAX_STANDBY_PER_PEER}`);
+  // Every ready connection is a TLS connection on both gateways.
+  if (limits.standbyTotal > limits.maxTlsConnections) p.add('limits.standbyTotal', 'must not exceed limits.maxTlsConnections');
   if (limits.tlsSessionLifetimeMs > MAX_TLS_SESSION_LIFETIME_MS) p.add('limits.tlsSessionLifetimeMs', `must be at most ${MAX_TLS_SESSION_LIFETIME_MS} (a day)`);
   return limits;
 }

@@ -3,7 +3,8 @@
 // in the same seconds, and each node gives its connection only net_setuptime
 // (7 s) to come up: a handshake per link, started only when the node dials,
 // queues behind all the others on a loaded host. Each peer gets up to
-// `standbyPerPeer` connections, dialled in the background one at a time,
+// `standbyPerPeer` connections (fewer in a mesh so large that all of them
+// together would pass `standbyTotal`), dialled in the background one at a time,
 // verified like any other (certificate, roster identity, revocation) and
 // marked with the standby preamble; a link takes one and writes its own
 // preamble on it (src/mesh/outbound.ts), and once the burst of takes is over
@@ -19,7 +20,7 @@
 
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
-import { MAX_STANDBY_PER_PEER, STANDBY_CONFIRM_MS, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
+import { MAX_STANDBY_PER_PEER, STANDBY_CONFIRM_MS, standbyPerPeerFor, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { ActiveConfig, MeshContext } from './context.js';
 import { dialPeer } from './outbound.js';
@@ -136,7 +137,7 @@ export class StandbyPool {
   offer(peer: string, sock: tls.TLSSocket): boolean {
     const pool = this.peers.get(peer);
     const config = this.ctx.active();
-    if (!this.running || !pool || pool.ready.length >= config.roster.limits.standbyPerPeer || sock.destroyed || sock.readableEnded) return false;
+    if (!this.running || !pool || pool.ready.length >= this.wanted(config) || sock.destroyed || sock.readableEnded) return false;
     this.keep(peer, pool, sock, config);
     this.ctx.metrics.standbyOffered.labels(peer).inc();
     return true;
@@ -212,7 +213,7 @@ export class StandbyPool {
     if (!this.running) return;
     const { roster } = this.ctx.active();
     const spec = roster.gateways.get(peer);
-    const want = roster.limits.standbyPerPeer;
+    const want = this.wanted(this.ctx.active());
     if (!spec || want === 0) return;
     const pool = this.pool(peer);
     if (pool.dialling || pool.retry || pool.ready.length >= want || this.deferring) return;
@@ -324,6 +325,11 @@ export class StandbyPool {
     sock.on('error', () => sock.destroy());
     sock.end();
     setTimeout(() => sock.destroy(), this.ctx.active().roster.limits.linkCloseGraceMs).unref();
+  }
+
+  /** How many each peer's pool holds under `config` (standbyPerPeerFor: fewer in a large mesh). */
+  private wanted(config: ActiveConfig): number {
+    return standbyPerPeerFor(config.roster.limits, config.roster.gateways.size - 1);
   }
 
   private gauge(peer: string): void {

@@ -99,6 +99,15 @@ describe('ready TLS connections between gateways', () => {
     expect(failed().at(-1), 'no dial failed after beta was back').toEqual(last);
   }, 120_000);
 
+  it('shares standbyTotal among the peers: with a total of 3 and two peers, one each', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'], gamma: ['c1'] }, limits: { standbyPerPeer: 8, standbyTotal: 3 } });
+    const pairs = [['alpha', 'beta'], ['alpha', 'gamma'], ['beta', 'alpha'], ['beta', 'gamma'], ['gamma', 'alpha'], ['gamma', 'beta']] as const;
+    await waitFor('one ready in each of the six pools', async () => (await Promise.all(pairs.map(([g, p]) => ready(g, p)))).every((n) => n === 1), FILL_TIMEOUT_MS);
+    // Each pool dials one at a time and had filled before the last: one that wanted more would hold more by now.
+    expect(await Promise.all(pairs.map(([g, p]) => ready(g, p)))).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(await Promise.all(pairs.map(([g, p]) => held(p, g)))).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
   it('applies a new standbyPerPeer on reload: the old ones are closed on both sides and dialled again', async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 4 } });
     await waitFor('four ready', async () => (await ready('alpha', 'beta')) === 4 && (await held('beta', 'alpha')) === 4, FILL_TIMEOUT_MS);

@@ -14,7 +14,7 @@
 // BEAMGATE_DATA_PLANE=node.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, standbyPerPeerFor } from '../../src/config/limits.js';
 import { findRuntime, type OtpRuntime } from '../../src/erlang/roots.js';
 import { LabCluster } from '../helpers/lab-cluster.js';
 import { sample, waitFor } from '../helpers/mesh.js';
@@ -45,7 +45,8 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
       ...(process.env.STORM_STANDBY !== undefined ? { limits: { standbyPerPeer: Number(process.env.STORM_STANDBY) } } : {}),
     });
     await c.startAllNodes();
-    const perGateway = (process.env.STORM_STANDBY !== undefined ? Number(process.env.STORM_STANDBY) : DEFAULT_LIMITS.standbyPerPeer) * (HOSTS - 1);
+    const standbyPerPeer = process.env.STORM_STANDBY !== undefined ? Number(process.env.STORM_STANDBY) : DEFAULT_LIMITS.standbyPerPeer;
+    const perGateway = standbyPerPeerFor({ ...DEFAULT_LIMITS, standbyPerPeer }, HOSTS - 1) * (HOSTS - 1);
     await waitFor(
       `every gateway's ${perGateway} ready connections`,
       async () => {

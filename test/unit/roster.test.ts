@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rosterProblems } from '../helpers/roster.js';
 import { admissionOn, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
-import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER, MAX_TLS_SESSION_LIFETIME_MS } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER, MAX_TLS_SESSION_LIFETIME_MS, standbyPerPeerFor } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
 
@@ -110,6 +110,21 @@ limits: { maxLinks: 0, bogus: 1 }
       'limits.standbyPerPeer: must be a whole number, 0 or more',
       'limits.standbyIdleMs: must be a positive integer',
     ]);
+  });
+
+  it('takes standbyTotal from 0 to maxTlsConnections, and shares it out among the peers', () => {
+    const base = GOOD.replace(/^limits: .*$/m, '');
+    const limits = (l: string) => parseRoster(`${base}limits: { ${l} }\n`, '/etc/beamgate').limits;
+    expect(limits('standbyTotal: 0').standbyTotal).toBe(0);
+    expect(limits('standbyTotal: 4096, maxTlsConnections: 4096').standbyTotal).toBe(4096);
+    expect(problems(`${base}limits: { standbyTotal: 101, maxTlsConnections: 100 }\n`)).toEqual(['limits.standbyTotal: must not exceed limits.maxTlsConnections']);
+    expect(problems(`${base}limits: { standbyTotal: -1 }\n`)).toEqual(['limits.standbyTotal: must be a whole number, 0 or more']);
+    // standbyPerPeer each while the total covers them all, then an equal share, rounded down.
+    const d = DEFAULT_LIMITS;
+    expect([1, 9, 16, 17, 19, 39, 128, 129].map((peers) => standbyPerPeerFor(d, peers))).toEqual([8, 8, 8, 7, 6, 3, 1, 0]);
+    expect(standbyPerPeerFor(d, 0)).toBe(0);
+    expect(standbyPerPeerFor({ standbyPerPeer: 0, standbyTotal: 128 }, 3)).toBe(0);
+    expect(standbyPerPeerFor({ standbyPerPeer: 8, standbyTotal: 0 }, 3)).toBe(0);
   });
 
   it('takes tlsSessionLifetimeMs from 0 (no ticket offered) to a day', () => {
