@@ -16,7 +16,7 @@
 // failed dial, and the pool backs off (STANDBY_CONFIRM_MS). A pool backing
 // off after failed dials (the peer was not up yet) dials again as soon as any
 // other dial reaches the peer (reachable()), so a cluster whose gateways boot
-// together has its ready connections within a second of the last one's start.
+// together does not wait out back-offs of up to STANDBY_RETRY_MAX_MS.
 
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
@@ -157,7 +157,7 @@ export class StandbyPool {
    * link, which a peer's own dial to us kicks). A pool waiting out the
    * back-off of failed dials fills now: a cluster booting at once, whose
    * first dials found their peers not yet listening, has its ready
-   * connections in a second, not after a back-off of up to
+   * connections once its peers answer, not after a back-off of up to
    * STANDBY_RETRY_MAX_MS. A pool backing off because the peer closed its
    * ready connections at once (it refuses us) keeps waiting: that peer is up
    * and says no.
