@@ -180,13 +180,18 @@ function sealStream(d: Direction, data: Buffer, every = 50): Buffer {
 }
 
 /** The TCP state (hex, /proc/net/tcp) of this process's socket bound to 127.0.0.1:`port`. */
-function tcpState(port: number): string | undefined {
+/** The fields of the loopback socket bound to `port` in /proc/net/tcp: its state and its send queue (bytes not yet acknowledged). */
+function tcpSocket(port: number): { state: string; txQueue: number } | undefined {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1] === local) return f[3];
+    if (f[1] === local) return { state: f[3]!, txQueue: parseInt(f[4]!.split(':')[0]!, 16) };
   }
   return undefined;
+}
+
+function tcpState(port: number): string | undefined {
+  return tcpSocket(port)?.state;
 }
 
 /** CPU time (ms) the relay thread has used, from /proc. */
@@ -437,18 +442,17 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     const l = await openLink({ graceMs: grace });
     // The peer stops reading while the node sends, until the engine holds output it cannot write.
     l.peer.pause();
-    const chunk = Buffer.alloc(64 * 1024);
-    await waitFor(
-      'the engine holding output the peer does not read',
-      async () => {
-        if (engine.buffered() > 0) return true;
-        if (l.node.writableLength === 0) l.node.write(chunk);
-        await new Promise((r) => setImmediate(r));
-        return false;
-      },
-      20_000,
-    );
-    // The node ends: its FIN reaches the engine's socket (the few bytes before it fit the socket's buffer).
+    // The node writes one chunk at a time, the next only once the engine's socket has taken the last (the node's send
+    // queue empty): when the engine stops reading, at most one chunk waits in its socket's receive buffer, and the
+    // node's FIN fits behind it however slowly the engine (a sanitizer build, a loaded machine) read until then.
+    const chunk = Buffer.alloc(32 * 1024);
+    const deadline = Date.now() + 20_000;
+    while (engine.buffered() === 0 || tcpSocket(l.node.localPort!)?.txQueue !== 0) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the engine to hold output the peer does not read');
+      if (engine.buffered() === 0 && l.node.writableLength === 0 && tcpSocket(l.node.localPort!)?.txQueue === 0) l.node.write(chunk);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    // The node ends: its FIN reaches the engine's socket.
     l.node.end();
     await waitFor('the node FIN acknowledged (FIN_WAIT2)', () => tcpState(l.node.localPort!) === '05', 10_000);
     // The peer ends its side with close_notify and no FIN: the engine passes the end on, and the local socket is shut both ways.
