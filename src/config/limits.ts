@@ -83,7 +83,10 @@ export interface Limits {
    * mesh. Each one costs a TLS handshake when it is made and again every
    * standbyIdleMs while it waits, on both gateways: this bounds that cost,
    * and the handshakes of a cluster's gateways filling their pools at once,
-   * whatever the number of hosts. 0 turns them off; at most maxTlsConnections.
+   * whatever the number of hosts. 0 turns them off. Ready connections take
+   * at most half of maxTlsConnections, whatever this says (the other half is
+   * for links that handshake): a roster that sets this above that half is
+   * refused, one that lowers maxTlsConnections alone gets the smaller share.
    */
   standbyTotal: number;
   /** How long a ready connection waits to be taken before it is replaced by a fresh one. */
@@ -162,9 +165,20 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   tlsSessionLifetimeMs: 300_000,
 });
 
-/** The ready connections a gateway keeps to each of its `peers` peer gateways: standbyPerPeer, or fewer when standbyTotal would not cover them all. */
-export function standbyPerPeerFor(limits: Pick<Limits, 'standbyPerPeer' | 'standbyTotal'>, peers: number): number {
-  return peers <= 0 ? 0 : Math.min(limits.standbyPerPeer, Math.floor(limits.standbyTotal / peers));
+/**
+ * The ready connections a gateway keeps to each of its `peers` peer gateways:
+ * standbyPerPeer, or fewer when standbyTotal (or half of maxTlsConnections,
+ * if that is less) would not cover them all. Every gateway of a roster has
+ * the same limits, so what its peers keep to it together is bounded alike.
+ */
+export function standbyPerPeerFor(limits: Pick<Limits, 'standbyPerPeer' | 'standbyTotal' | 'maxTlsConnections'>, peers: number): number {
+  const total = Math.min(limits.standbyTotal, standbyShareOf(limits.maxTlsConnections));
+  return peers <= 0 ? 0 : Math.min(limits.standbyPerPeer, Math.floor(total / peers));
+}
+
+/** The most of `maxTlsConnections` that ready connections may take: half, so links that handshake always have the rest. */
+export function standbyShareOf(maxTlsConnections: number): number {
+  return Math.floor(maxTlsConnections / 2);
 }
 
 /** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */

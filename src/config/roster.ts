@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits, MAX_STANDBY_PER_PEER, MAX_TIMEOUT_MS, MAX_TLS_SESSION_LIFETIME_MS, MIN_PEER_PROBE_INTERVAL_MS } from './limits.js';
+import { DEFAULT_LIMITS, LIMIT_KEYS, type Limits, MAX_STANDBY_PER_PEER, MAX_TIMEOUT_MS, MAX_TLS_SESSION_LIFETIME_MS, MIN_PEER_PROBE_INTERVAL_MS, standbyShareOf } from './limits.js';
 import { type HostPort, isLoopbackV4, isPort, LOCAL_LOOPBACK, parseHostPort } from './address.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { Policy } from '../policy/policy.js';
@@ -385,8 +385,11 @@ function parseLimits(p: Problems, value: unknown): Limits {
   // Each probe is a TLS handshake with every peer: a tiny interval would be a flood of our own making.
   if (limits.peerProbeIntervalMs < MIN_PEER_PROBE_INTERVAL_MS) p.add('limits.peerProbeIntervalMs', `must be at least ${MIN_PEER_PROBE_INTERVAL_MS}`);
   if (limits.standbyPerPeer > MAX_STANDBY_PER_PEER) p.add('limits.standbyPerPeer', `must be at most ${MAX_STANDBY_PER_PEER}`);
-  // Every ready connection is a TLS connection on both gateways.
-  if (limits.standbyTotal > limits.maxTlsConnections) p.add('limits.standbyTotal', 'must not exceed limits.maxTlsConnections');
+  // Every ready connection is a TLS connection on both gateways. Only a total the roster asks for is checked: the
+  // default's share shrinks with a smaller maxTlsConnections (standbyPerPeerFor).
+  if (l.standbyTotal !== undefined && limits.standbyTotal > standbyShareOf(limits.maxTlsConnections)) {
+    p.add('limits.standbyTotal', `must not exceed half of limits.maxTlsConnections (${standbyShareOf(limits.maxTlsConnections)}): the rest is for links that handshake`);
+  }
   if (limits.tlsSessionLifetimeMs > MAX_TLS_SESSION_LIFETIME_MS) p.add('limits.tlsSessionLifetimeMs', `must be at most ${MAX_TLS_SESSION_LIFETIME_MS} (a day)`);
   return limits;
 }

@@ -112,19 +112,26 @@ limits: { maxLinks: 0, bogus: 1 }
     ]);
   });
 
-  it('takes standbyTotal from 0 to maxTlsConnections, and shares it out among the peers', () => {
+  it('takes standbyTotal from 0 to half of maxTlsConnections, and shares it out among the peers', () => {
     const base = GOOD.replace(/^limits: .*$/m, '');
     const limits = (l: string) => parseRoster(`${base}limits: { ${l} }\n`, '/etc/beamgate').limits;
     expect(limits('standbyTotal: 0').standbyTotal).toBe(0);
-    expect(limits('standbyTotal: 4096, maxTlsConnections: 4096').standbyTotal).toBe(4096);
-    expect(problems(`${base}limits: { standbyTotal: 101, maxTlsConnections: 100 }\n`)).toEqual(['limits.standbyTotal: must not exceed limits.maxTlsConnections']);
+    expect(limits('standbyTotal: 2048, maxTlsConnections: 4096').standbyTotal).toBe(2048);
+    expect(problems(`${base}limits: { standbyTotal: 51, maxTlsConnections: 100 }\n`)).toEqual([
+      'limits.standbyTotal: must not exceed half of limits.maxTlsConnections (50): the rest is for links that handshake',
+    ]);
     expect(problems(`${base}limits: { standbyTotal: -1 }\n`)).toEqual(['limits.standbyTotal: must be a whole number, 0 or more']);
+    // A roster that lowers maxTlsConnections alone is valid: the default total shrinks to half of it.
+    const small = limits('maxTlsConnections: 6');
+    expect(standbyPerPeerFor(small, 1)).toBe(3);
+    expect(standbyPerPeerFor(small, 2)).toBe(1);
     // standbyPerPeer each while the total covers them all, then an equal share, rounded down.
     const d = DEFAULT_LIMITS;
     expect([1, 9, 16, 17, 19, 39, 128, 129].map((peers) => standbyPerPeerFor(d, peers))).toEqual([8, 8, 8, 7, 6, 3, 1, 0]);
     expect(standbyPerPeerFor(d, 0)).toBe(0);
-    expect(standbyPerPeerFor({ standbyPerPeer: 0, standbyTotal: 128 }, 3)).toBe(0);
-    expect(standbyPerPeerFor({ standbyPerPeer: 8, standbyTotal: 0 }, 3)).toBe(0);
+    expect(standbyPerPeerFor({ ...d, standbyPerPeer: 0 }, 3)).toBe(0);
+    expect(standbyPerPeerFor({ ...d, standbyTotal: 0 }, 3)).toBe(0);
+    expect(standbyPerPeerFor({ ...d, maxTlsConnections: 1 }, 3)).toBe(0);
   });
 
   it('takes tlsSessionLifetimeMs from 0 (no ticket offered) to a day', () => {
