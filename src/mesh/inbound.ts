@@ -19,7 +19,7 @@ import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
 import { admitSource, checkOperatorHidden, targetLabel } from './source.js';
 import { classifyVerifyError } from './tls.js';
-import { checkPeer, checkResumedPeer } from './sessions.js';
+import { checkPeer, checkResumedPeer, peerCertFields } from './sessions.js';
 import { tapOf } from '../fastpath/handover.js';
 
 export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeStarted: bigint | undefined): void {
@@ -37,8 +37,9 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     sock.destroy();
     return;
   }
-  // One certificate object per connection: the legacy getPeerCertificate() would build a second, field by field.
-  const presentedCert = sock.getPeerX509Certificate();
+  // node:tls's plain object, not an X509Certificate: a connection that goes no further than this frees it with
+  // the next scavenge (peerCertFields says why). A link that is set up takes its X509Certificate below.
+  const presentedCert = peerCertFields(sock.getPeerCertificate());
   const resumed = sock.isSessionReused();
   // A resumed session also has its dates checked (OpenSSL checked none); a full handshake's chain, dates
   // included, was verified by OpenSSL. Identity and revocation are checked for every connection, once.
@@ -51,7 +52,7 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
     sock.destroy();
     return;
   }
-  const peerCert = presentedCert!; // both checks refuse a connection without one
+  const peerSerial = presentedCert!.serialNumber; // both checks refuse a connection without one
   ctx.metrics.tlsHandshakes.labels('server', 'ok').inc();
   if (resumed) ctx.metrics.tlsResumed.labels('server').inc();
   if (handshakeStarted !== undefined) {
@@ -262,8 +263,8 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sourceName,
       sourceHidden,
       targetName: target.name,
-      peerSerial: peerCert.serialNumber,
-      peerCert,
+      peerSerial,
+      peerCert: sock.getPeerX509Certificate()!,
     } as const;
     // A reload while this link was being set up must not let it past the new roster and CAs.
     const refusal = readmit(ctx.active(), self.name, info);

@@ -83,11 +83,27 @@ export function verifiedPeerCertificate(sock: tls.TLSSocket): X509Certificate | 
 }
 
 /**
+ * What the roster's checks read of a peer certificate. An X509Certificate has
+ * these fields; so has what peerCertFields() takes from node:tls's plain
+ * object, which an accepted connection is checked with: an X509Certificate
+ * holds native memory that only a major collection returns, and a flood of
+ * connections cut short after TLS made one each (3,000 of them left RSS 23 MB
+ * up 30 s later, test/integration/hostile.test.ts).
+ */
+export type PeerCertFields = Pick<X509Certificate, 'subjectAltName' | 'serialNumber' | 'validFrom' | 'validTo'>;
+
+/** The fields of node:tls's plain peer certificate object (getPeerCertificate()), or undefined when the peer sent none. */
+export function peerCertFields(cert: tls.PeerCertificate | Record<string, never>): PeerCertFields | undefined {
+  if (typeof cert.serialNumber !== 'string') return undefined;
+  return { subjectAltName: cert.subjectaltname, serialNumber: cert.serialNumber, validFrom: cert.valid_from, validTo: cert.valid_to };
+}
+
+/**
  * Checks a peer certificate against the roster in force: it names
  * `expected` (or, for a server, any peer gateway but us) and its serial is
  * not revoked. OpenSSL has verified its chain and dates in the handshake.
  */
-export function checkPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }): PeerRefusal | { gateway: string } {
+export function checkPeer(cert: PeerCertFields | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }): PeerRefusal | { gateway: string } {
   if (!cert) return { reason: 'bad_certificate', message: 'no peer certificate' };
   const id = identityFromSan(cert.subjectAltName, roster.gateways.keys());
   if (!id.ok) return { reason: 'wrong_identity', message: id.reason };
@@ -108,7 +124,7 @@ export function checkPeer(cert: X509Certificate | undefined, roster: Roster, exp
  * since (the cache is cleared and the server's ticket keys change at every
  * reload).
  */
-export function checkResumedPeer(cert: X509Certificate | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }, now = Date.now()): PeerRefusal | { gateway: string } {
+export function checkResumedPeer(cert: PeerCertFields | undefined, roster: Roster, expected: { gateway: string } | { notSelf: string }, now = Date.now()): PeerRefusal | { gateway: string } {
   const checked = checkPeer(cert, roster, expected);
   if ('reason' in checked) return { ...checked, message: `resumed session: ${checked.message}` };
   const from = Date.parse(cert!.validFrom);
