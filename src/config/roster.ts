@@ -387,8 +387,9 @@ function parseLimits(p: Problems, value: unknown): Limits {
   if (limits.standbyPerPeer > MAX_STANDBY_PER_PEER) p.add('limits.standbyPerPeer', `must be at most ${MAX_STANDBY_PER_PEER}`);
   // Every ready connection is a TLS connection on both gateways. Only a total the roster asks for is checked: the
   // default's share shrinks with a smaller maxTlsConnections (standbyPerPeerFor).
-  if (l.standbyTotal !== undefined && limits.standbyTotal > standbyShareOf(limits.maxTlsConnections)) {
-    p.add('limits.standbyTotal', `must not exceed half of limits.maxTlsConnections (${standbyShareOf(limits.maxTlsConnections)}): the rest is for links that handshake`);
+  const standbyShare = standbyShareOf(limits.maxTlsConnections);
+  if (l.standbyTotal !== undefined && limits.standbyTotal > standbyShare) {
+    p.add('limits.standbyTotal', `must not exceed half of limits.maxTlsConnections (${standbyShare}): the rest is for links that handshake`);
   }
   if (limits.tlsSessionLifetimeMs > MAX_TLS_SESSION_LIFETIME_MS) p.add('limits.tlsSessionLifetimeMs', `must be at most ${MAX_TLS_SESSION_LIFETIME_MS} (a day)`);
   return limits;

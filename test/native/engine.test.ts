@@ -179,8 +179,7 @@ function sealStream(d: Direction, data: Buffer, every = 50): Buffer {
   return Buffer.concat(out);
 }
 
-/** The TCP state (hex, /proc/net/tcp) of this process's socket bound to 127.0.0.1:`port`. */
-/** The fields of the loopback socket bound to `port` in /proc/net/tcp: its state and its send queue (bytes not yet acknowledged). */
+/** This process's socket bound to 127.0.0.1:`port`, from /proc/net/tcp: its state (hex) and its send queue (bytes not yet acknowledged). */
 function tcpSocket(port: number): { state: string; txQueue: number } | undefined {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
@@ -190,6 +189,7 @@ function tcpSocket(port: number): { state: string; txQueue: number } | undefined
   return undefined;
 }
 
+/** The TCP state (hex, /proc/net/tcp) of this process's socket bound to 127.0.0.1:`port`. */
 function tcpState(port: number): string | undefined {
   return tcpSocket(port)?.state;
 }
@@ -447,9 +447,11 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     // node's FIN fits behind it however slowly the engine (a sanitizer build, a loaded machine) read until then.
     const chunk = Buffer.alloc(32 * 1024);
     const deadline = Date.now() + 20_000;
-    while (engine.buffered() === 0 || tcpSocket(l.node.localPort!)?.txQueue !== 0) {
+    for (;;) {
+      const taken = l.node.writableLength === 0 && tcpSocket(l.node.localPort!)?.txQueue === 0;
+      if (taken && engine.buffered() > 0) break;
       if (Date.now() > deadline) throw new Error('timed out waiting for the engine to hold output the peer does not read');
-      if (engine.buffered() === 0 && l.node.writableLength === 0 && tcpSocket(l.node.localPort!)?.txQueue === 0) l.node.write(chunk);
+      if (taken) l.node.write(chunk);
       await new Promise((r) => setTimeout(r, 1));
     }
     // The node ends: its FIN reaches the engine's socket.
