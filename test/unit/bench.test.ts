@@ -129,6 +129,21 @@ describe('bench report', () => {
     expect(old['64 KiB bulk vs OTP 25 inet_tls_dist']!.value).toBeCloseTo(10);
   });
 
+  it("checks the filtered path against the unfiltered one when it ran: bulk at least 0.9x, round trip p50 at most 10 µs more", () => {
+    const results = {
+      'beamgate@29': medianFigures([sample({ rttP50Us: 100 }, 0.5)], CPU, 50),
+      'beamgate-filtered@29': medianFigures([sample({ rttP50Us: 112 }, 0.46)], CPU, 50),
+    };
+    const byName = Object.fromEntries(checkTargets(results, undefined).map((c) => [c.target, c]));
+    expect(byName['filtered 64 KiB bulk vs beamgate']!.value).toBeCloseTo(0.92);
+    expect(byName['filtered 64 KiB bulk vs beamgate']!.met).toBe(true);
+    expect(byName['filtered RTT p50 over beamgate']!.value).toBeCloseTo(12);
+    expect(byName['filtered RTT p50 over beamgate']!.met).toBe(false);
+    expect(targetsTable(Object.values(byName))).toContain('| filtered RTT p50 over beamgate | at most 10 µs | 12.0 µs | NO |');
+    // Without the filtered path there is nothing to check.
+    expect(checkTargets({ 'beamgate@29': results['beamgate@29'] }, undefined).some((c) => c.target.startsWith('filtered'))).toBe(false);
+  });
+
   it('marks targets whose paths did not run as not run, never as met', () => {
     const checks = checkTargets({ 'beamgate@29': figures() }, undefined);
     for (const c of checks) {
