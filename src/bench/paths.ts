@@ -8,7 +8,7 @@
 import type { Limits } from '../config/limits.js';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLocalMesh, type LocalMesh } from '../cli/local-mesh.js';
@@ -350,13 +350,20 @@ export async function startGateways(dir: string, gateways: { name: string; nodes
   let children: ChildProcess[] = [];
   const stop = async () => void (await Promise.all(children.map((c) => stopChild(c))));
   const launch = (g: { name: string }): ChildProcess => {
-    const child = spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? []), ...(opts.runArgsFor?.(g.name) ?? [])], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      cwd: dir,
-    });
-    // Appended: a restarted gateway's log follows its predecessor's.
-    child.stderr!.pipe(createWriteStream(join(dir, `${g.name}.log`), { flags: 'a' }));
-    return child;
+    // The log file is the gateway's stderr itself, not a pipe this process
+    // drains: a bench busy with a storm would drain it late, and a gateway
+    // writing to a full pipe waits (Node writes stderr synchronously), which
+    // would be the bench's cost counted as the gateway's. Appended: a
+    // restarted gateway's log follows its predecessor's.
+    const log = openSync(join(dir, `${g.name}.log`), 'a');
+    try {
+      return spawn(process.execPath, [...(opts.extraArgs ?? []), CLI, 'run', '--config', mesh.rosterPath, '--gateway', g.name, ...(opts.runArgs ?? []), ...(opts.runArgsFor?.(g.name) ?? [])], {
+        stdio: ['ignore', 'ignore', log],
+        cwd: dir,
+      });
+    } finally {
+      closeSync(log);
+    }
   };
   try {
     for (const g of layout) {
