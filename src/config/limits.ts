@@ -244,6 +244,13 @@ export const NATIVE_REKEY_RECORDS = 2 ** 24;
  * peer can make a link hold.
  */
 export const NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES = 16 * 1024;
+/**
+ * Peer certificates whose issuer a gateway remembers per CA bundle in force
+ * (src/mesh/readmit.ts): a peer's own, two during a certificate or CA
+ * rollover, so a roster of 256 gateways fits with room; past it, a
+ * certificate is verified on each link set-up instead.
+ */
+export const READMIT_CHAIN_CACHE_ENTRIES = 1024;
 /** The longest tlsSessionLifetimeMs a roster may set: a day (TLS 1.3 allows tickets up to seven). */
 export const MAX_TLS_SESSION_LIFETIME_MS = 86_400_000;
 /** How long a link may take to go quiet (every write of node:tls and to the node done) for its hand-over; it stays on node:tls otherwise. */

@@ -4,7 +4,8 @@
 // would still leave it the links it already has.
 
 import { admissionOn, inMesh, revokedSerial } from '../config/roster.js';
-import { issuersOf, oneLine } from '../pki/ca-bundle.js';
+import { READMIT_CHAIN_CACHE_ENTRIES } from '../config/limits.js';
+import { type CaCertificate, issuersOf, oneLine } from '../pki/ca-bundle.js';
 import type { ActiveConfig } from './context.js';
 import type { LinkInfo } from './link.js';
 import { policyRefusal } from './authorize.js';
@@ -47,7 +48,29 @@ export function readmit(active: Pick<ActiveConfig, 'roster' | 'cas'>, self: stri
   return policyRefusal(roster, info.sourceName, info.targetName, info.sourceHidden || target.kind === 'operator');
 }
 
+/**
+ * Per CA bundle in force (a reload brings a new one), whether each peer
+ * certificate, by its SHA-256 fingerprint, was issued by one of its CAs.
+ * Every link's set-up asks this of its peer's certificate, on both sides,
+ * and the answer costs a signature verification per CA: a peer presents the
+ * same certificate on every connection, so it is verified once per bundle.
+ * Only certificates that passed a TLS handshake come here, so the entries
+ * are the peers' own, bounded by READMIT_CHAIN_CACHE_ENTRIES all the same.
+ */
+const chained = new WeakMap<readonly CaCertificate[], Map<string, boolean>>();
+
 /** Whether the link's peer certificate was issued by a CA of the bundle in force. */
 export function chainsToBundle(active: Pick<ActiveConfig, 'cas'>, info: Pick<LinkInfo, 'peerCert'>): boolean {
-  return issuersOf(info.peerCert, active.cas).length > 0;
+  let known = chained.get(active.cas);
+  if (!known) {
+    known = new Map();
+    chained.set(active.cas, known);
+  }
+  const key = info.peerCert.fingerprint256;
+  let issued = known.get(key);
+  if (issued === undefined) {
+    issued = issuersOf(info.peerCert, active.cas).length > 0;
+    if (known.size < READMIT_CHAIN_CACHE_ENTRIES) known.set(key, issued);
+  }
+  return issued;
 }

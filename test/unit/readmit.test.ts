@@ -151,6 +151,18 @@ tls: { ca: ca.pem, cert: c.pem, key: k.pem }
     }
   });
 
+  it('remembers per bundle which CA issued a certificate: asked again, each bundle gives its own answer', () => {
+    const onlyNew = { roster: roster(), cas: bundle(newCa.cert) };
+    const onlyOld = { roster: roster(), cas: bundle(oldCa.cert) };
+    // The same certificate, interleaved between two bundles in force one after the other (a reload and back).
+    for (let i = 0; i < 3; i++) {
+      expect(readmitWith(onlyNew, 'alpha', outbound)?.reason).toBe('unknown_ca');
+      expect(readmitWith(onlyOld, 'alpha', outbound)).toBeUndefined();
+      expect(readmitWith(onlyNew, 'alpha', { ...inbound, peerCert: betaNew })).toBeUndefined();
+      expect(readmitWith(onlyOld, 'alpha', { ...inbound, peerCert: betaNew })?.reason).toBe('unknown_ca');
+    }
+  });
+
   it('a proven peer does not escape the roster: revocation and removal still cut', () => {
     const onlyNew = { roster: roster(', revoked: ["0ABC"]'), cas: bundle(newCa.cert) };
     expect(readmitWith(onlyNew, 'alpha', outbound, new Set(['beta']))?.reason).toBe('cert_revoked');
