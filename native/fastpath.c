@@ -16,6 +16,7 @@
 
 #include <node_api.h>
 
+#include "judge_napi.h"
 #include "passfd.h"
 #include "relay.h"
 
@@ -27,10 +28,91 @@
     }                                                            \
   } while (0)
 
-static napi_threadsafe_function on_close;
+static napi_threadsafe_function on_close, on_ask;
+static judge_limits_t judge_limits;
 
 // Relay thread (or JS thread, for a hand-over that failed at once): queues the report.
 static void report(link_t *l) { napi_call_threadsafe_function(on_close, l, napi_tsfn_blocking); }
+
+// A filtered link's question for the gateway's judge, on its way to the JS thread.
+typedef struct {
+  uint32_t id;
+  uint64_t ticket;
+  uint8_t *body;
+  size_t body_len;
+  bool magic;
+  uint32_t fragments;
+  size_t n_atoms;
+  judge_str_t atoms[];  // texts copied behind the array
+} question_t;
+
+// Relay thread: copies what the question points into (the judge's cache) and queues it.
+static bool ask(uint32_t id, uint64_t ticket, judge_out_t *q) {
+  size_t text = 0;
+  for (size_t i = 0; i < q->n_atoms; i++) text += q->atoms[i].len;
+  question_t *m = malloc(sizeof *m + q->n_atoms * sizeof(judge_str_t) + text);
+  if (!m) {
+    free(q->body);
+    return false;
+  }
+  uint8_t *t = (uint8_t *)&m->atoms[q->n_atoms];
+  for (size_t i = 0; i < q->n_atoms; i++) {
+    memcpy(t, q->atoms[i].p, q->atoms[i].len);
+    m->atoms[i].p = t;
+    m->atoms[i].len = q->atoms[i].len;
+    t += q->atoms[i].len;
+  }
+  m->id = id;
+  m->ticket = ticket;
+  m->body = q->body;
+  m->body_len = q->body_len;
+  m->magic = q->magic;
+  m->fragments = q->fragments;
+  m->n_atoms = q->n_atoms;
+  q->body = NULL;
+  if (napi_call_threadsafe_function(on_ask, m, napi_tsfn_blocking) != napi_ok) {
+    free(m->body);
+    free(m);
+    return false;
+  }
+  return true;
+}
+
+static void free_body(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+// JS thread: calls onAsk(id, ticket, body, magic, atoms, fragments).
+static void call_js_ask(napi_env env, napi_value cb, void *ctx, void *data) {
+  (void)ctx;
+  question_t *m = data;
+  if (env != NULL) {
+    napi_value argv[6], undef;
+    napi_get_undefined(env, &undef);
+    napi_create_uint32(env, m->id, &argv[0]);
+    napi_create_double(env, (double)m->ticket, &argv[1]);
+    // The body moves to JS without a copy: it can be a whole reassembled message.
+    if (m->body_len == 0 || napi_create_external_buffer(env, m->body_len, m->body, free_body, NULL, &argv[2]) != napi_ok) {
+      void *d;
+      napi_create_buffer_copy(env, m->body_len, m->body_len ? m->body : (const uint8_t *)"", &d, &argv[2]);
+      free(m->body);
+    }
+    m->body = NULL;
+    napi_get_boolean(env, m->magic, &argv[3]);
+    napi_create_array_with_length(env, m->n_atoms, &argv[4]);
+    for (size_t i = 0; i < m->n_atoms; i++) {
+      napi_value a;
+      napi_create_string_utf8(env, (const char *)m->atoms[i].p, m->atoms[i].len, &a);
+      napi_set_element(env, argv[4], (uint32_t)i, a);
+    }
+    napi_create_uint32(env, m->fragments, &argv[5]);
+    napi_call_function(env, undef, cb, 6, argv, NULL);
+  }
+  free(m->body);
+  free(m);
+}
 
 static void set_buffer(napi_env env, napi_value obj, const char *key, const uint8_t *p, size_t n) {
   napi_value v;
@@ -159,25 +241,83 @@ static bool get_scan(napi_env env, napi_value obj, const char *key, frame_scan_t
          get_u64(env, o, "ticks", ticks);
 }
 
-// init(onClose, {readBytes, rekeyRecords, maxHandshakeMessageBytes}): starts the relay thread once.
+// Reads an array of strings into `out` (each malloc'd: free_strings); false on anything else.
+static bool get_strings(napi_env env, napi_value obj, const char *key, judge_str_t **out, size_t *n) {
+  napi_value arr;
+  bool is = false;
+  uint32_t len = 0;
+  *out = NULL;
+  *n = 0;
+  if (!get_prop(env, obj, key, &arr) || napi_is_array(env, arr, &is) != napi_ok || !is || napi_get_array_length(env, arr, &len) != napi_ok)
+    return false;
+  judge_str_t *v = calloc(len ? len : 1, sizeof *v);
+  if (!v) return false;
+  *out = v;
+  for (uint32_t i = 0; i < len; i++) {
+    napi_value e;
+    size_t bytes = 0;
+    if (napi_get_element(env, arr, i, &e) != napi_ok || napi_get_value_string_utf8(env, e, NULL, 0, &bytes) != napi_ok) return false;
+    char *t = malloc(bytes + 1);
+    if (!t || napi_get_value_string_utf8(env, e, t, bytes + 1, &bytes) != napi_ok) {
+      free(t);
+      return false;
+    }
+    v[i].p = (const uint8_t *)t;
+    v[i].len = bytes;
+    *n = i + 1;
+  }
+  return true;
+}
+
+static void free_strings(judge_str_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) free((void *)v[i].p);
+  free(v);
+}
+
+// {full, names, calls} -> a judge filter, or NULL (a type error is thrown, or out of memory).
+static judge_filter_t *get_filter(napi_env env, napi_value o) {
+  bool full = false;
+  judge_str_t *names = NULL, *calls = NULL;
+  size_t nn = 0, nc = 0;
+  judge_filter_t *f = NULL;
+  if (get_bool(env, o, "full", &full) && get_strings(env, o, "names", &names, &nn) && get_strings(env, o, "calls", &calls, &nc))
+    f = judge_filter_new(full, names, nn, calls, nc);
+  free_strings(names, nn);
+  free_strings(calls, nc);
+  return f;
+}
+
+// init(onClose, {readBytes, rekeyRecords, maxHandshakeMessageBytes, maxFilterHeldBytes,
+//       maxFragmentSequences, maxFragmentBytes, maxFragments, maxMessageBytes}, onAsk): starts the relay thread once.
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t rb = 0, hs = 0;
-  uint64_t rekey = 0;
-  if (argc < 2 || !get_u32(env, argv[1], "readBytes", &rb) || !get_u64(env, argv[1], "rekeyRecords", &rekey) ||
-      !get_u32(env, argv[1], "maxHandshakeMessageBytes", &hs)) {
-    napi_throw_type_error(env, NULL, "fastpath: init(onClose, {readBytes, rekeyRecords, maxHandshakeMessageBytes})");
+  uint32_t rb = 0, hs = 0, seqs = 0;
+  uint64_t rekey = 0, held = 0;
+  napi_valuetype ask_type = napi_undefined;
+  if (argc < 3 || !get_u32(env, argv[1], "readBytes", &rb) || !get_u64(env, argv[1], "rekeyRecords", &rekey) ||
+      !get_u32(env, argv[1], "maxHandshakeMessageBytes", &hs) || !get_u64(env, argv[1], "maxFilterHeldBytes", &held) ||
+      !get_u32(env, argv[1], "maxFragmentSequences", &seqs) || !get_u64(env, argv[1], "maxFragmentBytes", &judge_limits.max_fragment_bytes) ||
+      !get_u64(env, argv[1], "maxFragments", &judge_limits.max_fragments) ||
+      !get_u64(env, argv[1], "maxMessageBytes", &judge_limits.max_message_bytes) || napi_typeof(env, argv[2], &ask_type) != napi_ok ||
+      ask_type != napi_function) {
+    napi_throw_type_error(env, NULL,
+                          "fastpath: init(onClose, {readBytes, rekeyRecords, maxHandshakeMessageBytes, maxFilterHeldBytes, maxFragmentSequences, "
+                          "maxFragmentBytes, maxFragments, maxMessageBytes}, onAsk)");
     return NULL;
   }
-  napi_value name;
+  judge_limits.max_sequences = seqs;
+  napi_value name, ask_name;
   NAPI_OK(napi_create_string_utf8(env, "beamgate-fastpath-close", NAPI_AUTO_LENGTH, &name));
+  NAPI_OK(napi_create_string_utf8(env, "beamgate-fastpath-ask", NAPI_AUTO_LENGTH, &ask_name));
   NAPI_OK(napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_js_close, &on_close));
-  relay_config_t cfg = {.read_bytes = rb, .rekey_records = rekey, .max_hs_message = hs, .report = report};
+  NAPI_OK(napi_create_threadsafe_function(env, argv[2], NULL, ask_name, 0, 1, NULL, NULL, NULL, call_js_ask, &on_ask));
+  relay_config_t cfg = {.read_bytes = rb, .rekey_records = rekey, .max_hs_message = hs, .report = report, .ask = ask, .max_gate_held = held};
   char err[160];
   if (!relay_start(&cfg, err, sizeof err)) {
     napi_release_threadsafe_function(on_close, napi_tsfn_abort);
+    napi_release_threadsafe_function(on_ask, napi_tsfn_abort);
     char msg[200];
     snprintf(msg, sizeof msg, "fastpath: %s", err);
     napi_throw_error(env, NULL, msg);
@@ -185,6 +325,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   }
   // The relay thread must never keep the process alive on its own.
   NAPI_OK(napi_unref_threadsafe_function(env, on_close));
+  NAPI_OK(napi_unref_threadsafe_function(env, on_ask));
   return NULL;
 }
 
@@ -219,9 +360,42 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   a.cipher = cipher;
   a.hash = hash;
   a.out_scan.max_frame = a.in_scan.max_frame = max_frame;
+  napi_value fo;
+  if (get_prop(env, o, "filter", &fo)) {
+    // A filtered link: {full, names, calls, atoms: [[slot, text], ...]} (the atoms the JS judge's cache held until now).
+    judge_filter_t *f = get_filter(env, fo);
+    judge_t *j = f ? judge_new(&judge_limits) : NULL;
+    a.gate = j ? gate_new(j, f, max_frame) : NULL;
+    if (!a.gate) {
+      if (j) judge_free(j);
+      judge_filter_free(f);
+      napi_throw_error(env, NULL, "fastpath: bad filter, or out of memory for it");
+      return NULL;
+    }
+    napi_value seeds;
+    bool is = false;
+    uint32_t n = 0;
+    ok = get_prop(env, fo, "atoms", &seeds) && napi_is_array(env, seeds, &is) == napi_ok && is && napi_get_array_length(env, seeds, &n) == napi_ok;
+    for (uint32_t i = 0; ok && i < n; i++) {
+      napi_value pair, slot, text;
+      uint32_t sl = 0;
+      char buf[1024];
+      size_t len = 0;
+      ok = napi_get_element(env, seeds, i, &pair) == napi_ok && napi_get_element(env, pair, 0, &slot) == napi_ok &&
+           napi_get_value_uint32(env, slot, &sl) == napi_ok && napi_get_element(env, pair, 1, &text) == napi_ok &&
+           napi_get_value_string_utf8(env, text, buf, sizeof buf, &len) == napi_ok && len < sizeof buf - 1 &&
+           judge_seed_atom(j, sl, (const uint8_t *)buf, len);
+    }
+    if (!ok) {
+      gate_free(a.gate);
+      napi_throw_type_error(env, NULL, "fastpath: bad filter atoms");
+      return NULL;
+    }
+  }
   char err[200];
   long id = relay_adopt(&a, err, sizeof err);
   if (id < 0) {
+    gate_free(a.gate);
     char msg[240];
     snprintf(msg, sizeof msg, "fastpath: %s", err);
     napi_throw_error(env, NULL, msg);
@@ -242,6 +416,47 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_get_value_uint32(env, argv[0], &id));
   NAPI_OK(napi_get_value_bool(env, argv[1], &abortive));
   NAPI_OK(napi_get_boolean(env, relay_close(id, abortive), &res));
+  return res;
+}
+
+// answer(id, ticket, pass, inject?) -> whether such a filtered link was open.
+static napi_value js_answer(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], res;
+  uint32_t id;
+  double ticket;
+  bool pass;
+  void *inject = NULL;
+  size_t inject_len = 0;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || napi_get_value_uint32(env, argv[0], &id) != napi_ok || napi_get_value_double(env, argv[1], &ticket) != napi_ok ||
+      napi_get_value_bool(env, argv[2], &pass) != napi_ok || !(ticket >= 1 && ticket <= 9007199254740991.0)) {
+    napi_throw_type_error(env, NULL, "fastpath: answer(id, ticket, pass, inject?)");
+    return NULL;
+  }
+  napi_valuetype t = napi_undefined;
+  if (argc >= 4) NAPI_OK(napi_typeof(env, argv[3], &t));
+  if (t != napi_undefined) NAPI_OK(napi_get_buffer_info(env, argv[3], &inject, &inject_len));
+  NAPI_OK(napi_get_boolean(env, relay_answer(id, (uint64_t)ticket, pass, inject, inject_len), &res));
+  return res;
+}
+
+// refilter(id, {full, names, calls}) -> whether such a filtered link was open.
+static napi_value js_refilter(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], res;
+  uint32_t id;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || napi_get_value_uint32(env, argv[0], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fastpath: refilter(id, filter)");
+    return NULL;
+  }
+  judge_filter_t *f = get_filter(env, argv[1]);
+  if (!f) {
+    napi_throw_error(env, NULL, "fastpath: bad filter, or out of memory for it");
+    return NULL;
+  }
+  NAPI_OK(napi_get_boolean(env, relay_refilter(id, f), &res));
   return res;
 }
 
@@ -283,6 +498,14 @@ static napi_value js_buffered(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// filterHeld() -> bytes filtered links hold for messages not yet judged (relay_gate_held).
+static napi_value js_filter_held(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value res;
+  NAPI_OK(napi_create_double(env, (double)relay_gate_held(), &res));
+  return res;
+}
+
 // trim() -> whether glibc gave memory back: freed heap pages at the top and inside every arena.
 static napi_value js_trim(napi_env env, napi_callback_info info) {
   (void)info;
@@ -297,12 +520,17 @@ NAPI_MODULE_INIT() {
       {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
+      {"answer", NULL, js_answer, NULL, NULL, NULL, napi_default, NULL},
+      {"refilter", NULL, js_refilter, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"buffered", NULL, js_buffered, NULL, NULL, NULL, napi_default, NULL},
+      {"filterHeld", NULL, js_filter_held, NULL, NULL, NULL, napi_default, NULL},
       {"trim", NULL, js_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   // Descriptor passing for a take-over (passfd.c): under `passfd`.
   if (!passfd_define(env, exports)) return NULL;
+  // The native judge alone, for its tests against the TypeScript one: under `judge`.
+  if (!judge_napi_init(env, exports)) return NULL;
   return exports;
 }

@@ -2,6 +2,7 @@
 
 #include "frames.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, uint64_t *ticks, char *reason, size_t reason_len) {
@@ -33,4 +34,14 @@ bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, 
     s->remaining = len;
   }
   return true;
+}
+
+size_t frames_boundary(const frame_scan_t *s, const uint8_t *p, size_t n) {
+  if (s->remaining > 0) return s->remaining <= n ? s->remaining : SIZE_MAX;  // header_bytes is 0 while a frame passes
+  if (s->header_bytes == 0) return 0;
+  size_t need = 4 - s->header_bytes;
+  if (n < need) return SIZE_MAX;
+  uint32_t len = s->header;
+  for (size_t k = 0; k < need; k++) len = (len << 8) | p[k];
+  return len <= n - need ? need + len : SIZE_MAX;
 }

@@ -21,4 +21,10 @@ typedef struct {
 // set, as "refused:frame_too_large:...") on a frame over the limit.
 bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, uint64_t *ticks, char *reason, size_t reason_len);
 
+// Where the frame now being walked ends within p[0, n): the first k at which
+// the scanner, having walked p[0, k), is between frames (0 if it is now), or
+// SIZE_MAX if that is not within these bytes. Walks nothing itself: a frame
+// the gateway writes of its own goes exactly there.
+size_t frames_boundary(const frame_scan_t *s, const uint8_t *p, size_t n);
+
 #endif

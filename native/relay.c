@@ -42,7 +42,11 @@
 // Room to seal `n` bytes of plaintext: every record may be preceded by a KeyUpdate of ours.
 #define SEALED_MAX(n) ((n) + ((n) / TLS_MAX_PLAIN + 1) * (TLS_SEAL_OVERHEAD + TLS_KEY_UPDATE_RECORD))
 
-typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_DETACH } cmd_kind;
+// Frames of the gateway's own a filtered link may hold for the peer, waiting for a frame boundary
+// of the node's (denied spawn requests' replies, about 100 bytes each; MAX_PENDING_SPAWN_REPLIES in JS).
+#define MAX_INJECT (16 * 1024)
+
+typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_DETACH, CMD_ANSWER, CMD_REFILTER } cmd_kind;
 
 typedef struct cmd {
   struct cmd *next;
@@ -92,6 +96,22 @@ struct link {
   cmd_t adopt_cmd, close_cmd, detach_cmd;
   bool close_queued, detach_queued;
   int close_kind;  // 1 graceful, 2 abortive
+  // A filtered link (gate.h); relay thread only but where said.
+  gate_t *gate;
+  uint64_t ticket;       // the question open, if the gate waits
+  uint64_t gate_held;    // as last added to G.gate_held
+  uint8_t *seed;         // plaintext node:tls opened before the hand-over: judged once registered
+  size_t seed_len;
+  uint8_t *inject;       // frames of ours for the peer, waiting for a frame boundary of the node's
+  size_t inject_len;
+  _Atomic uint64_t judged, asked;
+  // Under G.mu: the answer and the new filter on their way.
+  cmd_t answer_cmd, refilter_cmd;
+  bool answer_queued, refilter_queued, answer_pass;
+  uint64_t answer_ticket;
+  uint8_t *answer_inject;
+  size_t answer_inject_len;
+  judge_filter_t *next_filter;
 };
 
 static struct {
@@ -106,6 +126,8 @@ static struct {
   uint8_t *plain, *sealed;  // the relay thread's scratch buffers
   size_t plain_cap;
   _Atomic size_t held;  // bytes every link holds in buffers (pending output, carried records, split messages)
+  _Atomic uint64_t gate_held;  // of which filtered links hold for messages not yet judged
+  _Atomic uint64_t tickets;    // questions asked so far: a ticket is never reused
 } G;
 
 static link_t *grace_head;   // relay thread: links with a grace deadline
@@ -156,7 +178,25 @@ static void grace_remove(link_t *l) {
 
 static size_t holding(const link_t *l) {
   if (l->closed) return 0;  // freed with the link, at once
-  return l->out.pend_off + l->out.pend_len + l->in.pend_off + l->in.pend_len + l->carry_cap + (l->rx.hs ? l->rx.hs_cap : 0);
+  return l->out.pend_off + l->out.pend_len + l->in.pend_off + l->in.pend_len + l->carry_cap + (l->rx.hs ? l->rx.hs_cap : 0) +
+         (size_t)l->gate_held + l->seed_len + l->inject_len;
+}
+
+// Brings G.gate_held up to date with what `l`'s gate holds (0 once closed);
+// false, with the reason, when every filtered link together holds too much.
+static bool gate_account(link_t *l) {
+  if (!l->gate) return true;
+  uint64_t now = l->closed ? 0 : gate_held(l->gate);
+  uint64_t total;
+  if (now >= l->gate_held) total = atomic_fetch_add_explicit(&G.gate_held, now - l->gate_held, memory_order_relaxed) + (now - l->gate_held);
+  else total = atomic_fetch_sub_explicit(&G.gate_held, l->gate_held - now, memory_order_relaxed) - (l->gate_held - now);
+  l->gate_held = now;
+  atomic_store_explicit(&l->judged, gate_passed(l->gate), memory_order_relaxed);
+  atomic_store_explicit(&l->asked, gate_asked(l->gate), memory_order_relaxed);
+  if (total <= G.cfg.max_gate_held) return true;
+  set_reason(l, "refused:buffer_limit:filtered links hold %llu bytes of messages not yet judged, over the gateway's %llu (FILTER_MAX_HELD_BYTES); this one holds %llu",
+             (unsigned long long)total, (unsigned long long)G.cfg.max_gate_held, (unsigned long long)now);
+  return false;
 }
 
 // Brings G.held up to date with what `l` holds now.
@@ -176,6 +216,7 @@ static void close_link(link_t *l) {
   l->lmask = l->rmask = 0;
   close(l->lfd);
   close(l->rfd);
+  gate_account(l);  // gives its share back (closed: 0)
   if (!l->reason[0]) {
     if (l->grace_expired) {
       // What was still owed when the grace ran out: output someone did not read, or an end.
@@ -280,7 +321,7 @@ static bool scan(link_t *l, dir_t *d, const uint8_t *p, size_t n) {
   return ok;
 }
 
-static bool send_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
+static bool send_walked(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
   if (!scan(l, &l->out, p, n)) return false;
   size_t o = seal_plain(l, p, n, sealed);
   if (!o) {
@@ -289,6 +330,62 @@ static bool send_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
   }
   return out_write(l, &l->out, sealed, o, "peer");
 }
+
+// Our own frames for the peer, now that the node's stream is between frames.
+static bool send_inject(link_t *l, uint8_t *sealed) {
+  uint8_t *p = l->inject;
+  size_t n = l->inject_len;
+  l->inject = NULL;
+  l->inject_len = 0;
+  bool ok = send_walked(l, p, n, sealed);
+  free(p);
+  return ok;
+}
+
+// The node's bytes for the peer; frames of ours waiting go at the first frame boundary.
+static bool send_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
+  if (l->inject_len) {
+    size_t k = frames_boundary(&l->out.scan, p, n);
+    if (k != SIZE_MAX) {
+      if (k && !send_walked(l, p, k, sealed)) return false;
+      if (!send_inject(l, sealed)) return false;
+      p += k;
+      n -= k;
+    }
+  }
+  return n == 0 || send_walked(l, p, n, sealed);
+}
+
+static bool emit_local(void *ctx, const uint8_t *p, size_t n) {
+  link_t *l = ctx;
+  return out_write(l, &l->in, p, n, "local");
+}
+
+// What a gate call ended in: a question goes to the owner, a failure cuts the link.
+static bool gate_after(link_t *l, gate_status_t s, judge_out_t *q, const char *why) {
+  if (s == GATE_FAIL) {
+    if (why[0]) set_reason(l, "%s", why);
+    return false;
+  }
+  if (s == GATE_ASK) {
+    l->ticket = atomic_fetch_add_explicit(&G.tickets, 1, memory_order_relaxed) + 1;
+    if (!G.cfg.ask(l->id, l->ticket, q)) {
+      set_reason(l, "%s", "out of memory for a question to the gateway's judge");
+      return false;
+    }
+  }
+  return gate_account(l);
+}
+
+// Opened bytes for the local node: through the gate on a filtered link.
+static bool deliver_in(link_t *l, const uint8_t *p, size_t n) {
+  if (!l->gate) return out_write(l, &l->in, p, n, "local");
+  judge_out_t q;
+  char why[REASON_LEN];
+  return gate_after(l, gate_push(l->gate, p, n, emit_local, l, &q, why, sizeof why), &q, why);
+}
+
+static bool gate_waits(const link_t *l) { return l->gate && gate_waiting(l->gate); }
 
 // Moves each direction that has ended towards its close: towards the peer,
 // close_notify after everything else, then FIN; towards the node, FIN. The
@@ -307,7 +404,8 @@ static void progress(link_t *l) {
     shutdown(l->rfd, SHUT_WR);
     l->out.dst_shut = true;
   }
-  if ((l->in.src_done || l->ending) && l->in.pend_len == 0 && !l->in.dst_shut) {
+  // A message waiting for the gateway's answer, and what came behind it, go first.
+  if ((l->in.src_done || l->ending) && l->in.pend_len == 0 && !l->in.dst_shut && !gate_waits(l)) {
     shutdown(l->lfd, SHUT_WR);
     l->in.dst_shut = true;
   }
@@ -343,7 +441,7 @@ static void update_interest(link_t *l) {
   uint32_t lm = 0, rm = 0;
   if (!l->out.src_done && l->out.pend_len == 0) lm |= EPOLLIN;
   if (l->in.pend_len > 0) lm |= EPOLLOUT;
-  if (!l->in.src_done && l->in.pend_len == 0) rm |= EPOLLIN;
+  if (!l->in.src_done && l->in.pend_len == 0 && !gate_waits(l)) rm |= EPOLLIN;
   if (l->out.pend_len > 0) rm |= EPOLLOUT;
   if (!set_interest(l, l->lfd, lm, &l->lmask, TAG_LOCAL) || !set_interest(l, l->rfd, rm, &l->rmask, TAG_REMOTE)) close_link(l);
 }
@@ -382,7 +480,7 @@ static void on_local_readable(link_t *l) {
 }
 
 static void on_remote_readable(link_t *l) {
-  if (l->in.src_done || l->in.pend_len > 0) return;
+  if (l->in.src_done || l->in.pend_len > 0 || gate_waits(l)) return;
   if (l->in.dst_shut || l->ending) return discard(l, &l->in, l->rfd, "peer");
   // Ciphertext carried over comes first.
   size_t have = l->carry_len;
@@ -411,7 +509,7 @@ static void on_remote_readable(link_t *l) {
     r = rx_open(&l->rx, G.plain, total, &used, &plain, why, sizeof why);
     atomic_store_explicit(&l->key_updates_in, l->rx.aead.updates, memory_order_relaxed);
     // Records that opened before a bad one still reach the node, as on node:tls.
-    if (plain && (!scan(l, &l->in, G.plain, plain) || !out_write(l, &l->in, G.plain, plain, "local"))) return close_link(l);
+    if (plain && (!scan(l, &l->in, G.plain, plain) || !deliver_in(l, G.plain, plain))) return close_link(l);
     if (r == RX_FAIL) {
       set_reason(l, "%s", why);
       return close_link(l);
@@ -493,7 +591,8 @@ static void handle_event(link_t *l, uintptr_t tag, uint32_t ev) {
 // state kept for relay_link_detached. A link that has begun to end (a side
 // closed, a close asked for) is not moved: it ends here, within its grace.
 static void detach_link(link_t *l) {
-  if (l->ending || l->out.src_done || l->in.src_done || l->out.notify_sent) return;
+  // A filtered link never moves: its judge's state is this process's (the gateway does not ask).
+  if (l->gate || l->ending || l->out.src_done || l->in.src_done || l->out.notify_sent) return;
   if (l->lmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->lfd, NULL);
   if (l->rmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->rfd, NULL);
   l->lmask = l->rmask = 0;
@@ -507,9 +606,47 @@ static void detach_link(link_t *l) {
 
 static void register_link(link_t *l) {
   l->registered = true;
+  if (l->seed_len) {
+    uint8_t *seed = l->seed;
+    size_t n = l->seed_len;
+    l->seed = NULL;
+    l->seed_len = 0;
+    bool ok = deliver_in(l, seed, n);
+    free(seed);
+    if (!ok) {
+      close_link(l);
+      return;
+    }
+  }
   // Ciphertext handed over with the link (read by Node, not opened) is opened
   // now, unless plaintext handed over is still waiting for the node.
   if (l->carry_len && l->in.pend_len == 0) on_remote_readable(l);
+  progress(l);
+  update_interest(l);
+  account(l);
+}
+
+// The gateway's answer to the question open on a filtered link.
+static void take_answer(link_t *l, bool pass, uint8_t *inject, size_t inject_len) {
+  judge_out_t q;
+  char why[REASON_LEN];
+  bool ok = gate_after(l, gate_answer(l->gate, pass, emit_local, l, &q, why, sizeof why), &q, why);
+  if (ok && inject_len && !l->out.notify_sent) {
+    // Over MAX_INJECT the reply is dropped, as the node:tls path drops one over MAX_PENDING_SPAWN_REPLIES.
+    if (l->inject_len + inject_len <= MAX_INJECT) {
+      uint8_t *grown = realloc(l->inject, l->inject_len + inject_len);
+      if (grown) {
+        memcpy(grown + l->inject_len, inject, inject_len);
+        l->inject = grown;
+        l->inject_len += inject_len;
+      }
+    }
+    if (l->inject_len && l->out.scan.remaining == 0 && l->out.scan.header_bytes == 0) ok = send_inject(l, G.sealed);
+  }
+  free(inject);
+  if (!ok) return close_link(l);
+  // Records handed over with the link wait for no new byte from the peer.
+  if (!gate_waits(l) && l->carry_len && l->in.pend_len == 0) on_remote_readable(l);
   progress(l);
   update_interest(l);
   account(l);
@@ -542,6 +679,25 @@ static void drain_commands(void) {
       l->close_queued = false;
     }
     if (c && c->kind == CMD_DETACH) l->detach_queued = false;
+    bool pass = false;
+    uint64_t ticket = 0;
+    uint8_t *inject = NULL;
+    size_t inject_len = 0;
+    judge_filter_t *filter = NULL;
+    if (c && c->kind == CMD_ANSWER) {
+      l->answer_queued = false;
+      pass = l->answer_pass;
+      ticket = l->answer_ticket;
+      inject = l->answer_inject;
+      inject_len = l->answer_inject_len;
+      l->answer_inject = NULL;
+      l->answer_inject_len = 0;
+    }
+    if (c && c->kind == CMD_REFILTER) {
+      l->refilter_queued = false;
+      filter = l->next_filter;
+      l->next_filter = NULL;
+    }
     // Closed already: the owner may free it as soon as the lock is released.
     if (c && c->kind != CMD_ADOPT) live = !l->closed;
     pthread_mutex_unlock(&G.mu);
@@ -550,9 +706,23 @@ static void drain_commands(void) {
       register_link(l);
       continue;
     }
-    if (!live) continue;
-    // A link's adopt is queued before its id is returned, and so before any close or detach of it.
-    CHECK(l->registered, "close or detach taken before the adopt");
+    if (!live) {
+      free(inject);
+      judge_filter_free(filter);
+      continue;
+    }
+    // A link's adopt is queued before its id is returned, and so before any command naming its id.
+    CHECK(l->registered, "a command taken before the adopt");
+    if (c->kind == CMD_ANSWER) {
+      // relay_answer queues answers for filtered links only; a stale ticket (a question of before) is ignored.
+      if (gate_waits(l) && ticket == l->ticket) take_answer(l, pass, inject, inject_len);
+      else free(inject);
+      continue;
+    }
+    if (c->kind == CMD_REFILTER) {
+      gate_set_filter(l->gate, filter);  // relay_refilter queues filters for filtered links only
+      continue;
+    }
     if (c->kind == CMD_DETACH) {
       detach_link(l);
       continue;
@@ -625,7 +795,7 @@ static void *relay_main(void *arg) {
 bool relay_start(const relay_config_t *cfg, char *err, size_t err_len) {
   if (G.started) return snprintf(err, err_len, "already started"), false;
   if (cfg->read_bytes < MIN_READ || cfg->read_bytes > MAX_READ || cfg->rekey_records == 0 || cfg->max_hs_message == 0 ||
-      cfg->max_hs_message > (1u << 24) || !cfg->report)
+      cfg->max_hs_message > (1u << 24) || !cfg->report || !cfg->ask || cfg->max_gate_held == 0)
     return snprintf(err, err_len, "bad configuration (readBytes %zu to %d)", (size_t)MIN_READ, MAX_READ), false;
   G.cfg = *cfg;
   // Room for carried ciphertext (up to what a hand-over brings) in front of a full read.
@@ -652,6 +822,11 @@ bool relay_start(const relay_config_t *cfg, char *err, size_t err_len) {
 }
 
 static void free_link(link_t *l) {
+  gate_free(l->gate);
+  free(l->seed);
+  free(l->inject);
+  free(l->answer_inject);
+  judge_filter_free(l->next_filter);
   aead_free(&l->tx);
   rx_free(&l->rx);
   free(l->out.pend);
@@ -684,8 +859,16 @@ static bool hand_over_bytes(link_t *l, const relay_adopt_t *a) {
     free(sealed);
     if (!ok) return false;
   }
-  if (a->to_local_len && (!scan(l, &l->in, a->to_local, a->to_local_len) || !out_write(l, &l->in, a->to_local, a->to_local_len, "local")))
+  if (a->to_local_len && !scan(l, &l->in, a->to_local, a->to_local_len)) return false;
+  if (a->to_local_len && l->gate) {
+    // Judged on the relay thread once the link has its id (a question names it).
+    l->seed = malloc(a->to_local_len);
+    if (!l->seed) return set_reason(l, "%s", "out of memory for handed-over bytes"), false;
+    memcpy(l->seed, a->to_local, a->to_local_len);
+    l->seed_len = a->to_local_len;
+  } else if (a->to_local_len && !out_write(l, &l->in, a->to_local, a->to_local_len, "local")) {
     return false;
+  }
   if (a->from_remote_len) {
     l->carry = malloc(a->from_remote_len);
     if (!l->carry) return set_reason(l, "%s", "out of memory for handed-over records"), false;
@@ -701,6 +884,8 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   // Less than a whole message: a whole one would have been taken where it was read.
   if (a->rx_handshake_len >= 4 + G.cfg.max_hs_message)
     return snprintf(err, err_len, "%zu bytes of a handshake message exceed %zu", a->rx_handshake_len, 4 + G.cfg.max_hs_message), -1;
+  if (a->gate && (a->in_scan.remaining || a->in_scan.header_bytes || a->walked_to_local_len || a->rx_handshake_len))
+    return snprintf(err, err_len, "a filtered link is handed over between frames, from node:tls"), -1;
   link_t *l = calloc(1, sizeof *l);
   if (!l) return snprintf(err, err_len, "out of memory for a link"), -1;
   if (!aead_init(&l->tx, a->cipher, a->hash, a->tx_secret, a->tx_secret_len, a->tx_seq, true) ||
@@ -730,7 +915,10 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   atomic_store(&l->in.frames, a->in_frames);
   atomic_store(&l->in.ticks, a->in_ticks);
   l->grace_ms = a->grace_ms;
-  l->adopt_cmd.link = l->close_cmd.link = l->detach_cmd.link = l;
+  l->gate = a->gate;
+  l->adopt_cmd.link = l->close_cmd.link = l->detach_cmd.link = l->answer_cmd.link = l->refilter_cmd.link = l;
+  l->answer_cmd.kind = CMD_ANSWER;
+  l->refilter_cmd.kind = CMD_REFILTER;
   l->adopt_cmd.kind = CMD_ADOPT;
   l->close_cmd.kind = CMD_CLOSE;
   l->detach_cmd.kind = CMD_DETACH;
@@ -754,6 +942,7 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   if (id == UINT32_MAX) {
     close(l->lfd);
     close(l->rfd);
+    l->gate = NULL;  // still the caller's: nothing was taken
     free_link(l);
     return snprintf(err, err_len, "link table full (%d)", MAX_LINKS), -1;
   }
@@ -780,6 +969,55 @@ bool relay_close(uint32_t id, bool abortive) {
   }
   int kind = abortive ? 2 : 1;
   if (kind > l->close_kind) l->close_kind = kind;
+  pthread_mutex_unlock(&G.mu);
+  wake();
+  return true;
+}
+
+bool relay_answer(uint32_t id, uint64_t ticket, bool pass, const uint8_t *inject, size_t inject_len) {
+  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  if (!l || !l->gate) return false;
+  uint8_t *copy = NULL;
+  if (inject_len) {
+    copy = malloc(inject_len);
+    if (!copy) return false;
+    memcpy(copy, inject, inject_len);
+  }
+  pthread_mutex_lock(&G.mu);
+  // One question is open at a time, and it has the highest ticket yet: of two
+  // answers still queued (a late one for a question of before), that one's wins.
+  if (l->answer_queued && l->answer_ticket > ticket) {
+    pthread_mutex_unlock(&G.mu);
+    free(copy);
+    return true;
+  }
+  free(l->answer_inject);
+  l->answer_ticket = ticket;
+  l->answer_pass = pass;
+  l->answer_inject = copy;
+  l->answer_inject_len = inject_len;
+  if (!l->answer_queued) {
+    l->answer_queued = true;
+    enqueue(&l->answer_cmd);
+  }
+  pthread_mutex_unlock(&G.mu);
+  wake();
+  return true;
+}
+
+bool relay_refilter(uint32_t id, judge_filter_t *f) {
+  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  if (!l || !l->gate) {
+    judge_filter_free(f);
+    return false;
+  }
+  pthread_mutex_lock(&G.mu);
+  judge_filter_free(l->next_filter);  // a reload's filter not yet in force: the newer one wins
+  l->next_filter = f;
+  if (!l->refilter_queued) {
+    l->refilter_queued = true;
+    enqueue(&l->refilter_cmd);
+  }
   pthread_mutex_unlock(&G.mu);
   wake();
   return true;
@@ -833,6 +1071,8 @@ void relay_link_counters(const link_t *l, uint64_t out[RELAY_COUNTERS]) {
   out[5] = atomic_load_explicit(&l->in.ticks, memory_order_relaxed);
   out[6] = atomic_load_explicit(&l->key_updates_out, memory_order_relaxed);
   out[7] = atomic_load_explicit(&l->key_updates_in, memory_order_relaxed);
+  out[8] = atomic_load_explicit(&l->judged, memory_order_relaxed);
+  out[9] = atomic_load_explicit(&l->asked, memory_order_relaxed);
 }
 
 bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]) {
@@ -843,6 +1083,8 @@ bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]) {
 }
 
 size_t relay_buffered(void) { return atomic_load_explicit(&G.held, memory_order_relaxed); }
+
+uint64_t relay_gate_held(void) { return atomic_load_explicit(&G.gate_held, memory_order_relaxed); }
 
 uint32_t relay_link_id(const link_t *l) { return l->id; }
 
@@ -856,7 +1098,7 @@ static void unqueue(cmd_t *c) {
     prev = *pp;
     pp = &(*pp)->next;
   }
-  // close_queued and detach_queued are set exactly while their command is in the queue, under this lock.
+  // Each *_queued flag is set exactly while its command is in the queue, under this lock.
   CHECK(*pp == c, "queued command not found");
   *pp = c->next;
   if (G.tail == c) G.tail = prev;
@@ -868,7 +1110,9 @@ void relay_release(link_t *l) {
   // Asked to close or detach after it had closed by itself: the request is still queued.
   if (l->close_queued) unqueue(&l->close_cmd);
   if (l->detach_queued) unqueue(&l->detach_cmd);
-  l->close_queued = l->detach_queued = false;
+  if (l->answer_queued) unqueue(&l->answer_cmd);
+  if (l->refilter_queued) unqueue(&l->refilter_cmd);
+  l->close_queued = l->detach_queued = l->answer_queued = l->refilter_queued = false;
   pthread_mutex_unlock(&G.mu);
   free_link(l);
 }

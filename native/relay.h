@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "frames.h"
+#include "gate.h"
 
 typedef struct link link_t;
 
@@ -24,6 +25,13 @@ typedef struct {
   // Called once per link when it has closed (on the relay thread, or on the
   // owner's inside relay_adopt); the owner then calls relay_release.
   void (*report)(link_t *l);
+  // Called on the relay thread when a filtered link's gate asks the
+  // gateway's judge about a message (gate.h): q->body becomes the callee's;
+  // everything else in q must be copied before it returns. False (out of
+  // memory) cuts the link. The answer comes back through relay_answer.
+  bool (*ask)(uint32_t id, uint64_t ticket, judge_out_t *q);
+  // Bytes every filtered link may hold together for messages not yet judged (FILTER_MAX_HELD_BYTES).
+  uint64_t max_gate_held;
 } relay_config_t;
 
 typedef struct {
@@ -44,10 +52,15 @@ typedef struct {
   frame_scan_t out_scan, in_scan;  // max_frame is taken from here
   uint64_t out_frames, out_ticks, in_frames, in_ticks;
   uint32_t grace_ms;
+  // A filtered link: the gate on what reaches the local node (taken by the
+  // link once relay_adopt returns an id; still the caller's on -1). Such a
+  // link starts between frames, with no other engine's bytes, and never detaches.
+  gate_t *gate;
 } relay_adopt_t;
 
-// bytesOut, bytesIn, framesOut, framesIn, ticksOut, ticksIn, keyUpdatesOut, keyUpdatesIn
-#define RELAY_COUNTERS 8
+// bytesOut, bytesIn, framesOut, framesIn, ticksOut, ticksIn, keyUpdatesOut, keyUpdatesIn,
+// and on a filtered link: messages the gate's judge passed, questions asked of the gateway
+#define RELAY_COUNTERS 10
 
 // Starts the relay thread; false (err set) if it is running or cannot start.
 bool relay_start(const relay_config_t *cfg, char *err, size_t err_len);
@@ -61,11 +74,23 @@ bool relay_close(uint32_t id, bool abortive);
 // reported with relay_link_detached true; a link that has begun to end is
 // left to close as usual. False if no such link.
 bool relay_detach(uint32_t id);
+// Owner thread only: the gateway's answer to question `ticket` of a
+// filtered link: let the message through or drop it, and a frame of the
+// gateway's own to write to the peer between two of the node's (`inject`,
+// copied; a denied spawn request's reply). An answer to a question no
+// longer open (the link closed, another link took the id) is ignored.
+// False if no such link or out of memory.
+bool relay_answer(uint32_t id, uint64_t ticket, bool pass, const uint8_t *inject, size_t inject_len);
+// Owner thread only: a reload's new filter for a filtered link (ownership
+// taken, also on false). False if no such link or it is not filtered.
+bool relay_refilter(uint32_t id, judge_filter_t *f);
 // Owner thread only: false once the link is gone.
 bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]);
 // Bytes all links hold in buffers now: output a socket has not taken, records
 // split across reads, post-handshake messages split across records.
 size_t relay_buffered(void);
+// Of which filtered links hold for messages not yet judged (bounded by max_gate_held together).
+uint64_t relay_gate_held(void);
 // Of a reported link, on the owner thread.
 uint32_t relay_link_id(const link_t *l);
 const char *relay_link_reason(const link_t *l);

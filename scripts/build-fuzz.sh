@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target over the native data plane's record layer and
-# frame scanner (native/fuzz/record_fuzz.c) into build/record-fuzz, with
-# AddressSanitizer and UBSan. Needs clang-14 with its fuzzer runtime
+# Builds the libFuzzer targets over the native data plane: the record layer and
+# frame scanner (native/fuzz/record_fuzz.c) into build/record-fuzz, and the
+# firewall's native judge (native/fuzz/judge_fuzz.c) into build/judge-fuzz,
+# each with AddressSanitizer and UBSan. Needs clang-14 with its fuzzer runtime
 # (Debian's clang-14 and libclang-rt-14-dev, which scripts/setup.sh installs)
 # and libcrypto's headers (libssl-dev). Run it as
 #   build/record-fuzz -runs=N native/fuzz/corpus   (see test/native/fuzz.test.ts)
+#   build/judge-fuzz -runs=N native/fuzz/judge-corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cc="${FUZZ_CC:-clang-14}"
@@ -15,3 +17,14 @@ mkdir -p build
   -o build/record-fuzz.tmp native/fuzz/record_fuzz.c native/record.c native/frames.c -lcrypto
 mv build/record-fuzz.tmp build/record-fuzz
 echo "build-fuzz: built build/record-fuzz"
+"$cc" -g -O1 -std=gnu11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -o build/judge-fuzz.tmp native/fuzz/judge_fuzz.c native/judge.c native/etf.c
+mv build/judge-fuzz.tmp build/judge-fuzz
+echo "build-fuzz: built build/judge-fuzz"
+# The gate over the judge (native/fuzz/gate_fuzz.c): frames split across reads, questions and answers; seeded from the judge's corpus.
+"$cc" -g -O1 -std=gnu11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -o build/gate-fuzz.tmp native/fuzz/gate_fuzz.c native/gate.c native/judge.c native/etf.c
+mv build/gate-fuzz.tmp build/gate-fuzz
+echo "build-fuzz: built build/gate-fuzz"

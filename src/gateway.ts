@@ -194,7 +194,8 @@ export class Gateway {
     this.metrics.onScrape(() => {
       for (const link of this.table.established) link.flush();
       this.updateCertExpiry();
-      this.metrics.filterHeldBytes.set(this.filterHolds.bytes);
+      // Filtered links on node:tls hold theirs in JS, those on the native data plane in the engine; each side has FILTER_MAX_HELD_BYTES.
+      this.metrics.filterHeldBytes.set(this.filterHolds.bytes + (this.engine?.filterHeld() ?? 0));
       const peers = this.peerNames();
       this.metrics.setRegistryPeers(peers, (p) => this.registry.views.names(p)?.length, (p) => this.registry.standIns.count(p));
       publishRosterNodes(this.metrics.rosterNodeRegistered, nodesOf(this.current.roster, this.current.self.name), (short) => this.epmd.registrations.has(short));

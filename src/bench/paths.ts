@@ -424,7 +424,7 @@ export async function startGatewayPair(
 /**
  * A gateway pair; `beamgate-node` runs its gateways with `--data-plane node`,
  * `beamgate` with the native data plane, `beamgate-filtered` with the native
- * data plane and FILTERED_POLICY (its links stay on node:tls: docs/filter.md).
+ * data plane and FILTERED_POLICY (its links are judged on the relay thread: docs/filter.md).
  */
 export async function beamgatePath(env: BenchEnv, dir: string, rt: OtpRuntime, gatewayArgs: string[] = [], id: 'beamgate' | 'beamgate-node' | 'beamgate-filtered' = 'beamgate'): Promise<BenchPath> {
   const fresh = Array.from({ length: env.freshNodes }, (_, i) => `gc${i}`);

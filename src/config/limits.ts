@@ -304,6 +304,8 @@ export const DIST_MAX_FRAGMENT_BYTES = 256 * 1024 * 1024;
  * its own bound holds about twice DIST_MAX_FRAGMENT_BYTES, so this lets one
  * link reach its bound with room for the others; a peer starting huge
  * messages on many links is cut here instead of taking the host's memory.
+ * Links judged in TypeScript (on node:tls) and those on the native data
+ * plane (native/gate.c, held in the engine) each have this bound.
  */
 export const FILTER_MAX_HELD_BYTES = 1024 * 1024 * 1024;
 /**

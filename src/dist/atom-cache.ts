@@ -25,6 +25,15 @@ export class AtomCache {
     this.writes++;
   }
 
+  /** Every slot in use, with its atom: what a hand-over to the native judge seeds its cache with. */
+  entries(): [number, string][] {
+    const out: [number, string][] = [];
+    this.slots.forEach((a, slot) => {
+      if (a !== undefined) out.push([slot, a]);
+    });
+    return out;
+  }
+
   /** Slots in use now. */
   get size(): number {
     let n = 0;

@@ -8,7 +8,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { HANDOVER_TIMEOUT_MS } from '../config/limits.js';
-import type { AdoptArgs, NativeEngine, ScanState } from './native.js';
+import type { AdoptArgs, NativeEngine, OnNativeAsk, ScanState } from './native.js';
 import { TlsTap } from './tap.js';
 
 const taps = new WeakMap<object, TlsTap>();
@@ -44,6 +44,8 @@ export interface HandoverLink {
   release(): void;
   maxFrameBytes: number;
   closeGraceMs: number;
+  /** A filtered link: what its native judge starts from, and who answers its questions. */
+  filter?: { args: NonNullable<AdoptArgs['filter']>; onAsk: OnNativeAsk };
 }
 
 function fdOf(sock: net.Socket): number | undefined {
@@ -123,10 +125,11 @@ function adopt(engine: NativeEngine, link: HandoverLink, onClose: Parameters<Nat
     inScan: scan.in,
     maxFrameBytes: link.maxFrameBytes,
     closeGraceMs: link.closeGraceMs,
+    ...(link.filter && { filter: link.filter.args }),
   };
   let id: number;
   try {
-    id = engine.adopt(args, onClose);
+    id = engine.adopt(args, onClose, link.filter?.onAsk);
   } catch (err) {
     // The tap has let go: the link cannot go back to node:tls.
     for (const s of [local, remote, tap.raw]) s.destroy();

@@ -8,7 +8,16 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES, NATIVE_READ_BYTES, NATIVE_REKEY_RECORDS } from '../config/limits.js';
+import {
+  DIST_MAX_FRAGMENT_BYTES,
+  DIST_MAX_FRAGMENT_SEQUENCES,
+  DIST_MAX_FRAGMENTS_PER_MESSAGE,
+  DIST_MAX_MESSAGE_BYTES,
+  FILTER_MAX_HELD_BYTES,
+  NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES,
+  NATIVE_READ_BYTES,
+  NATIVE_REKEY_RECORDS,
+} from '../config/limits.js';
 
 /** Where scripts/build-native.sh puts the module. */
 export const NATIVE_MODULE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/fastpath.node');
@@ -29,6 +38,13 @@ export interface ScanState {
   headerBytes: number;
   frames: number;
   ticks: number;
+}
+
+/** What a filtered link's native judge lets through itself (src/policy/filter.ts's LinkFilter, as native/judge.h takes it). */
+export interface NativeFilter {
+  full: boolean;
+  names: string[];
+  calls: string[];
 }
 
 export interface AdoptArgs {
@@ -60,6 +76,8 @@ export interface AdoptArgs {
   walkedToLocal?: Buffer;
   /** From another engine's detach: the part it held of a post-handshake message. */
   rxHandshake?: Buffer;
+  /** A filtered link (native/gate.h): its filter, and the atom cache the JS judge kept until the hand-over ([slot, text]). */
+  filter?: NativeFilter & { atoms: [number, string][] };
 }
 
 /**
@@ -114,53 +132,122 @@ export interface EngineOptions {
   readBytes: number;
   rekeyRecords: number;
   maxHandshakeMessageBytes: number;
+  /** What every filtered link may hold together, and the native judge's bounds on fragments (as src/dist/fragments.ts's). */
+  maxFilterHeldBytes: number;
+  maxFragmentSequences: number;
+  maxFragmentBytes: number;
+  maxFragments: number;
+  maxMessageBytes: number;
 }
 
 export const ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   readBytes: NATIVE_READ_BYTES,
   rekeyRecords: NATIVE_REKEY_RECORDS,
   maxHandshakeMessageBytes: NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES,
+  maxFilterHeldBytes: FILTER_MAX_HELD_BYTES,
+  maxFragmentSequences: DIST_MAX_FRAGMENT_SEQUENCES,
+  maxFragmentBytes: DIST_MAX_FRAGMENT_BYTES,
+  maxFragments: DIST_MAX_FRAGMENTS_PER_MESSAGE,
+  maxMessageBytes: DIST_MAX_MESSAGE_BYTES,
 });
+
+/**
+ * A filtered link's question for the gateway's judge (native/gate.h): a
+ * message its native judge did not let through itself, as
+ * src/dist/decoder.ts's decodeMessage(body, 0, atoms, magic) takes it. The
+ * link relays nothing more to its node until answer() is called with `ticket`.
+ */
+export interface Question {
+  ticket: number;
+  body: Buffer;
+  magic: boolean;
+  atoms: string[];
+  fragments: number;
+}
+
+export type OnNativeAsk = (q: Question) => void;
 
 /** native/fastpath.c's exports. */
 export interface Binding {
-  /** onClose(id, reason, ...8 counters, detached link or undefined). */
-  init(onClose: (id: number, reason: string, ...rest: unknown[]) => void, options: EngineOptions): void;
+  /** onClose(id, reason, ...10 counters, detached link or undefined); onAsk(id, ticket, body, magic, atoms, fragments). */
+  init(
+    onClose: (id: number, reason: string, ...rest: unknown[]) => void,
+    options: EngineOptions,
+    onAsk: (id: number, ticket: number, body: Buffer, magic: boolean, atoms: string[], fragments: number) => void,
+  ): void;
   adopt(args: AdoptArgs): number;
   close(id: number, abortive: boolean): boolean;
+  answer(id: number, ticket: number, pass: boolean, inject?: Buffer): boolean;
+  refilter(id: number, filter: NativeFilter): boolean;
   detach(id: number): boolean;
   passfd: PassFd;
   stats(id: number): number[] | undefined;
   buffered(): number;
+  filterHeld(): number;
   trim(): boolean;
 }
 
 /** Runs once per adopted link, when the engine has closed it or let go of it (`detached`). */
-export type OnNativeClose = (reason: string, counters: NativeCounters, detached?: DetachedLink) => void;
+export type OnNativeClose = (reason: string, counters: NativeCounters, detached?: DetachedLink, judged?: { passed: number; asked: number }) => void;
+
+/** Counters the engine reports per link: NativeCounters' 8, then a filtered link's messages its judge passed and questions asked. */
+const ENGINE_COUNTERS = 10;
 
 export class NativeEngine {
   private readonly closed = new Map<number, OnNativeClose>();
+  private readonly asks = new Map<number, OnNativeAsk>();
 
   constructor(
     private readonly binding: Binding,
     options: EngineOptions = ENGINE_OPTIONS,
   ) {
-    binding.init((id, reason, ...rest) => {
-      const cb = this.closed.get(id);
-      this.closed.delete(id);
-      cb?.(reason, counters(rest.slice(0, 8) as number[]), rest[8] as DetachedLink | undefined);
-    }, options);
+    binding.init(
+      (id, reason, ...rest) => {
+        const cb = this.closed.get(id);
+        this.closed.delete(id);
+        this.asks.delete(id);
+        const c = rest.slice(0, ENGINE_COUNTERS) as number[];
+        cb?.(reason, counters(c), rest[ENGINE_COUNTERS] as DetachedLink | undefined, { passed: c[8]!, asked: c[9]! });
+      },
+      options,
+      (id, ticket, body, magic, atoms, fragments) => {
+        // A question of a link whose close is already on its way has no one to answer it.
+        this.asks.get(id)?.({ ticket, body, magic, atoms, fragments });
+      },
+    );
   }
 
-  /** Hands a link over; `onClose` runs once, on this thread, when the relay thread has closed both sockets. */
-  adopt(args: AdoptArgs, onClose: OnNativeClose): number {
+  /**
+   * Hands a link over; `onClose` runs once, on this thread, when the relay
+   * thread has closed both sockets. A filtered link (args.filter) needs
+   * `onAsk`, which gets its questions; answer each with answer().
+   */
+  adopt(args: AdoptArgs, onClose: OnNativeClose, onAsk?: OnNativeAsk): number {
+    if (args.filter && !onAsk) throw new Error('a filtered link needs someone to answer its questions');
     const id = this.binding.adopt(args);
     this.closed.set(id, onClose);
+    if (onAsk) this.asks.set(id, onAsk);
     return id;
   }
 
   close(id: number, abortive: boolean): void {
     this.binding.close(id, abortive);
+  }
+
+  /** The gateway's verdict on a filtered link's question: pass or drop the message, and a frame of its own for the peer (a denied spawn's reply). */
+  answer(id: number, ticket: number, pass: boolean, inject?: Buffer): void {
+    this.binding.answer(id, ticket, pass, inject);
+  }
+
+  /** A reload's filter for a filtered link; its judge's state carries over. */
+  refilter(id: number, filter: NativeFilter): void {
+    this.binding.refilter(id, filter);
+  }
+
+  /** A filtered link's messages its native judge passed itself, and questions it asked; undefined once it is gone. */
+  judged(id: number): { passed: number; asked: number } | undefined {
+    const c = this.binding.stats(id);
+    return c && { passed: c[8]!, asked: c[9]! };
   }
 
   /**
@@ -185,6 +272,11 @@ export class NativeEngine {
   /** Bytes all native links hold in buffers: output a socket has not taken, records or messages split across reads. */
   buffered(): number {
     return this.binding.buffered();
+  }
+
+  /** Of those, what filtered links hold for messages not yet judged (fragments, a message asked about and what came behind it). */
+  filterHeld(): number {
+    return this.binding.filterHeld();
   }
 
   /** Gives freed heap memory back to the kernel (glibc's malloc_trim); whether any was. */

@@ -10,7 +10,8 @@
 
 import assert from 'node:assert/strict';
 import type { Control } from '../dist/control.js';
-import { DirectionDecoder } from '../dist/decoder.js';
+import { decodeMessage, DirectionDecoder } from '../dist/decoder.js';
+import { guard } from '../dist/errors.js';
 import type { LinkFilter } from '../policy/filter.js';
 import type { HoldBudget } from './hold-budget.js';
 import { judge } from './verdict.js';
@@ -73,6 +74,35 @@ export class InboundFilter {
   release(): void {
     this.budget?.move(this.share, 0);
     this.share = 0;
+  }
+
+  /**
+   * Whether the native judge can take this direction over (native/gate.h):
+   * between frames, no fragment held, no error. It then starts from
+   * atomSlots(), and this filter judges only what it asks (judgeQuestion).
+   */
+  get quiescent(): boolean {
+    return this.have === 0 && this.held.size === 0 && this.decoder.fragments.inFlight === 0 && this.decoder.error === null;
+  }
+
+  /** The direction's atom cache, slot by slot, for the native judge's. */
+  atomSlots(): [number, string][] {
+    return this.decoder.cache.entries();
+  }
+
+  /**
+   * A message the native judge did not let through itself, as it hands it
+   * over (the body decodeMessage takes, the header's atom references):
+   * decoded and judged here, by the same code as every frame on node:tls.
+   */
+  judgeQuestion(q: { body: Buffer; magic: boolean; atoms: string[] }): { pass: true } | { denial: Denial } | { error: { code: string; reason: string } } {
+    const r = guard(() => decodeMessage(q.body, 0, q.magic ? undefined : q.atoms, q.magic));
+    if (!r.ok) return { error: r.error };
+    this.judged++;
+    const v = judge(r.value, this.filter);
+    if (v.pass) return { pass: true };
+    this.denials++;
+    return { denial: { op: v.op, target: v.target, why: v.why, control: r.value.control, header: q.magic ? 'pass-through' : 'normal' } };
   }
 
   /** Takes relayed bytes from `start` on (bytes before it were the handshake). */

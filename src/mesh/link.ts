@@ -16,10 +16,10 @@ import type { LinkLog } from '../log/link-log.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable, RelayedLink } from './link-table.js';
-import type { NativeCounters, NativeEngine } from '../fastpath/native.js';
+import type { NativeCounters, NativeEngine, NativeFilter, Question } from '../fastpath/native.js';
 import { type NativeEnd, type NativeParams, NativeRelay, type ParkedLink } from './native-relay.js';
 import { handOver, tapOf } from '../fastpath/handover.js';
-import type { InboundFilter } from '../filter/link-filter.js';
+import type { Denial, InboundFilter } from '../filter/link-filter.js';
 import type { LinkFilter } from '../policy/filter.js';
 import { deniedSpawnReply } from '../filter/spawn-reply.js';
 import { Refusal, toRefusal } from './refusal.js';
@@ -53,7 +53,12 @@ export interface LinkDeps {
   table: LinkTable;
   /** The native data plane, when this gateway runs it: links over a tap are handed to it once framed. */
   engine?: NativeEngine;
-  /** The firewall on what this link carries to the local node (src/filter/); a filtered link stays on node:tls. */
+  /**
+   * The firewall on what this link carries to the local node (src/filter/).
+   * A filtered link goes to the native data plane too, between two frames:
+   * its native judge (native/judge.h) then asks this one about every message
+   * it does not let through itself.
+   */
   filter?: InboundFilter;
 }
 
@@ -187,36 +192,72 @@ export class Link implements RelayedLink {
     if (framesFrom >= chunk.length) return;
     const out = filter.push(chunk, framesFrom);
     for (const frame of out.forward) this.forward(frame, 'in');
-    const { metrics } = this.deps;
-    const f = filter.current;
-    const passed = filter.judged - filter.denials - this.judgedPassed;
-    if (passed > 0) metrics.distJudged.labels('passed').inc(passed);
-    this.judgedPassed += passed;
+    this.countPassed();
     for (const d of out.denied) {
-      metrics.distJudged.labels('denied').inc();
-      metrics.distDenied.labels(f.fromGroup, f.toGroup, d.op).inc();
-      this.deps.refusalLog.warn('dist message denied', 'dist_denied', this.info.peer, {
-        ...this.logFields(),
-        from_node: this.info.remoteNode,
-        to_node: this.info.localNode,
-        from_group: f.fromGroup,
-        to_group: f.toGroup,
-        op: d.op,
-        target: d.target,
-        detail: d.why,
-        action: f.cut ? 'cut' : 'drop',
-      });
-      if (f.cut) {
-        this.refuse({ reason: 'dist_denied', message: `${d.op} to ${d.target} denied: ${d.why}` } as Refusal);
-        return;
-      }
-      if (d.control.op === 'SPAWN_REQUEST' || d.control.op === 'SPAWN_REQUEST_TT') this.reply(deniedSpawnReply(d.control.reqId, d.control.from, d.header));
+      const answer = this.denied(d);
+      if (answer === 'cut') return;
+      if (answer) this.reply(answer);
     }
     if (out.error) this.refuse({ reason: out.error.limit ? 'buffer_limit' : 'dist_malformed', message: `${out.error.code}: ${out.error.reason}` } as Refusal);
   }
 
+  /**
+   * A denied message: counted and logged; the link is cut when a rule says
+   * so ('cut'), else a denied spawn request gets its error reply (the frame
+   * returned, for the peer), anything else is dropped (undefined).
+   */
+  private denied(d: Denial): 'cut' | Buffer | undefined {
+    const { metrics } = this.deps;
+    const f = this.deps.filter!.current;
+    metrics.distJudged.labels('denied').inc();
+    metrics.distDenied.labels(f.fromGroup, f.toGroup, d.op).inc();
+    this.deps.refusalLog.warn('dist message denied', 'dist_denied', this.info.peer, {
+      ...this.logFields(),
+      from_node: this.info.remoteNode,
+      to_node: this.info.localNode,
+      from_group: f.fromGroup,
+      to_group: f.toGroup,
+      op: d.op,
+      target: d.target,
+      detail: d.why,
+      action: f.cut ? 'cut' : 'drop',
+    });
+    if (f.cut) {
+      this.refuse({ reason: 'dist_denied', message: `${d.op} to ${d.target} denied: ${d.why}` } as Refusal);
+      return 'cut';
+    }
+    if (d.control.op === 'SPAWN_REQUEST' || d.control.op === 'SPAWN_REQUEST_TT') return deniedSpawnReply(d.control.reqId, d.control.from, d.header);
+    return undefined;
+  }
+
+  /** Adds the messages passed since the last call to beamgate_dist_judged_total: the JS judge's, and the native judge's. */
+  private countPassed(): void {
+    const filter = this.deps.filter;
+    if (!filter) return;
+    const total = filter.judged - filter.denials + (this.native?.judgedPassed() ?? 0);
+    if (total > this.judgedPassed) this.deps.metrics.distJudged.labels('passed').inc(total - this.judgedPassed);
+    this.judgedPassed = Math.max(this.judgedPassed, total);
+  }
+
   /** Messages the filter passed that are already counted in beamgate_dist_judged_total. */
   private judgedPassed = 0;
+
+  /** A filtered link on the native data plane: its native judge asks about a message; the answer lets it pass, or not. */
+  private readonly onAsk = (q: Question): void => {
+    const relay = this.native;
+    if (this.finished || !relay) return;
+    this.deps.metrics.distQuestions.inc();
+    const r = this.deps.filter!.judgeQuestion(q);
+    if ('error' in r) return this.refuse({ reason: 'dist_malformed', message: `${r.error.code}: ${r.error.reason}` } as Refusal);
+    if ('pass' in r) {
+      relay.answer(q.ticket, true);
+      this.countPassed();
+      return;
+    }
+    const answer = this.denied(r.denial);
+    if (answer === 'cut') return;
+    relay.answer(q.ticket, false, answer);
+  };
 
   /** Writes a frame of the gateway's own to the peer, between two of the local node's frames. */
   private reply(frame: Buffer): void {
@@ -246,7 +287,10 @@ export class Link implements RelayedLink {
    */
   private maybeHandOver(): void {
     const engine = this.deps.engine;
-    if (!engine || this.deps.filter || this.handingOver || this.native || this.finished || !this.handshakeDone()) return;
+    if (!engine || this.handingOver || this.native || this.finished || !this.handshakeDone()) return;
+    // A filtered direction goes between two frames, with nothing held and no reply of ours waiting.
+    const filter = this.deps.filter;
+    if (filter && (!filter.quiescent || !this.remoteStream.atBoundary || this.replies.length > 0)) return;
     const tap = tapOf(this.remote as tls.TLSSocket);
     if (!tap) return;
     this.handingOver = true;
@@ -264,6 +308,7 @@ export class Link implements RelayedLink {
         },
         maxFrameBytes: this.deps.limits.maxFrameBytes,
         closeGraceMs: this.deps.limits.linkCloseGraceMs,
+        ...(filter && { filter: { args: { ...nativeFilter(filter.current), atoms: filter.atomSlots() }, onAsk: this.onAsk } }),
       },
       relay.onClose,
       (result) => {
@@ -375,6 +420,7 @@ export class Link implements RelayedLink {
   /** Adds what was counted since the last flush to the Prometheus counters. */
   flush(): void {
     flushLinkCounters(this.deps.metrics, this.info, this.flushed, this.totals());
+    this.countPassed();
   }
 
   /**
@@ -383,7 +429,8 @@ export class Link implements RelayedLink {
    * node:tls, which cannot be moved) or ending already.
    */
   park(): Promise<ParkedLink | undefined> {
-    if (!this.native || this.finished) return Promise.resolve(undefined);
+    // A filtered link's judge state is this process's: it does not move (native/relay.c does not detach it either).
+    if (!this.native || this.finished || this.deps.filter) return Promise.resolve(undefined);
     return this.native.park();
   }
 
@@ -416,6 +463,7 @@ export class Link implements RelayedLink {
     const filter = this.deps.filter;
     if (filter) {
       filter.setFilter(next ?? { ...filter.current, full: true, cut: false });
+      this.native?.refilter(nativeFilter(filter.current));
       return undefined;
     }
     if (!next) return undefined;
@@ -444,6 +492,11 @@ export class Link implements RelayedLink {
   logFields(): Record<string, string> {
     return linkLogFields(this.info);
   }
+}
+
+/** What the native judge needs of a filter (the rest, groups and the cut rule, stays with the JS judge that answers it). */
+function nativeFilter(f: LinkFilter): NativeFilter {
+  return { full: f.full, names: [...f.names], calls: [...f.calls] };
 }
 
 export function linkLogFields(info: LinkInfo): Record<string, string> {

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { closeSync } from 'node:fs';
-import type { AdoptArgs, DetachedLink, NativeCounters, NativeEngine } from '../fastpath/native.js';
+import type { AdoptArgs, DetachedLink, NativeCounters, NativeEngine, NativeFilter } from '../fastpath/native.js';
 import type { Refusal } from './refusal.js';
 
 /** What an adopt needs beyond a detached link's own state, fixed for the link's life. */
@@ -38,6 +38,8 @@ export class NativeRelay {
   private last: NativeCounters;
   private parking: ((parked: ParkedLink | undefined) => void) | undefined;
   private parked: ParkedLink | undefined;
+  /** A filtered link's messages its native judge passed, as last reported at its close. */
+  private judgedAtClose = 0;
 
   private constructor(
     private readonly engine: NativeEngine,
@@ -80,8 +82,9 @@ export class NativeRelay {
     return this.id !== undefined;
   }
 
-  readonly onClose = (reason: string, counters: NativeCounters, detached?: DetachedLink): void => {
+  readonly onClose = (reason: string, counters: NativeCounters, detached?: DetachedLink, judged?: { passed: number }): void => {
     this.id = undefined;
+    this.judgedAtClose = judged?.passed ?? 0;
     const totals = this.add(counters);
     this.last = totals;
     if (detached) {
@@ -113,6 +116,22 @@ export class NativeRelay {
 
   close(abortive: boolean): void {
     if (this.id !== undefined) this.engine.close(this.id, abortive);
+  }
+
+  /** A filtered link: the gateway's verdict on its question `ticket` (native/gate.h). */
+  answer(ticket: number, pass: boolean, inject?: Buffer): void {
+    if (this.id !== undefined) this.engine.answer(this.id, ticket, pass, inject);
+  }
+
+  /** A filtered link: a reload's filter. */
+  refilter(filter: NativeFilter): void {
+    if (this.id !== undefined) this.engine.refilter(this.id, filter);
+  }
+
+  /** A filtered link: the messages its native judge passed itself, so far. */
+  judgedPassed(): number {
+    if (this.id === undefined) return this.judgedAtClose;
+    return this.engine.judged(this.id)?.passed ?? this.judgedAtClose;
   }
 
   /**

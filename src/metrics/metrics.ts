@@ -118,6 +118,7 @@ export class GatewayMetrics {
   /** Open links whose direction to this host's node is filtered. */
   readonly linksFiltered: Gauge;
   readonly filterHeldBytes: Gauge;
+  readonly distQuestions: Counter;
   /** Per roster node of this host: registered with this gateway's EPMD now (src/metrics/roster-nodes.ts). */
   readonly rosterNodeRegistered: Gauge<'node'>;
 
@@ -301,6 +302,11 @@ export class GatewayMetrics {
       registers,
     });
     for (const v of ['passed', 'denied']) this.distJudged.labels(v).inc(0);
+    this.distQuestions = new Counter({
+      name: 'beamgate_dist_questions_total',
+      help: "Messages on filtered links of the native data plane that its judge (native/judge.c) did not let through itself and asked the gateway's judge about (every denial among them); the rest of beamgate_dist_judged_total was passed on the relay thread.",
+      registers,
+    });
     this.filterHeldBytes = new Gauge({
       name: 'beamgate_filter_held_bytes',
       help: 'Bytes the filtered links hold together for messages not yet judged (fragments waiting for their last one); FILTER_MAX_HELD_BYTES bounds it.',

@@ -213,6 +213,11 @@ describe.runIf(unavailable === null).each(releases.map((r) => [r.otp, r] as cons
     expect(sample(gm, 'beamgate_links_filtered')).toBeGreaterThanOrEqual(2);
     expect(sample(gm, 'beamgate_links_filtered')).toBe(sample(gm, 'beamgate_links_open'));
     expect(c.gw('gamma').logs.filter((l) => l.reason === 'dist_malformed')).toEqual([]);
+    // Filtered links are on the native data plane: its judge passed most messages on the relay thread and asked about the rest, every denial among them.
+    expect(sample(gm, 'beamgate_link_handovers_total', { result: 'native' })).toBeGreaterThanOrEqual(sample(gm, 'beamgate_links_filtered'));
+    const questions = sample(gm, 'beamgate_dist_questions_total');
+    expect(questions).toBeGreaterThanOrEqual(sample(gm, 'beamgate_dist_judged_total', { verdict: 'denied' }));
+    expect(sample(gm, 'beamgate_dist_judged_total', { verdict: 'passed' })).toBeGreaterThan(questions);
   });
 
   it('hostile input from a node with a genuine link: each malformed message cuts that link with its reason, every other link goes on', async () => {

@@ -16,9 +16,10 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES, NATIVE_READ_BYTES } from '../../src/config/limits.js';
 import { tapOf } from '../../src/fastpath/handover.js';
-import { type DetachedLink, loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine } from '../../src/fastpath/native.js';
+import { type AdoptArgs, type DetachedLink, ENGINE_OPTIONS, loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine, type Question } from '../../src/fastpath/native.js';
 import { TlsTap } from '../../src/fastpath/tap.js';
 import { createCa, createGatewayCert } from '../../src/pki/generate.js';
+import { atom, cacheRef, cont, first, normal, pid, plain, small, tuple } from '../helpers/etf-write.js';
 import { waitFor } from '../helpers/mesh.js';
 import {
   ALERT,
@@ -77,6 +78,9 @@ interface LinkOptions {
   toRemote?: Buffer;
   graceMs?: number;
   maxFrameBytes?: number;
+  /** A filtered link: its filter, and where its questions go. */
+  filter?: NonNullable<AdoptArgs['filter']>;
+  onAsk?: (q: Question) => void;
 }
 
 async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
@@ -115,8 +119,10 @@ async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
       inScan: { ...scan },
       maxFrameBytes: opts.maxFrameBytes ?? 64 * 1024 * 1024,
       closeGraceMs: opts.graceMs ?? GRACE_MS,
+      ...(opts.filter && { filter: opts.filter }),
     },
     (reason, counters, detached) => resolve({ reason, counters, detached }),
+    opts.onAsk,
   );
   // The engine holds duplicates of both descriptors.
   engineLocal.destroy();
@@ -205,11 +211,7 @@ function relayThreadCpuMs(): number {
 }
 
 beforeAll(async () => {
-  engine = new NativeEngine(loadBinding(MODULE), {
-    readBytes: NATIVE_READ_BYTES,
-    rekeyRecords: REKEY_RECORDS,
-    maxHandshakeMessageBytes: NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES,
-  });
+  engine = new NativeEngine(loadBinding(MODULE), { ...ENGINE_OPTIONS, readBytes: NATIVE_READ_BYTES, rekeyRecords: REKEY_RECORDS, maxHandshakeMessageBytes: NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES });
   await pairs.start();
 });
 
@@ -653,6 +655,76 @@ describe(`detach and adopt again, as a take-over does (${MODULE.split('/').pop()
     const c = await closedWithin(l);
     expect(c.reason).toBe('local node closed');
     expect(c.detached).toBeUndefined();
+  });
+
+  it('judges a filtered link: passes what its judge clears, holds an asked message and what follows until the answer, and writes our reply between two of the node frames', async () => {
+    const questions: Question[] = [];
+    const l = await openLink({ filter: { full: false, names: ['api'], calls: [], atoms: [] }, onAsk: (q) => questions.push(q) });
+    // A send to a pid passes in C; exit/2 from another node is asked (the JS judge denies it); then another send and a tick.
+    const send1 = frame(plain(tuple(small(2), atom(''), pid(1)), tuple(atom('hello'), small(1))));
+    const exit2 = frame(plain(tuple(small(8), pid(9), pid(1), atom('kill'))));
+    const send2 = frame(normal([{ slot: 5, atom: 'api' }], tuple(small(6), pid(9), atom(''), cacheRef(0)), tuple(atom('$gen_cast'), atom('ping'))));
+    const tick = Buffer.alloc(4);
+    l.peer.write(sealStream(l.seal, Buffer.concat([send1, exit2, send2, tick])));
+    await waitFor('the question', () => questions.length === 1, 20_000);
+    await waitFor('the send before it', () => l.nodeGot().length >= send1.length, 20_000);
+    // Everything behind the asked message waits for the answer: order is the node's to keep.
+    expect(l.nodeGot()).toEqual(send1);
+    const q = questions[0]!;
+    expect(q.magic).toBe(false);
+    expect(q.fragments).toBe(1);
+    expect(q.body).toEqual(exit2.subarray(4 + 3));
+    // The node is in the middle of a frame: our reply goes after it, before its next one.
+    const own = frame(plain(tuple(small(2), atom(''), pid(3)), atom('from_the_node')));
+    const later = frame(plain(tuple(small(2), atom(''), pid(4)), atom('later')));
+    l.node.write(own.subarray(0, 10));
+    await waitFor('the first bytes of the node frame', () => l.reader.text.length === 10, 20_000);
+    const reply = frame(plain(tuple(small(31), atom('reply'))));
+    engine.answer(l.id, q.ticket, false, reply);
+    await waitFor('the frames behind the dropped one', () => l.nodeGot().length === send1.length + send2.length + 4, 20_000);
+    expect(l.nodeGot()).toEqual(Buffer.concat([send1, send2, tick]));
+    l.node.write(Buffer.concat([own.subarray(10), later]));
+    await waitFor('the node frames and our reply', () => l.reader.text.length === own.length + reply.length + later.length, 20_000);
+    expect(l.reader.text).toEqual(Buffer.concat([own, reply, later]));
+    expect(engine.judged(l.id)).toEqual({ passed: 2, asked: 1 });
+    // An answer to a question no longer open changes nothing.
+    engine.answer(l.id, q.ticket, true);
+    engine.close(l.id, false);
+    l.node.end();
+    l.peer.write(closeNotify(l.seal));
+    l.peer.end();
+    const c = await closedWithin(l);
+    expect(c.reason).not.toMatch(/refused/);
+    expect(l.nodeGot()).toEqual(Buffer.concat([send1, send2, tick]));
+  });
+
+  it('judges a filtered link: a fragmented message goes on whole at its last fragment, an asked one that passes goes on with what followed, a bad header cuts the link', async () => {
+    const questions: Question[] = [];
+    const l = await openLink({ filter: { full: false, names: [], calls: [], atoms: [[7, 'seeded']] }, onAsk: (q) => questions.push(q) });
+    // A send in three fragments (the control message in the first, the payload split), interleaved with a whole send.
+    const control = tuple(small(2), atom(''), pid(1));
+    const payload = [109, 0, 0, 0, 200, ...Array.from({ length: 200 }, (_, i) => i & 255)];
+    const body = [...control, ...payload];
+    const f3 = frame(first(42n, 3n, [], body.slice(0, 30)));
+    const f2 = frame(cont(42n, 2n, body.slice(30, 120)));
+    const f1 = frame(cont(42n, 1n, body.slice(120)));
+    // The seeded cache slot: a send whose payload is the atom there.
+    const seeded = frame(normal([{ slot: 7 }], tuple(small(2), atom(''), pid(1)), cacheRef(0)));
+    l.peer.write(sealStream(l.seal, Buffer.concat([f3, seeded, f2])));
+    await waitFor('the whole send between the fragments', () => l.nodeGot().length === seeded.length, 20_000);
+    expect(l.nodeGot()).toEqual(seeded);
+    // A group leader change is asked; the gateway lets it pass: it goes on, then what came after it.
+    const gl = frame(plain(tuple(small(7), pid(9), pid(1))));
+    l.peer.write(sealStream(l.seal, Buffer.concat([f1, gl, seeded])));
+    await waitFor('the question', () => questions.length === 1, 20_000);
+    expect(questions[0]!.body).toEqual(gl.subarray(4 + 3));
+    engine.answer(l.id, questions[0]!.ticket, true);
+    await waitFor('the rest', () => l.nodeGot().length === 2 * seeded.length + f3.length + f2.length + f1.length + gl.length, 20_000);
+    expect(l.nodeGot()).toEqual(Buffer.concat([seeded, f3, f2, f1, gl, seeded]));
+    expect(engine.judged(l.id)).toEqual({ passed: 3, asked: 1 });
+    l.peer.write(sealStream(l.seal, frame(Buffer.from([131, 99, 0]))));
+    const c = await closedWithin(l);
+    expect(c.reason).toMatch(/^refused:dist_malformed:bad_header: /);
   });
 
   it('passfd refuses more descriptors than asked for (closing them), a message over the bound, and one that does not come in time', async () => {

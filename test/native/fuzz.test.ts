@@ -1,6 +1,6 @@
-// The libFuzzer target over the native record layer and frame scanner
-// (native/fuzz/record_fuzz.c), built with AddressSanitizer and UBSan, run
-// from its corpus in the repository for a fixed number of inputs with a fixed
+// The libFuzzer targets over the native data plane (native/fuzz/: the record
+// layer and frame scanner, the firewall's judge, a filtered link's gate),
+// built with AddressSanitizer and UBSan, each run from its corpus in the repository for a fixed number of inputs with a fixed
 // seed: the same run every time. Any sanitizer report, failed invariant or
 // crash fails the test and leaves the input that caused it in a temporary
 // directory named in the failure.
@@ -10,7 +10,7 @@ import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Inputs per CI run: about 20 s on this 2-core machine, on top of replaying the corpus. */
@@ -18,16 +18,26 @@ const RUNS = 100_000;
 const BUILD_TIMEOUT_MS = 180_000;
 const RUN_TIMEOUT_MS = 300_000;
 
-describe('the record-layer fuzz target', () => {
-  it(`builds with ASan and UBSan and survives its corpus and ${RUNS} inputs more`, () => {
+/** Each target: its binary, its seed corpus, and the inputs a CI run adds (about 20 s on this machine for the record layer, a few for the others). */
+const TARGETS: { name: string; binary: string; corpus: string; runs: number }[] = [
+  { name: 'the record layer and frame scanner', binary: 'build/record-fuzz', corpus: 'native/fuzz/corpus', runs: RUNS },
+  { name: "the firewall's native judge", binary: 'build/judge-fuzz', corpus: 'native/fuzz/judge-corpus', runs: 200_000 },
+  { name: "a filtered link's gate over the judge", binary: 'build/gate-fuzz', corpus: 'native/fuzz/judge-corpus', runs: 200_000 },
+];
+
+describe('the native fuzz targets', () => {
+  beforeAll(() => {
     const build = spawnSync('bash', ['scripts/build-fuzz.sh'], { cwd: ROOT, encoding: 'utf8', timeout: BUILD_TIMEOUT_MS });
     expect(build.status, build.stderr + build.stdout).toBe(0);
-    const corpus = join(ROOT, 'native/fuzz/corpus');
+  }, BUILD_TIMEOUT_MS);
+
+  it.each(TARGETS)('$name: built with ASan and UBSan, survives its corpus and $runs inputs more', ({ binary, corpus: seeds, runs }) => {
+    const corpus = join(ROOT, seeds);
     expect(readdirSync(corpus).length).toBeGreaterThan(50);
     // A copy: new inputs the run finds do not land in the repository.
     const work = mkdtempSync(join(tmpdir(), 'beamgate-fuzz-'));
     cpSync(corpus, join(work, 'corpus'), { recursive: true });
-    const run = spawnSync(join(ROOT, 'build/record-fuzz'), [`-runs=${RUNS}`, '-seed=1', `-artifact_prefix=${work}/`, join(work, 'corpus')], {
+    const run = spawnSync(join(ROOT, binary), [`-runs=${runs}`, '-seed=1', `-artifact_prefix=${work}/`, join(work, 'corpus')], {
       cwd: work,
       encoding: 'utf8',
       timeout: RUN_TIMEOUT_MS,
@@ -35,7 +45,7 @@ describe('the record-layer fuzz target', () => {
     const out = run.stderr + run.stdout;
     expect(out, `fuzz run failed; inputs in ${work}`).not.toMatch(/ERROR: |runtime error:|invariant failed|deadly signal/);
     expect(run.status, out.slice(-4000)).toBe(0);
-    expect(out).toMatch(new RegExp(`Done ${RUNS} runs`));
+    expect(out).toMatch(new RegExp(`Done ${runs} runs`));
     rmSync(work, { recursive: true, force: true });
-  }, BUILD_TIMEOUT_MS + RUN_TIMEOUT_MS);
+  }, RUN_TIMEOUT_MS);
 });
