@@ -241,49 +241,16 @@ static bool get_scan(napi_env env, napi_value obj, const char *key, frame_scan_t
          get_u64(env, o, "ticks", ticks);
 }
 
-// Reads an array of strings into `out` (each malloc'd: free_strings); false on anything else.
-static bool get_strings(napi_env env, napi_value obj, const char *key, judge_str_t **out, size_t *n) {
-  napi_value arr;
-  bool is = false;
-  uint32_t len = 0;
-  *out = NULL;
-  *n = 0;
-  if (!get_prop(env, obj, key, &arr) || napi_is_array(env, arr, &is) != napi_ok || !is || napi_get_array_length(env, arr, &len) != napi_ok)
-    return false;
-  judge_str_t *v = calloc(len ? len : 1, sizeof *v);
-  if (!v) return false;
-  *out = v;
-  for (uint32_t i = 0; i < len; i++) {
-    napi_value e;
-    size_t bytes = 0;
-    if (napi_get_element(env, arr, i, &e) != napi_ok || napi_get_value_string_utf8(env, e, NULL, 0, &bytes) != napi_ok) return false;
-    char *t = malloc(bytes + 1);
-    if (!t || napi_get_value_string_utf8(env, e, t, bytes + 1, &bytes) != napi_ok) {
-      free(t);
-      return false;
-    }
-    v[i].p = (const uint8_t *)t;
-    v[i].len = bytes;
-    *n = i + 1;
-  }
-  return true;
-}
-
-static void free_strings(judge_str_t *v, size_t n) {
-  for (size_t i = 0; i < n; i++) free((void *)v[i].p);
-  free(v);
-}
-
 // {full, names, calls} -> a judge filter, or NULL (a type error is thrown, or out of memory).
 static judge_filter_t *get_filter(napi_env env, napi_value o) {
   bool full = false;
   judge_str_t *names = NULL, *calls = NULL;
   size_t nn = 0, nc = 0;
   judge_filter_t *f = NULL;
-  if (get_bool(env, o, "full", &full) && get_strings(env, o, "names", &names, &nn) && get_strings(env, o, "calls", &calls, &nc))
+  if (get_bool(env, o, "full", &full) && judge_napi_strings(env, o, "names", &names, &nn) && judge_napi_strings(env, o, "calls", &calls, &nc))
     f = judge_filter_new(full, names, nn, calls, nc);
-  free_strings(names, nn);
-  free_strings(calls, nc);
+  judge_napi_free_strings(names, nn);
+  judge_napi_free_strings(calls, nc);
   return f;
 }
 

@@ -27,8 +27,8 @@ static napi_value type_error(napi_env env, const char *msg) {
   return NULL;
 }
 
-// An array of strings from obj[key], each malloc'd into v (free_strs).
-static bool get_strs(napi_env env, napi_value obj, const char *key, judge_str_t **out, size_t *n) {
+// See judge_napi.h.
+bool judge_napi_strings(napi_env env, napi_value obj, const char *key, judge_str_t **out, size_t *n) {
   napi_value arr;
   bool is = false;
   uint32_t len = 0;
@@ -56,7 +56,7 @@ static bool get_strs(napi_env env, napi_value obj, const char *key, judge_str_t 
   return true;
 }
 
-static void free_strs(judge_str_t *v, size_t n) {
+void judge_napi_free_strings(judge_str_t *v, size_t n) {
   for (size_t i = 0; i < n; i++) free((void *)v[i].p);
   free(v);
 }
@@ -119,9 +119,9 @@ static napi_value js_judge_frames(napi_env env, napi_callback_info info) {
   judge_str_t *names = NULL, *calls = NULL;
   size_t nn = 0, nc = 0;
   judge_filter_t *f = NULL;
-  if (get_strs(env, argv[1], "names", &names, &nn) && get_strs(env, argv[1], "calls", &calls, &nc)) f = judge_filter_new(full, names, nn, calls, nc);
-  free_strs(names, nn);
-  free_strs(calls, nc);
+  if (judge_napi_strings(env, argv[1], "names", &names, &nn) && judge_napi_strings(env, argv[1], "calls", &calls, &nc)) f = judge_filter_new(full, names, nn, calls, nc);
+  judge_napi_free_strings(names, nn);
+  judge_napi_free_strings(calls, nc);
   if (!f) return type_error(env, "judgeFrames: filter must be {full, names: string[], calls: string[]}");
   judge_limits_t limits = {TEST_MAX_SEQUENCES, TEST_MAX_FRAGMENT_BYTES, TEST_MAX_FRAGMENTS, TEST_MAX_MESSAGE_BYTES};
   judge_t *j = judge_new(&limits);
