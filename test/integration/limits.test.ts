@@ -20,8 +20,13 @@ const LIMITS: Partial<Limits> = {
   distHandshakeTimeoutMs: 4_000,
   firstByteTimeoutMs: 1_500,
   epmdRequestTimeoutMs: 1_500,
-  maxTlsConnections: 6,
+  // Beta's TLS port holds the watched link, alpha's ready connection (standbyTotal), a
+  // registry link and a probe: with one source's share of handshakes on top, there is
+  // still room for a genuine peer. With the default ready pool (half the port, here 4)
+  // the per-source test below found the port full and its genuine peer shed.
+  maxTlsConnections: 8,
   maxTlsHandshakesPerSource: 3,
+  standbyTotal: 1,
   maxEpmdConnections: 6,
   maxLinks: 6,
   maxLinksPerPeer: 6,
