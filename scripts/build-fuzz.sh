@@ -19,12 +19,12 @@ mv build/record-fuzz.tmp build/record-fuzz
 echo "build-fuzz: built build/record-fuzz"
 "$cc" -g -O1 -std=gnu11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -o build/judge-fuzz.tmp native/fuzz/judge_fuzz.c native/judge.c native/etf.c
+  -o build/judge-fuzz.tmp native/fuzz/judge_fuzz.c native/judge.c native/verdict.c native/etf.c
 mv build/judge-fuzz.tmp build/judge-fuzz
 echo "build-fuzz: built build/judge-fuzz"
 # The gate over the judge (native/fuzz/gate_fuzz.c): frames split across reads, questions and answers; seeded from the judge's corpus.
 "$cc" -g -O1 -std=gnu11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -o build/gate-fuzz.tmp native/fuzz/gate_fuzz.c native/gate.c native/judge.c native/etf.c
+  -o build/gate-fuzz.tmp native/fuzz/gate_fuzz.c native/gate.c native/judge.c native/verdict.c native/etf.c
 mv build/gate-fuzz.tmp build/gate-fuzz
 echo "build-fuzz: built build/gate-fuzz"
