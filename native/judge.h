@@ -32,7 +32,7 @@ typedef struct judge_filter judge_filter_t;
 
 // `names`: registered names sends and gen_server calls may address beyond
 // the system ones; `calls`: "Module:Function/Arity" erpc/rpc may run. The
-// strings are copied. NULL when out of memory.
+// strings are copied. NULL when out of memory. (Defined in verdict.c, which reads them.)
 judge_filter_t *judge_filter_new(bool full, const judge_str_t *names, size_t n_names, const judge_str_t *calls, size_t n_calls);
 void judge_filter_free(judge_filter_t *f);
 
