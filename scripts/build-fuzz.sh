@@ -2,11 +2,15 @@
 # Builds the libFuzzer targets over the native data plane: the record layer and
 # frame scanner (native/fuzz/record_fuzz.c) into build/record-fuzz, and the
 # firewall's native judge (native/fuzz/judge_fuzz.c) into build/judge-fuzz,
-# each with AddressSanitizer and UBSan. Needs clang-14 with its fuzzer runtime
-# (Debian's clang-14 and libclang-rt-14-dev, which scripts/setup.sh installs)
-# and libcrypto's headers (libssl-dev). Run it as
-#   build/record-fuzz -runs=N native/fuzz/corpus   (see test/native/fuzz.test.ts)
-#   build/judge-fuzz -runs=N native/fuzz/judge-corpus
+# and a filtered link's gate over it (native/fuzz/gate_fuzz.c) into
+# build/gate-fuzz, each with AddressSanitizer and UBSan. Needs clang-14 with
+# its fuzzer runtime (Debian's clang-14 and libclang-rt-14-dev, which
+# scripts/setup.sh installs) and libcrypto's headers (libssl-dev). libFuzzer
+# writes the inputs it finds into the first corpus directory it is given, so
+# give it a scratch one first and the repository's seeds second:
+#   build/record-fuzz -runs=N "$(mktemp -d)" native/fuzz/corpus   (see test/native/fuzz.test.ts)
+#   build/judge-fuzz -runs=N "$(mktemp -d)" native/fuzz/judge-corpus
+#   build/gate-fuzz -runs=N "$(mktemp -d)" native/fuzz/judge-corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cc="${FUZZ_CC:-clang-14}"
