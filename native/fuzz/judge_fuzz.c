@@ -1,4 +1,4 @@
-// libFuzzer target over the native judge (judge.c, etf.c): what a peer
+// libFuzzer target over the native judge (judge.c, verdict.c, etf.c): what a peer
 // controls on a filtered link after the hand-over is every frame it sends.
 // The input is a flags byte, then frames, each after a 2-byte big-endian
 // length whose top bit judges that frame under the full filter (a reload

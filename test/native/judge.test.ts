@@ -1,4 +1,4 @@
-// The native judge (native/judge.c, through the test-only judgeFrames of
+// The native judge (native/judge.c and verdict.c, through the test-only judgeFrames of
 // native/judge_napi.c) against the TypeScript decoder and judge on the same
 // frames: real term_to_binary encodings (host erl) sent as OTP sends them,
 // with the atom cache in use (new entries, references, slots overwritten),
