@@ -20,7 +20,7 @@ import { RefusalLog } from './log/refusal-log.js';
 import { applyHttpLimits, startHttp } from './metrics/http.js';
 import { GatewayMetrics, type RefusalReason } from './metrics/metrics.js';
 import { publishRosterNodes, unregisteredNodes } from './metrics/roster-nodes.js';
-import type { ActiveConfig, MeshContext } from './mesh/context.js';
+import type { ActiveConfig, DialOutcome, MeshContext } from './mesh/context.js';
 import { handleInbound } from './mesh/inbound.js';
 import { LinkTable } from './mesh/link-table.js';
 import { dialPeer, handleOutbound } from './mesh/outbound.js';
@@ -392,7 +392,7 @@ export class Gateway {
   }
 
   /** See MeshContext.dialStarted. */
-  private dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void {
+  private dialStarted(peer: string): (outcome: DialOutcome) => void {
     const seq = this.dialSeq.get(peer) ?? { sent: 0, applied: 0 };
     this.dialSeq.set(peer, seq);
     const n = ++seq.sent;
@@ -410,7 +410,13 @@ export class Gateway {
         this.standby.reachable(peer);
       }
       if (!outcome.ok && was) this.logger.warn('peer unreachable', { peer, detail: outcome.detail });
-      if (!outcome.ok) this.standby.unreachable(peer);
+      // A handshake that timed out over a TCP connection (slow) is no
+      // evidence against the ready connections, verified and open: on a
+      // loaded host, as when a cluster boots at once, it means a slow peer,
+      // and closing the pool would turn one slow handshake into a pool's
+      // worth more. (Should the peer hang instead, a link on one of them
+      // fails as a fresh dial would, and standbyIdleMs replaces them.)
+      if (!outcome.ok && !outcome.slow) this.standby.unreachable(peer);
       this.setReachable(peer, outcome.ok);
     };
   }

@@ -20,6 +20,9 @@ export interface ActiveConfig {
 }
 
 /** What the mesh side of a gateway needs; one object shared by inbound and outbound. */
+/** How a dial to a peer gateway ended (MeshContext.dialStarted). */
+export type DialOutcome = { ok: true } | { ok: false; detail: string; slow?: boolean };
+
 export interface MeshContext {
   active(): ActiveConfig;
   /** The native data plane, when this gateway runs it (src/fastpath/). */
@@ -41,9 +44,11 @@ export interface MeshContext {
    * Called when a dial to a peer gateway starts; the returned function takes
    * its outcome. Every dial, probe or link, is evidence of the peer's
    * reachability, so /readyz and beamgate_peer_reachable follow real traffic
-   * and not only the periodic probe.
+   * and not only the periodic probe. `slow`: the TLS handshake ran out of
+   * time over a connected TCP socket (the peer is slow or hung, not gone),
+   * which does not close the peer's ready connections.
    */
-  dialStarted(peer: string): (outcome: { ok: true } | { ok: false; detail: string }) => void;
+  dialStarted(peer: string): (outcome: DialOutcome) => void;
   /** Counts and logs (within the link log budget) a link attempt its dialling side gave up before it was up. */
   abandoned(peer: string, direction: LinkDirection, fields: Record<string, string | number | undefined>): void;
   /** A peer dialled a registry link (preamble `R`); `head` is what followed the preamble. */

@@ -61,7 +61,7 @@ export function dialPeer(ctx: MeshContext, peer: GatewaySpec, forLink = false): 
       clearTimeout(timer);
       const reason = classifyTlsError(err);
       ctx.metrics.tlsHandshakes.labels('client', reason === 'peer_unreachable' ? 'unreachable' : 'failed').inc();
-      outcome({ ok: false, detail: err.message });
+      outcome({ ok: false, detail: err.message, slow: reason === 'tls_timeout' });
       reject(new Refusal(reason, `TLS to ${peer.name} (${peer.address.host}:${peer.address.port}) failed: ${err.message}`));
     };
     sock.once('error', onError);

@@ -4,9 +4,11 @@
 // one without a handshake of its own and is handed to the native data plane
 // like any other, the pool is refilled once the burst is over, a ready
 // connection waiting too long is replaced, a peer that restarts is dialled
-// again, a reload applies a new size, and a peer cannot hold more than
-// MAX_STANDBY_PER_PEER of them.
+// again, a slow handshake to a peer leaves its pool alone where a refused
+// dial closes it, a reload applies a new size, and a peer cannot hold more
+// than MAX_STANDBY_PER_PEER of them.
 
+import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
@@ -121,6 +123,61 @@ describe('ready TLS connections between gateways', () => {
     await waitFor("beta's four dialled again", async () => (await ready('beta', 'alpha')) === 4 && (await held('alpha', 'beta')) === 4, FILL_TIMEOUT_MS);
     expect(await metric('beta', 'beamgate_standby_expired_total', { peer: 'alpha' })).toBe(betaExpired);
     expect(await metric('beta', 'beamgate_tls_handshakes_total', { role: 'client', result: 'ok' })).toBeGreaterThanOrEqual(8);
+  });
+
+  it('keeps its ready connections when a dial to that peer only times out in TLS (a slow peer), and closes them when one fails outright', async () => {
+    // Alpha dials beta through a TCP relay that can stop answering new connections
+    // while it keeps carrying the open ones: a peer too busy to handshake, as in a
+    // cluster booting at once. Beta listens where it did; only alpha's roster moves.
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'] }, limits: { standbyPerPeer: 3, tlsHandshakeTimeoutMs: 1_500, peerProbeIntervalMs: 1_000 } });
+    const betaTls = t.mesh.roster.gateways.get('beta')!.address.port;
+    let stall = false;
+    const open = new Set<net.Socket>();
+    const relay = net.createServer((c) => {
+      open.add(c);
+      c.on('close', () => open.delete(c));
+      c.on('error', () => c.destroy());
+      if (stall) return; // accepted, never answered: the dialler's TLS handshake times out
+      const u = net.connect(betaTls, '127.0.0.1');
+      open.add(u);
+      u.on('close', () => (open.delete(u), c.destroy()));
+      u.on('error', () => u.destroy());
+      c.on('close', () => u.destroy());
+      c.pipe(u);
+      u.pipe(c);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const doc = parse(readFileSync(t.mesh.rosterPath, 'utf8')) as { gateways: Record<string, Record<string, unknown>> };
+      doc.gateways.beta!.listen = doc.gateways.beta!.address;
+      doc.gateways.beta!.address = `127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+      writeFileSync(t.mesh.rosterPath, stringify(doc));
+      expect(await t.gateways.get('alpha')!.reload(loadGatewayConfig(t.mesh.rosterPath, 'alpha'))).toBe(true);
+      await waitFor('alpha to hold 3 ready connections to beta, through the relay', async () => (await ready('alpha', 'beta')) === 3 && (await held('beta', 'alpha')) === 3, FILL_TIMEOUT_MS);
+
+      const failed = () => metric('alpha', 'beamgate_tls_handshakes_total', { role: 'client', result: 'failed' });
+      const before = await failed();
+      stall = true;
+      // The next probe's handshake times out (tlsHandshakeTimeoutMs); the pool, verified and open, stays.
+      await waitFor("a probe's TLS handshake to beta to time out", async () => (await failed()) > before, 15_000);
+      expect(await ready('alpha', 'beta')).toBe(3);
+      expect(t.logOf('alpha').some((l) => l.msg === 'peer unreachable' && String(l.detail).includes('TLS handshake with beta timed out'))).toBe(true);
+
+      // And the pool serves the next link at once.
+      stall = false;
+      const [a1] = await Promise.all([t.startNode('a1@alpha.demo'), t.startNode('b1@beta.demo')]);
+      const hits = await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'hit' });
+      expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
+      expect(await metric('alpha', 'beamgate_standby_taken_total', { peer: 'beta', result: 'hit' })).toBe(hits + 1);
+
+      // A dial that fails outright closes the pool, as before: the relay stops listening
+      // (connection refused) and keeps carrying what it has, the ready connections among them.
+      relay.close();
+      await waitFor('alpha to close its ready connections to beta once a dial is refused', async () => (await ready('alpha', 'beta')) === 0, 15_000);
+    } finally {
+      relay.close();
+      for (const s of open) s.destroy();
+    }
   });
 
   it(`refuses a peer's ready connection beyond ${MAX_STANDBY_PER_PEER}, with a log line and a metric`, async () => {
