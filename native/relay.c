@@ -1,7 +1,10 @@
 // The relay thread of the native data plane: see relay.h. It reads a node's
 // plain bytes, walks their frames, seals them into TLS 1.3 records and
 // writes them to the peer gateway, and the reverse (record.c opens what the
-// peer sends). A read of up to `read_bytes` becomes one write.
+// peer sends). A read of up to `read_bytes` becomes one write. What a
+// filtered link does with the bytes headed for its node (its gate, the
+// questions and answers, frames of the gateway's own) is gated.c's; link.h
+// is what the two files share, and no other.
 //
 // Ordering between the two threads is designed, not tested: adopts, detaches and
 // closes travel in one FIFO, so a link's close or detach is always taken after its
@@ -32,87 +35,15 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "link.h"
 #include "record.h"
 
 #define MAX_LINKS 65536          // ids are indices into a table this large
 #define MIN_READ TLS_MAX_RECORD  // a read must hold one whole record
 #define MAX_READ (1024 * 1024)
-#define REASON_LEN 200
 
 // Room to seal `n` bytes of plaintext: every record may be preceded by a KeyUpdate of ours.
 #define SEALED_MAX(n) ((n) + ((n) / TLS_MAX_PLAIN + 1) * (TLS_SEAL_OVERHEAD + TLS_KEY_UPDATE_RECORD))
-
-// Frames of the gateway's own a filtered link may hold for the peer, waiting for a frame boundary
-// of the node's (denied spawn requests' replies, about 100 bytes each; MAX_PENDING_SPAWN_REPLIES in JS).
-#define MAX_INJECT (16 * 1024)
-
-typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_DETACH, CMD_ANSWER, CMD_REFILTER } cmd_kind;
-
-typedef struct cmd {
-  struct cmd *next;
-  link_t *link;
-  cmd_kind kind;
-} cmd_t;
-
-// One direction of a link: bytes read from its source, written to `dst`.
-typedef struct {
-  int dst;
-  frame_scan_t scan;
-  _Atomic uint64_t bytes, frames, ticks;
-  // Output the kernel has not taken yet (allocated only while it is short).
-  uint8_t *pend;
-  size_t pend_off, pend_len;
-  bool src_done;     // the source has ended (EOF, or close_notify from the peer)
-  bool notify_sent;  // towards the peer only: close_notify sealed (written or pending)
-  bool dst_shut;     // dst shut down for writing, after everything before it
-} dir_t;
-
-struct link {
-  uint32_t id;
-  int lfd, rfd;
-  aead_t tx;
-  rx_t rx;
-  dir_t out;  // local node -> peer gateway (sealed)
-  dir_t in;   // peer gateway -> local node (opened)
-  _Atomic uint64_t key_updates_out, key_updates_in;
-  // Ciphertext of a record split across reads, or (once) what Node read and did not open.
-  uint8_t *carry;
-  size_t carry_len, carry_cap;
-  // Relay thread only.
-  size_t held;            // bytes this link holds in buffers, as last added to G.held
-  uint32_t lmask, rmask;  // interest registered in epoll (0: not in epoll)
-  bool registered;
-  bool closed;
-  bool detached;  // closed by relay_detach: sockets and state left for another engine
-  bool ending;  // a graceful close was asked for: what is pending goes, then both ways end
-  uint32_t grace_ms;
-  int64_t grace_deadline;  // ms, monotonic; 0 while both directions are open
-  bool grace_expired;
-  char reason[REASON_LEN];  // the first error; empty for an orderly end
-  const char *first_end;    // what ended first: "local node closed", "peer closed" or "closing"
-  link_t *grace_prev, *grace_next;
-  link_t *next_closed;
-  // Under G.mu.
-  cmd_t adopt_cmd, close_cmd, detach_cmd;
-  bool close_queued, detach_queued;
-  int close_kind;  // 1 graceful, 2 abortive
-  // A filtered link (gate.h); relay thread only but where said.
-  gate_t *gate;
-  uint64_t ticket;       // the question open, if the gate waits
-  uint64_t gate_held;    // as last added to G.gate_held
-  uint8_t *seed;         // plaintext node:tls opened before the hand-over: judged once registered
-  size_t seed_len;
-  uint8_t *inject;       // frames of ours for the peer, waiting for a frame boundary of the node's
-  size_t inject_len;
-  _Atomic uint64_t judged, asked;
-  // Under G.mu: the answer and the new filter on their way.
-  cmd_t answer_cmd, refilter_cmd;
-  bool answer_queued, refilter_queued, answer_pass;
-  uint64_t answer_ticket;
-  uint8_t *answer_inject;
-  size_t answer_inject_len;
-  judge_filter_t *next_filter;
-};
 
 static struct {
   relay_config_t cfg;
@@ -126,8 +57,6 @@ static struct {
   uint8_t *plain, *sealed;  // the relay thread's scratch buffers
   size_t plain_cap;
   _Atomic size_t held;  // bytes every link holds in buffers (pending output, carried records, split messages)
-  _Atomic uint64_t gate_held;  // of which filtered links hold for messages not yet judged
-  _Atomic uint64_t tickets;    // questions asked so far: a ticket is never reused
 } G;
 
 static link_t *grace_head;   // relay thread: links with a grace deadline
@@ -139,13 +68,13 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void wake(void) {
+void wake(void) {
   uint64_t one = 1;
   ssize_t w = write(G.evfd, &one, sizeof one);
   (void)w;  // a full counter wakes the thread just the same
 }
 
-static void set_reason(link_t *l, const char *fmt, ...) {
+void set_reason(link_t *l, const char *fmt, ...) {
   if (l->reason[0]) return;  // the first cause wins
   va_list ap;
   va_start(ap, fmt);
@@ -180,23 +109,6 @@ static size_t holding(const link_t *l) {
   if (l->closed) return 0;  // freed with the link, at once
   return l->out.pend_off + l->out.pend_len + l->in.pend_off + l->in.pend_len + l->carry_cap + (l->rx.hs ? l->rx.hs_cap : 0) +
          (size_t)l->gate_held + l->seed_len + l->inject_len;
-}
-
-// Brings G.gate_held up to date with what `l`'s gate holds (0 once closed);
-// false, with the reason, when every filtered link together holds too much.
-static bool gate_account(link_t *l) {
-  if (!l->gate) return true;
-  uint64_t now = l->closed ? 0 : gate_held(l->gate);
-  uint64_t total;
-  if (now >= l->gate_held) total = atomic_fetch_add_explicit(&G.gate_held, now - l->gate_held, memory_order_relaxed) + (now - l->gate_held);
-  else total = atomic_fetch_sub_explicit(&G.gate_held, l->gate_held - now, memory_order_relaxed) - (l->gate_held - now);
-  l->gate_held = now;
-  atomic_store_explicit(&l->judged, gate_passed(l->gate), memory_order_relaxed);
-  atomic_store_explicit(&l->asked, gate_asked(l->gate), memory_order_relaxed);
-  if (total <= G.cfg.max_gate_held) return true;
-  set_reason(l, "refused:buffer_limit:filtered links hold %llu bytes of messages not yet judged, over the gateway's %llu (FILTER_MAX_HELD_BYTES); this one holds %llu",
-             (unsigned long long)total, (unsigned long long)G.cfg.max_gate_held, (unsigned long long)now);
-  return false;
 }
 
 // Brings G.held up to date with what `l` holds now.
@@ -237,7 +149,7 @@ static void close_link(link_t *l) {
 }
 
 // Writes `len` bytes to d->dst after whatever is pending; keeps what the kernel does not take.
-static bool out_write(link_t *l, dir_t *d, const uint8_t *buf, size_t len, const char *side) {
+bool out_write(link_t *l, dir_t *d, const uint8_t *buf, size_t len, const char *side) {
   size_t off = 0;
   if (d->pend_len == 0) {
     while (off < len) {
@@ -296,7 +208,7 @@ static size_t seal_key_update(link_t *l, bool requested, uint8_t *out) {
 
 // Seals plaintext into records at `out` (room: SEALED_MAX(n)), with a
 // KeyUpdate of ours whenever a key has sealed rekey_records records. 0: failed.
-static size_t seal_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *out) {
+size_t seal_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *out) {
   size_t o = 0;
   for (size_t i = 0; i < n; i += TLS_MAX_PLAIN) {
     if (l->tx.seq >= G.cfg.rekey_records) {
@@ -310,7 +222,7 @@ static size_t seal_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *out) {
   return o;
 }
 
-static bool scan(link_t *l, dir_t *d, const uint8_t *p, size_t n) {
+bool scan(link_t *l, dir_t *d, const uint8_t *p, size_t n) {
   uint64_t frames = 0, ticks = 0;
   char why[REASON_LEN];
   bool ok = frames_scan(&d->scan, p, n, &frames, &ticks, why, sizeof why);
@@ -320,72 +232,6 @@ static bool scan(link_t *l, dir_t *d, const uint8_t *p, size_t n) {
   if (!ok) set_reason(l, "%s", why);
   return ok;
 }
-
-static bool send_walked(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
-  if (!scan(l, &l->out, p, n)) return false;
-  size_t o = seal_plain(l, p, n, sealed);
-  if (!o) {
-    set_reason(l, "%s", "the cipher refused an updated key");
-    return false;
-  }
-  return out_write(l, &l->out, sealed, o, "peer");
-}
-
-// Our own frames for the peer, now that the node's stream is between frames.
-static bool send_inject(link_t *l, uint8_t *sealed) {
-  uint8_t *p = l->inject;
-  size_t n = l->inject_len;
-  l->inject = NULL;
-  l->inject_len = 0;
-  bool ok = send_walked(l, p, n, sealed);
-  free(p);
-  return ok;
-}
-
-// The node's bytes for the peer; frames of ours waiting go at the first frame boundary.
-static bool send_plain(link_t *l, const uint8_t *p, size_t n, uint8_t *sealed) {
-  if (l->inject_len) {
-    size_t k = frames_boundary(&l->out.scan, p, n);
-    if (k != SIZE_MAX) {
-      if (k && !send_walked(l, p, k, sealed)) return false;
-      if (!send_inject(l, sealed)) return false;
-      p += k;
-      n -= k;
-    }
-  }
-  return n == 0 || send_walked(l, p, n, sealed);
-}
-
-static bool emit_local(void *ctx, const uint8_t *p, size_t n) {
-  link_t *l = ctx;
-  return out_write(l, &l->in, p, n, "local");
-}
-
-// What a gate call ended in: a question goes to the owner, a failure cuts the link.
-static bool gate_after(link_t *l, gate_status_t s, judge_out_t *q, const char *why) {
-  if (s == GATE_FAIL) {
-    if (why[0]) set_reason(l, "%s", why);
-    return false;
-  }
-  if (s == GATE_ASK) {
-    l->ticket = atomic_fetch_add_explicit(&G.tickets, 1, memory_order_relaxed) + 1;
-    if (!G.cfg.ask(l->id, l->ticket, q)) {
-      set_reason(l, "%s", "out of memory for a question to the gateway's judge");
-      return false;
-    }
-  }
-  return gate_account(l);
-}
-
-// Opened bytes for the local node: through the gate on a filtered link.
-static bool deliver_in(link_t *l, const uint8_t *p, size_t n) {
-  if (!l->gate) return out_write(l, &l->in, p, n, "local");
-  judge_out_t q;
-  char why[REASON_LEN];
-  return gate_after(l, gate_push(l->gate, p, n, emit_local, l, &q, why, sizeof why), &q, why);
-}
-
-static bool gate_waits(const link_t *l) { return l->gate && gate_waiting(l->gate); }
 
 // Moves each direction that has ended towards its close: towards the peer,
 // close_notify after everything else, then FIN; towards the node, FIN. The
@@ -606,17 +452,9 @@ static void detach_link(link_t *l) {
 
 static void register_link(link_t *l) {
   l->registered = true;
-  if (l->seed_len) {
-    uint8_t *seed = l->seed;
-    size_t n = l->seed_len;
-    l->seed = NULL;
-    l->seed_len = 0;
-    bool ok = deliver_in(l, seed, n);
-    free(seed);
-    if (!ok) {
-      close_link(l);
-      return;
-    }
+  if (l->seed_len && !deliver_seed(l)) {
+    close_link(l);
+    return;
   }
   // Ciphertext handed over with the link (read by Node, not opened) is opened
   // now, unless plaintext handed over is still waiting for the node.
@@ -626,25 +464,9 @@ static void register_link(link_t *l) {
   account(l);
 }
 
-// The gateway's answer to the question open on a filtered link.
-static void take_answer(link_t *l, bool pass, uint8_t *inject, size_t inject_len) {
-  judge_out_t q;
-  char why[REASON_LEN];
-  bool ok = gate_after(l, gate_answer(l->gate, pass, emit_local, l, &q, why, sizeof why), &q, why);
-  if (ok && inject_len && !l->out.notify_sent) {
-    // Over MAX_INJECT the reply is dropped, as the node:tls path drops one over MAX_PENDING_SPAWN_REPLIES.
-    if (l->inject_len + inject_len <= MAX_INJECT) {
-      uint8_t *grown = realloc(l->inject, l->inject_len + inject_len);
-      if (grown) {
-        memcpy(grown + l->inject_len, inject, inject_len);
-        l->inject = grown;
-        l->inject_len += inject_len;
-      }
-    }
-    if (l->inject_len && l->out.scan.remaining == 0 && l->out.scan.header_bytes == 0) ok = send_inject(l, G.sealed);
-  }
-  free(inject);
-  if (!ok) return close_link(l);
+// The gateway's answer to the question open on a filtered link (gated.c), and what it unblocks.
+static void on_answer(link_t *l, bool pass, uint8_t *inject, size_t inject_len) {
+  if (!take_answer(l, pass, inject, inject_len, G.sealed)) return close_link(l);
   // Records handed over with the link wait for no new byte from the peer.
   if (!gate_waits(l) && l->carry_len && l->in.pend_len == 0) on_remote_readable(l);
   progress(l);
@@ -652,7 +474,7 @@ static void take_answer(link_t *l, bool pass, uint8_t *inject, size_t inject_len
   account(l);
 }
 
-static void enqueue(cmd_t *c) {
+void enqueue(cmd_t *c) {
   c->next = NULL;
   if (G.tail) G.tail->next = c;
   else G.head = c;
@@ -679,25 +501,10 @@ static void drain_commands(void) {
       l->close_queued = false;
     }
     if (c && c->kind == CMD_DETACH) l->detach_queued = false;
-    bool pass = false;
-    uint64_t ticket = 0;
-    uint8_t *inject = NULL;
-    size_t inject_len = 0;
-    judge_filter_t *filter = NULL;
-    if (c && c->kind == CMD_ANSWER) {
-      l->answer_queued = false;
-      pass = l->answer_pass;
-      ticket = l->answer_ticket;
-      inject = l->answer_inject;
-      inject_len = l->answer_inject_len;
-      l->answer_inject = NULL;
-      l->answer_inject_len = 0;
-    }
-    if (c && c->kind == CMD_REFILTER) {
-      l->refilter_queued = false;
-      filter = l->next_filter;
-      l->next_filter = NULL;
-    }
+    if (c && c->kind == CMD_ANSWER) l->answer_queued = false;
+    if (c && c->kind == CMD_REFILTER) l->refilter_queued = false;
+    gate_mail_t mail = {0};
+    if (c) take_mail(l, c->kind, &mail);  // what relay_answer or relay_refilter left with it (gated.c)
     // Closed already: the owner may free it as soon as the lock is released.
     if (c && c->kind != CMD_ADOPT) live = !l->closed;
     pthread_mutex_unlock(&G.mu);
@@ -707,20 +514,20 @@ static void drain_commands(void) {
       continue;
     }
     if (!live) {
-      free(inject);
-      judge_filter_free(filter);
+      free(mail.inject);
+      judge_filter_free(mail.filter);
       continue;
     }
     // A link's adopt is queued before its id is returned, and so before any command naming its id.
     CHECK(l->registered, "a command taken before the adopt");
     if (c->kind == CMD_ANSWER) {
       // relay_answer queues answers for filtered links only; a stale ticket (a question of before) is ignored.
-      if (gate_waits(l) && ticket == l->ticket) take_answer(l, pass, inject, inject_len);
-      else free(inject);
+      if (gate_waits(l) && mail.ticket == l->ticket) on_answer(l, mail.pass, mail.inject, mail.inject_len);
+      else free(mail.inject);
       continue;
     }
     if (c->kind == CMD_REFILTER) {
-      gate_set_filter(l->gate, filter);  // relay_refilter queues filters for filtered links only
+      gate_set_filter(l->gate, mail.filter);  // relay_refilter queues filters for filtered links only
       continue;
     }
     if (c->kind == CMD_DETACH) {
@@ -792,6 +599,8 @@ static void *relay_main(void *arg) {
   return NULL;
 }
 
+const relay_config_t *relay_cfg(void) { return &G.cfg; }
+
 bool relay_start(const relay_config_t *cfg, char *err, size_t err_len) {
   if (G.started) return snprintf(err, err_len, "already started"), false;
   if (cfg->read_bytes < MIN_READ || cfg->read_bytes > MAX_READ || cfg->rekey_records == 0 || cfg->max_hs_message == 0 ||
@@ -822,11 +631,7 @@ bool relay_start(const relay_config_t *cfg, char *err, size_t err_len) {
 }
 
 static void free_link(link_t *l) {
-  gate_free(l->gate);
-  free(l->seed);
-  free(l->inject);
-  free(l->answer_inject);
-  judge_filter_free(l->next_filter);
+  free_filtered(l);
   aead_free(&l->tx);
   rx_free(&l->rx);
   free(l->out.pend);
@@ -862,10 +667,7 @@ static bool hand_over_bytes(link_t *l, const relay_adopt_t *a) {
   if (a->to_local_len && !scan(l, &l->in, a->to_local, a->to_local_len)) return false;
   if (a->to_local_len && l->gate) {
     // Judged on the relay thread once the link has its id (a question names it).
-    l->seed = malloc(a->to_local_len);
-    if (!l->seed) return set_reason(l, "%s", "out of memory for handed-over bytes"), false;
-    memcpy(l->seed, a->to_local, a->to_local_len);
-    l->seed_len = a->to_local_len;
+    if (!keep_seed(l, a->to_local, a->to_local_len)) return false;
   } else if (a->to_local_len && !out_write(l, &l->in, a->to_local, a->to_local_len, "local")) {
     return false;
   }
@@ -958,9 +760,16 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   return id;
 }
 
+// Owner thread only: it alone writes the table (under G.mu), so it reads it without the lock.
+link_t *link_of(uint32_t id) { return id < MAX_LINKS ? G.table[id] : NULL; }
+
+void queue_lock(void) { pthread_mutex_lock(&G.mu); }
+
+void queue_unlock(void) { pthread_mutex_unlock(&G.mu); }
+
 bool relay_close(uint32_t id, bool abortive) {
   // An entry stays until its close has been reported and released on this thread.
-  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  link_t *l = link_of(id);
   if (!l) return false;
   pthread_mutex_lock(&G.mu);
   if (!l->close_queued) {
@@ -974,57 +783,8 @@ bool relay_close(uint32_t id, bool abortive) {
   return true;
 }
 
-bool relay_answer(uint32_t id, uint64_t ticket, bool pass, const uint8_t *inject, size_t inject_len) {
-  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
-  if (!l || !l->gate) return false;
-  uint8_t *copy = NULL;
-  if (inject_len) {
-    copy = malloc(inject_len);
-    if (!copy) return false;
-    memcpy(copy, inject, inject_len);
-  }
-  pthread_mutex_lock(&G.mu);
-  // One question is open at a time, and it has the highest ticket yet: of two
-  // answers still queued (a late one for a question of before), that one's wins.
-  if (l->answer_queued && l->answer_ticket > ticket) {
-    pthread_mutex_unlock(&G.mu);
-    free(copy);
-    return true;
-  }
-  free(l->answer_inject);
-  l->answer_ticket = ticket;
-  l->answer_pass = pass;
-  l->answer_inject = copy;
-  l->answer_inject_len = inject_len;
-  if (!l->answer_queued) {
-    l->answer_queued = true;
-    enqueue(&l->answer_cmd);
-  }
-  pthread_mutex_unlock(&G.mu);
-  wake();
-  return true;
-}
-
-bool relay_refilter(uint32_t id, judge_filter_t *f) {
-  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
-  if (!l || !l->gate) {
-    judge_filter_free(f);
-    return false;
-  }
-  pthread_mutex_lock(&G.mu);
-  judge_filter_free(l->next_filter);  // a reload's filter not yet in force: the newer one wins
-  l->next_filter = f;
-  if (!l->refilter_queued) {
-    l->refilter_queued = true;
-    enqueue(&l->refilter_cmd);
-  }
-  pthread_mutex_unlock(&G.mu);
-  wake();
-  return true;
-}
-
 bool relay_detach(uint32_t id) {
-  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  link_t *l = link_of(id);
   if (!l) return false;
   pthread_mutex_lock(&G.mu);
   if (!l->detach_queued) {
@@ -1076,15 +836,13 @@ void relay_link_counters(const link_t *l, uint64_t out[RELAY_COUNTERS]) {
 }
 
 bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]) {
-  link_t *l = id < MAX_LINKS ? G.table[id] : NULL;
+  link_t *l = link_of(id);
   if (!l) return false;
   relay_link_counters(l, out);
   return true;
 }
 
 size_t relay_buffered(void) { return atomic_load_explicit(&G.held, memory_order_relaxed); }
-
-uint64_t relay_gate_held(void) { return atomic_load_explicit(&G.gate_held, memory_order_relaxed); }
 
 uint32_t relay_link_id(const link_t *l) { return l->id; }
 
