@@ -16,6 +16,7 @@
 
 #include <node_api.h>
 
+#include "handshake_napi.h"
 #include "judge_napi.h"
 #include "passfd.h"
 #include "relay.h"
@@ -234,11 +235,25 @@ static bool get_str(napi_env env, napi_value obj, const char *key, char *buf, si
   return get_prop(env, obj, key, &v) && napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok && n < cap - 1;
 }
 
+// A direction's scanner state; with `handshake` ({side: 1 initiator | 2 acceptor, index, maxMessage, expect,
+// hidden}: the messages the gateway walked, the link's limits.maxHandshakeMessageBytes, and the acceptor's
+// expected name as latin1 bytes) one still in its distribution handshake.
 static bool get_scan(napi_env env, napi_value obj, const char *key, frame_scan_t *s, uint64_t *frames, uint64_t *ticks) {
-  napi_value o;
-  return get_prop(env, obj, key, &o) && get_u32(env, o, "remaining", &s->remaining) && get_u32(env, o, "header", &s->header) &&
-         get_u32(env, o, "headerBytes", &s->header_bytes) && s->header_bytes <= 3 && get_u64(env, o, "frames", frames) &&
-         get_u64(env, o, "ticks", ticks);
+  napi_value o, h;
+  if (!(get_prop(env, obj, key, &o) && get_u32(env, o, "remaining", &s->remaining) && get_u32(env, o, "header", &s->header) &&
+        get_u32(env, o, "headerBytes", &s->header_bytes) && s->header_bytes <= 3 && get_u64(env, o, "frames", frames) &&
+        get_u64(env, o, "ticks", ticks)))
+    return false;
+  if (!get_prop(env, o, "handshake", &h)) return true;
+  uint32_t side = 0, index = 0, max_message = 0;
+  bool hidden = false;
+  const uint8_t *expect = NULL;
+  size_t expect_len = 0;
+  // Nothing of a frame is walked before the handshake is over.
+  return s->remaining == 0 && s->header_bytes == 0 && *frames == 0 && *ticks == 0 && get_u32(env, h, "side", &side) &&
+         get_u32(env, h, "index", &index) && get_u32(env, h, "maxMessage", &max_message) && get_opt_buf(env, h, "expect", &expect, &expect_len) && get_bool(env, h, "hidden", &hidden) &&
+         (side == HS_INITIATOR || side == HS_ACCEPTOR) &&
+         hs_init(&s->hs, (hs_side_t)side, index, max_message, (const char *)expect, expect_len, hidden);
 }
 
 // {full, names, calls} -> a judge filter, or NULL (a type error is thrown, or out of memory).
@@ -481,6 +496,22 @@ static napi_value js_trim(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// handshaking(id) -> whether a link handed over in its distribution handshake still walks it, or undefined once gone.
+static napi_value js_handshaking(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], res;
+  uint32_t id;
+  bool hs = false;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_OK(napi_get_value_uint32(env, argv[0], &id));
+  if (!relay_handshaking(id, &hs)) {
+    NAPI_OK(napi_get_undefined(env, &res));
+    return res;
+  }
+  NAPI_OK(napi_get_boolean(env, hs, &res));
+  return res;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
@@ -490,6 +521,7 @@ NAPI_MODULE_INIT() {
       {"answer", NULL, js_answer, NULL, NULL, NULL, napi_default, NULL},
       {"refilter", NULL, js_refilter, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"handshaking", NULL, js_handshaking, NULL, NULL, NULL, napi_default, NULL},
       {"buffered", NULL, js_buffered, NULL, NULL, NULL, napi_default, NULL},
       {"filterHeld", NULL, js_filter_held, NULL, NULL, NULL, napi_default, NULL},
       {"trim", NULL, js_trim, NULL, NULL, NULL, napi_default, NULL},
@@ -499,5 +531,7 @@ NAPI_MODULE_INIT() {
   if (!passfd_define(env, exports)) return NULL;
   // The native judge alone, for its tests against the TypeScript one: under `judge`.
   if (!judge_napi_init(env, exports)) return NULL;
+  // The handshake walker alone, for its tests against the TypeScript one: under `handshake`.
+  if (!handshake_napi_init(env, exports)) return NULL;
   return exports;
 }

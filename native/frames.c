@@ -7,6 +7,7 @@
 
 bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, uint64_t *ticks, char *reason, size_t reason_len) {
   size_t i = 0;
+  if (s->hs.side != HS_DONE && !hs_walk(&s->hs, p, n, &i, reason, reason_len)) return false;
   while (i < n) {
     if (s->remaining > 0) {
       size_t take = s->remaining < n - i ? s->remaining : n - i;
@@ -37,6 +38,7 @@ bool frames_scan(frame_scan_t *s, const uint8_t *p, size_t n, uint64_t *frames, 
 }
 
 size_t frames_boundary(const frame_scan_t *s, const uint8_t *p, size_t n) {
+  if (s->hs.side != HS_DONE) return SIZE_MAX;
   if (s->remaining > 0) return s->remaining <= n ? s->remaining : SIZE_MAX;  // header_bytes is 0 while a frame passes
   if (s->header_bytes == 0) return 0;
   size_t need = 4 - s->header_bytes;

@@ -68,6 +68,10 @@ struct link {
   bool closed;
   bool detached;  // closed by relay_detach: sockets and state left for another engine
   bool ending;  // a graceful close was asked for: what is pending goes, then both ways end
+  bool detach_wanted;  // a detach asked for while the handshake lasted: taken once it is over
+  // A direction still walks the distribution handshake (frames.h); cleared
+  // once neither does, by whichever thread owns the link then. Read by the owner.
+  _Atomic bool handshaking;
   uint32_t grace_ms;
   int64_t grace_deadline;  // ms, monotonic; 0 while both directions are open
   bool grace_expired;

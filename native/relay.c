@@ -230,6 +230,8 @@ bool scan(link_t *l, dir_t *d, const uint8_t *p, size_t n) {
   atomic_fetch_add_explicit(&d->ticks, ticks, memory_order_relaxed);
   atomic_fetch_add_explicit(&d->bytes, n, memory_order_relaxed);
   if (!ok) set_reason(l, "%s", why);
+  if (ok && atomic_load_explicit(&l->handshaking, memory_order_relaxed) && l->out.scan.hs.side == HS_DONE && l->in.scan.hs.side == HS_DONE)
+    atomic_store_explicit(&l->handshaking, false, memory_order_release);
   return ok;
 }
 
@@ -408,6 +410,8 @@ static void on_remote_readable(link_t *l) {
   l->carry_len = rest;
 }
 
+static void detach_link(link_t *l);
+
 static void handle_event(link_t *l, uintptr_t tag, uint32_t ev) {
   if (l->closed) return;
   if (ev & EPOLLERR) {
@@ -431,6 +435,7 @@ static void handle_event(link_t *l, uintptr_t tag, uint32_t ev) {
   progress(l);
   update_interest(l);
   account(l);
+  if (l->detach_wanted && !l->closed && !atomic_load_explicit(&l->handshaking, memory_order_relaxed)) detach_link(l);
 }
 
 // Lets go of a link relaying both ways: out of epoll, sockets left open, its
@@ -439,6 +444,12 @@ static void handle_event(link_t *l, uintptr_t tag, uint32_t ev) {
 static void detach_link(link_t *l) {
   // A filtered link never moves: its judge's state is this process's (the gateway does not ask).
   if (l->gate || l->ending || l->out.src_done || l->in.src_done || l->out.notify_sent) return;
+  // Its handshake's state is the relay thread's own (only frames are exported): it goes once that is over.
+  if (atomic_load_explicit(&l->handshaking, memory_order_relaxed)) {
+    l->detach_wanted = true;
+    return;
+  }
+  l->detach_wanted = false;
   if (l->lmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->lfd, NULL);
   if (l->rmask) epoll_ctl(G.epfd, EPOLL_CTL_DEL, l->rfd, NULL);
   l->lmask = l->rmask = 0;
@@ -688,6 +699,11 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
     return snprintf(err, err_len, "%zu bytes of a handshake message exceed %zu", a->rx_handshake_len, 4 + G.cfg.max_hs_message), -1;
   if (a->gate && (a->in_scan.remaining || a->in_scan.header_bytes || a->walked_to_local_len || a->rx_handshake_len))
     return snprintf(err, err_len, "a filtered link is handed over between frames, from node:tls"), -1;
+  if (a->gate && (a->in_scan.hs.side != HS_DONE || a->out_scan.hs.side != HS_DONE))
+    return snprintf(err, err_len, "a filtered link is handed over once its handshake is over"), -1;
+  // Another engine's link (a take-over) is detached framed: its handshake state is not exported.
+  if ((a->sealed_to_remote_len || a->walked_to_local_len || a->rx_handshake_len) && (a->in_scan.hs.side != HS_DONE || a->out_scan.hs.side != HS_DONE))
+    return snprintf(err, err_len, "a detached link is handed over framed"), -1;
   link_t *l = calloc(1, sizeof *l);
   if (!l) return snprintf(err, err_len, "out of memory for a link"), -1;
   if (!aead_init(&l->tx, a->cipher, a->hash, a->tx_secret, a->tx_secret_len, a->tx_seq, true) ||
@@ -724,7 +740,8 @@ long relay_adopt(const relay_adopt_t *a, char *err, size_t err_len) {
   l->adopt_cmd.kind = CMD_ADOPT;
   l->close_cmd.kind = CMD_CLOSE;
   l->detach_cmd.kind = CMD_DETACH;
-  bool handed = hand_over_bytes(l, a);
+  atomic_store(&l->handshaking, a->out_scan.hs.side != HS_DONE || a->in_scan.hs.side != HS_DONE);
+  bool handed = hand_over_bytes(l, a);  // may end the handshake (scan clears the flag)
   pthread_mutex_lock(&G.mu);
   uint32_t id = UINT32_MAX;
   for (uint32_t k = 0; k < MAX_LINKS; k++) {
@@ -839,6 +856,13 @@ bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]) {
   link_t *l = link_of(id);
   if (!l) return false;
   relay_link_counters(l, out);
+  return true;
+}
+
+bool relay_handshaking(uint32_t id, bool *handshaking) {
+  link_t *l = link_of(id);
+  if (!l) return false;
+  *handshaking = atomic_load_explicit(&l->handshaking, memory_order_acquire);
   return true;
 }
 

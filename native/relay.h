@@ -49,7 +49,9 @@ typedef struct {
   // post-handshake message it had only part of. Empty for a link from node:tls.
   const uint8_t *sealed_to_remote, *walked_to_local, *rx_handshake;
   size_t sealed_to_remote_len, walked_to_local_len, rx_handshake_len;
-  frame_scan_t out_scan, in_scan;  // max_frame is taken from here
+  // max_frame is taken from here; a scan whose hs.side is not HS_DONE walks
+  // the rest of the distribution handshake first (never on a filtered link).
+  frame_scan_t out_scan, in_scan;
   uint64_t out_frames, out_ticks, in_frames, in_ticks;
   uint32_t grace_ms;
   // A filtered link: the gate on what reaches the local node (taken by the
@@ -72,7 +74,8 @@ bool relay_close(uint32_t id, bool abortive);
 // Owner thread only: asks a link to let go of its sockets and state, for
 // another process to adopt (a take-over). The link stops relaying and is
 // reported with relay_link_detached true; a link that has begun to end is
-// left to close as usual. False if no such link.
+// left to close as usual, and one still in its distribution handshake lets
+// go once that is over. False if no such link.
 bool relay_detach(uint32_t id);
 // Owner thread only: the gateway's answer to question `ticket` of a
 // filtered link: let the message through or drop it, and a frame of the
@@ -86,6 +89,9 @@ bool relay_answer(uint32_t id, uint64_t ticket, bool pass, const uint8_t *inject
 bool relay_refilter(uint32_t id, judge_filter_t *f);
 // Owner thread only: false once the link is gone.
 bool relay_stats(uint32_t id, uint64_t out[RELAY_COUNTERS]);
+// Owner thread only: whether a link handed over before its distribution
+// handshake was over still walks it (*handshaking); false once the link is gone.
+bool relay_handshaking(uint32_t id, bool *handshaking);
 // Bytes all links hold in buffers now: output a socket has not taken, records
 // split across reads, post-handshake messages split across records.
 size_t relay_buffered(void);

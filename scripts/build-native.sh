@@ -38,7 +38,7 @@ if [ -z "$inc" ]; then
 fi
 mkdir -p build
 "$cc" "${flags[@]}" -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -fvisibility=hidden \
-  -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/fastpath.c native/relay.c native/gated.c native/record.c native/frames.c native/passfd.c native/gate.c native/judge.c native/verdict.c native/etf.c native/judge_napi.c
+  -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/fastpath.c native/relay.c native/gated.c native/record.c native/frames.c native/handshake.c native/passfd.c native/gate.c native/judge.c native/verdict.c native/etf.c native/judge_napi.c native/handshake_napi.c
 mv "$out.tmp" "$out"
 # The module must load into this node (its OpenSSL symbols resolve at load time).
 if [ "$out" = build/fastpath.node ]; then

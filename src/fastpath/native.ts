@@ -38,6 +38,22 @@ export interface ScanState {
   headerBytes: number;
   frames: number;
   ticks: number;
+  /** A direction still in its distribution handshake (native/handshake.h): the engine walks the rest. */
+  handshake?: HandshakeState;
+}
+
+/** Where one direction of a distribution handshake stands at its hand-over. */
+export interface HandshakeState {
+  /** Named after the node that writes it: 1 initiator, 2 acceptor (native/handshake.h's hs_side_t). */
+  side: 1 | 2;
+  /** Messages of it the gateway walked (the initiator's send_name at least). */
+  index: number;
+  /** The link's limits.maxHandshakeMessageBytes. */
+  maxMessage: number;
+  /** The acceptor's expected node name (latin1), which its challenge must carry. */
+  expect?: Buffer;
+  /** The acceptor is an operator: it must answer hidden. */
+  hidden: boolean;
 }
 
 /** What a filtered link's native judge lets through itself (src/policy/filter.ts's LinkFilter, as native/judge.h takes it). */
@@ -182,6 +198,7 @@ export interface Binding {
   detach(id: number): boolean;
   passfd: PassFd;
   stats(id: number): number[] | undefined;
+  handshaking(id: number): boolean | undefined;
   buffered(): number;
   filterHeld(): number;
   trim(): boolean;
@@ -262,6 +279,11 @@ export class NativeEngine {
   /** Descriptor passing over Unix sockets (native/passfd.c). */
   get passfd(): PassFd {
     return this.binding.passfd;
+  }
+
+  /** Whether a link handed over in its distribution handshake still walks it; undefined once it is gone. */
+  handshaking(id: number): boolean | undefined {
+    return this.binding.handshaking(id);
   }
 
   counters(id: number): NativeCounters | undefined {

@@ -131,9 +131,18 @@ export class DistStream {
    * over (the native data plane): the payload bytes still to skip, the bytes
    * of a split header, and the counts so far. Only in frame mode.
    */
-  scanState(): { remaining: number; header: number; headerBytes: number; frames: number; ticks: number } {
-    if (!this.framed) throw new Error('scanState() before the handshake is done');
+  scanState(): { remaining: number; header: number; headerBytes: number; frames: number; ticks: number; handshake?: { side: Side; index: number } } {
+    if (!this.framed) {
+      // In the handshake: only between two of its messages (the native walker starts at a message, native/handshake.h).
+      if (!this.betweenMessages) throw new Error('scanState() in the middle of a handshake message');
+      return { remaining: 0, header: 0, headerBytes: 0, frames: 0, ticks: 0, handshake: { side: this.side, index: this.messages } };
+    }
     return { remaining: this.remaining, header: this.header, headerBytes: this.headerBytes, frames: this.frames, ticks: this.ticks };
+  }
+
+  /** Whether this direction, still in its handshake, has walked whole messages only (and at least the initiator's send_name). */
+  get betweenMessages(): boolean {
+    return !this.framed && this.hsBuf === null && (this.side === 'acceptor' || this.messages > 0);
   }
 
   /** Bytes this parser holds right now (for the invariant that it stays bounded). */

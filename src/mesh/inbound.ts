@@ -282,7 +282,17 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds) },
+      {
+        metrics: ctx.metrics,
+        linkLog: ctx.linkLog,
+        refusalLog: ctx.refusalLog,
+        limits,
+        table: ctx.table,
+        engine: ctx.engine,
+        filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds),
+        // We are the TLS server: our session tickets went with the handshake.
+        early: { expect: target.name, hidden: target.operator },
+      },
       deadline,
     );
     link.start([], pending);

@@ -16,7 +16,7 @@ import type { LinkLog } from '../log/link-log.js';
 import type { RefusalLog } from '../log/refusal-log.js';
 import type { GatewayMetrics, LinkDirection } from '../metrics/metrics.js';
 import type { LinkTable, RelayedLink } from './link-table.js';
-import type { NativeCounters, NativeEngine, NativeFilter, Question } from '../fastpath/native.js';
+import type { NativeCounters, NativeEngine, NativeFilter, Question, ScanState } from '../fastpath/native.js';
 import { type NativeEnd, type NativeParams, NativeRelay, type ParkedLink } from './native-relay.js';
 import { handOver, tapOf } from '../fastpath/handover.js';
 import type { Denial, InboundFilter } from '../filter/link-filter.js';
@@ -60,6 +60,14 @@ export interface LinkDeps {
    * it does not let through itself.
    */
   filter?: InboundFilter;
+  /**
+   * The link may go to the native data plane before its distribution
+   * handshake is over (an unfiltered link on a connection whose session
+   * tickets have come): the engine relays and walks the rest of it
+   * (native/handshake.h), so its round trips cross no event loop. The node
+   * accepting must answer as `expect`, hidden when it is an operator.
+   */
+  early?: { expect: string; hidden: boolean };
 }
 
 /**
@@ -133,10 +141,12 @@ export class Link implements RelayedLink {
     // Synchronously after the pumps: no 'data' event can come between, so order is kept.
     for (const chunk of toLocal) this.forward(chunk, 'in');
     if (!this.handshakeDone()) {
-      this.handshakeTimer = setTimeout(
-        () => this.refuse({ reason: 'handshake_timeout', message: 'distribution handshake not finished in time' } as Refusal),
-        Math.max(0, this.handshakeDeadline - Date.now()),
-      );
+      this.handshakeTimer = setTimeout(() => {
+        // Handed over early, the handshake's end is the engine's to see.
+        if (this.native?.handshaking() === false) return;
+        this.refuse({ reason: 'handshake_timeout', message: 'distribution handshake not finished in time' } as Refusal);
+      }, Math.max(0, this.handshakeDeadline - Date.now()));
+      this.maybeHandOver();
     }
   }
 
@@ -287,9 +297,15 @@ export class Link implements RelayedLink {
    */
   private maybeHandOver(): void {
     const engine = this.deps.engine;
-    if (!engine || this.handingOver || this.native || this.finished || !this.handshakeDone()) return;
+    if (!engine || this.handingOver || this.native || this.finished) return;
     // A filtered direction goes between two frames, with nothing held and no reply of ours waiting.
     const filter = this.deps.filter;
+    const early = this.deps.early;
+    if (!this.handshakeDone()) {
+      // Before the handshake's end only as `early` allows, each direction between two of its messages.
+      const walkable = (s: DistStream) => s.framed || s.betweenMessages;
+      if (!early || filter || !walkable(this.localStream) || !walkable(this.remoteStream)) return;
+    }
     if (filter && (!filter.quiescent || !this.remoteStream.atBoundary || this.replies.length > 0)) return;
     const tap = tapOf(this.remote as tls.TLSSocket);
     if (!tap) return;
@@ -302,7 +318,7 @@ export class Link implements RelayedLink {
         local: this.local,
         remote: this.remote as tls.TLSSocket,
         tap,
-        scan: () => ({ out: this.localStream.scanState(), in: this.remoteStream.scanState() }),
+        scan: () => ({ out: scanOf(this.localStream, early, this.deps.limits), in: scanOf(this.remoteStream, early, this.deps.limits) }),
         release: () => {
           for (const [sock, event, fn] of this.handlers) sock.off(event, fn as (...args: unknown[]) => void);
         },
@@ -324,6 +340,7 @@ export class Link implements RelayedLink {
           this.native = relay;
           this.handingOver = false;
           this.deps.metrics.handovers.labels('native').inc();
+          if (!this.handshakeDone()) this.deps.metrics.handoversInHandshake.inc();
           return;
         }
         this.handingOver = false;
@@ -492,6 +509,18 @@ export class Link implements RelayedLink {
   logFields(): Record<string, string> {
     return linkLogFields(this.info);
   }
+}
+
+/** A direction's scanner state for the engine; one still in its handshake says what its acceptor must answer as. */
+function scanOf(stream: DistStream, early: LinkDeps['early'], limits: Limits): ScanState {
+  const { handshake, ...scan } = stream.scanState();
+  if (!handshake) return scan;
+  assert.ok(early, 'a link handed over in its handshake without `early`');
+  const acceptor = handshake.side === 'acceptor';
+  return {
+    ...scan,
+    handshake: { side: acceptor ? 2 : 1, index: handshake.index, maxMessage: limits.maxHandshakeMessageBytes, hidden: acceptor && early.hidden, ...(acceptor && { expect: Buffer.from(early.expect, 'latin1') }) },
+  };
 }
 
 /** What the native judge needs of a filter (the rest, groups and the cut rule, stays with the JS judge that answers it). */

@@ -72,6 +72,11 @@ export class NativeRelay {
     this.last = { ...this.base };
   }
 
+  /** Whether the engine still walks the link's distribution handshake (it was handed over before its end); undefined once gone. */
+  handshaking(): boolean | undefined {
+    return this.id === undefined ? undefined : this.engine.handshaking(this.id);
+  }
+
   /** What another engine needs besides the detached state; known once adopted. */
   get adoptParams(): NativeParams {
     assert.ok(this.params, 'native relay asked for its parameters before it was adopted');

@@ -123,6 +123,8 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
   let tlsSock: tls.TLSSocket | undefined;
   let settled = false;
   let dialling = false;
+  /** Whether the link's TLS connection is a ready one (its session tickets came long ago). */
+  let onReady = false;
   const pending: Buffer[] = [];
   let pendingBytes = 0;
 
@@ -208,6 +210,7 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
           return;
         }
         tlsSock = sock;
+        onReady = ready !== undefined;
         const closed = () => fail(new Refusal('peer_unreachable', `peer ${peer.name} closed before the link was up`));
         sock.on('error', () => fail(new Refusal('peer_unreachable', `TLS link to ${peer.name} failed before use`)));
         sock.on('end', closed);
@@ -244,6 +247,9 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
     tlsSock.removeAllListeners('error');
     tlsSock.removeAllListeners('end');
     tlsSock.removeAllListeners('close');
+    // The preamble and the node's bytes so far (its send_name) leave as one TLS record: one write and one
+    // record to open on each side instead of two, per link (node:tls seals a corked writev as one record).
+    tlsSock.cork();
     tlsSock.write(encodePreamble({ kind: 'link', target: target.name }));
     const link = new Link(
       info,
@@ -251,10 +257,21 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      { metrics: ctx.metrics, linkLog: ctx.linkLog, refusalLog: ctx.refusalLog, limits, table: ctx.table, engine: ctx.engine, filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds) },
+      {
+        metrics: ctx.metrics,
+        linkLog: ctx.linkLog,
+        refusalLog: ctx.refusalLog,
+        limits,
+        table: ctx.table,
+        engine: ctx.engine,
+        filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds),
+        // A fresh dial's session tickets may still be on their way: node:tls takes them before its hand-over.
+        ...(onReady && { early: { expect: target.name, hidden: target.operator } }),
+      },
       deadline,
     );
     link.start(pending, []);
+    tlsSock.uncork();
     ctx.linkLog.info('link open', link.info.peer, link.logFields());
   }
 }

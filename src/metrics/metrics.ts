@@ -76,6 +76,7 @@ export class GatewayMetrics {
   readonly linksClosed: Counter<'peer' | 'direction'>;
   readonly linksAbandoned: Counter<'peer' | 'direction'>;
   readonly handovers: Counter<'result'>;
+  readonly handoversInHandshake: Counter;
   readonly takeovers: Counter<'role' | 'result'>;
   readonly successors: Counter<'result'>;
   readonly takeoverLinks: Counter<'result'>;
@@ -148,6 +149,11 @@ export class GatewayMetrics {
       name: 'beamgate_link_handovers_total',
       help: 'Established links handed to the native data plane (native), kept on node:tls when that could not be done (stayed), or lost when the engine refused one the tap had let go (failed).',
       labelNames: ['result'],
+      registers,
+    });
+    this.handoversInHandshake = new Counter({
+      name: 'beamgate_link_handovers_in_handshake_total',
+      help: 'Of the links handed to the native data plane, those handed over before their distribution handshake was over (the engine walked the rest of it).',
       registers,
     });
     this.takeovers = new Counter({

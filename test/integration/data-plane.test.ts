@@ -61,12 +61,16 @@ describe.each<[string, Record<string, DataPlaneMode>]>([
     }
   });
 
-  it('a link comes up, and native gateways hand it over', async () => {
+  it('a link comes up, and native gateways hand it over before its distribution handshake is over', async () => {
+    // On a ready connection, so that the dialling side hands over early too (a fresh dial waits for its session tickets).
+    await waitFor('a ready connection from alpha to beta', async () => sample(await t.metricsText('alpha'), 'beamgate_standby_ready', { peer: 'beta' }) > 0);
     expect(await a1.eval(`net_adm:ping('b1@beta.demo')`)).toBe('pong');
     for (const gw of ['alpha', 'beta']) {
       const want = planes[gw] === 'native' ? 1 : 0;
       await waitFor(`${gw} to hand over ${want} link(s)`, async () => (await handovers(t, gw, 'native')) === want);
       expect(await handovers(t, gw, 'stayed')).toBe(0);
+      // The engine walked the rest of the handshake: the round trips crossed no event loop.
+      expect(sample(await t.metricsText(gw), 'beamgate_link_handovers_in_handshake_total')).toBe(want);
     }
   });
 

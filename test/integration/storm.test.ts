@@ -77,7 +77,11 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
     // Per gateway: TLS handshakes as client (count, resumed, mean), links on ready connections, the event loop's p99 lag, CPU seconds, RSS.
     const perGateway = await Promise.all(
       hosts.map(async (h) => {
-        const m = await c.gw(h).metrics();
+        const gw = c.gw(h);
+        // A gateway that cannot answer is the finding: whether it is alive, and what it last said.
+        const m = await gw.metrics().catch((err: Error) => {
+          throw new Error(`${h}'s metrics: ${err.message.split('\n')[0]} (gateway ${gw.alive ? 'alive' : 'exited'})\n${gw.stderrText()}`);
+        });
         const count = sample(m, 'beamgate_tls_handshake_seconds_count', { role: 'client' });
         const mean = count ? sample(m, 'beamgate_tls_handshake_seconds_sum', { role: 'client' }) / count : 0;
         const hits = sample(m, 'beamgate_standby_taken_total', { result: 'hit' });

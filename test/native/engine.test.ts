@@ -16,7 +16,8 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NATIVE_MAX_HANDSHAKE_MESSAGE_BYTES, NATIVE_READ_BYTES } from '../../src/config/limits.js';
 import { tapOf } from '../../src/fastpath/handover.js';
-import { type AdoptArgs, type DetachedLink, ENGINE_OPTIONS, loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine, type Question } from '../../src/fastpath/native.js';
+import { type AdoptArgs, type DetachedLink, ENGINE_OPTIONS, type HandshakeState, loadBinding, NATIVE_MODULE, type NativeCounters, NativeEngine, type Question } from '../../src/fastpath/native.js';
+import { challengeV6, encodeHandshakeMessage } from '../../src/framing/handshake.js';
 import { TlsTap } from '../../src/fastpath/tap.js';
 import { createCa, createGatewayCert } from '../../src/pki/generate.js';
 import { atom, cacheRef, cont, first, normal, pid, plain, small, tuple } from '../helpers/etf-write.js';
@@ -81,6 +82,9 @@ interface LinkOptions {
   /** A filtered link: its filter, and where its questions go. */
   filter?: NonNullable<AdoptArgs['filter']>;
   onAsk?: (q: Question) => void;
+  /** Directions still in their distribution handshake (native/handshake.h). */
+  outHandshake?: HandshakeState;
+  inHandshake?: HandshakeState;
 }
 
 async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
@@ -115,8 +119,8 @@ async function openLink(opts: LinkOptions = {}): Promise<TestLink> {
       toRemote: opts.toRemote ?? Buffer.alloc(0),
       toLocal: opts.toLocal ?? Buffer.alloc(0),
       fromRemote: opts.fromRemote ? opts.fromRemote(seal) : Buffer.alloc(0),
-      outScan: scan,
-      inScan: { ...scan },
+      outScan: { ...scan, ...(opts.outHandshake && { handshake: opts.outHandshake }) },
+      inScan: { ...scan, ...(opts.inHandshake && { handshake: opts.inHandshake }) },
       maxFrameBytes: opts.maxFrameBytes ?? 64 * 1024 * 1024,
       closeGraceMs: opts.graceMs ?? GRACE_MS,
       ...(opts.filter && { filter: opts.filter }),
@@ -515,6 +519,88 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     expect(reported).toBe(adopted);
     expect(engine.counters(0)).toBeUndefined();
   }, 120_000);
+});
+
+/** A dialling gateway's link handed over right after the node's send_name: the node initiates, the peer's node accepts as `expect`. */
+function dialled(expect: string, hidden = false, maxMessage = 4096): Pick<LinkOptions, 'outHandshake' | 'inHandshake'> {
+  return {
+    outHandshake: { side: 1, index: 1, maxMessage, hidden: false },
+    inHandshake: { side: 2, index: 0, maxMessage, hidden, expect: Buffer.from(expect, 'latin1') },
+  };
+}
+
+const hsMessage = (body: Buffer | string) => encodeHandshakeMessage(typeof body === 'string' ? Buffer.from(body, 'latin1') : body);
+const STATUS_OK = hsMessage('sok');
+const REPLY = hsMessage(Buffer.concat([Buffer.from('r'), Buffer.alloc(20, 7)]));
+const ACK = hsMessage(Buffer.concat([Buffer.from('a'), Buffer.alloc(16, 9)]));
+const PUBLISHED = 1n;
+const challenge = (name: string, flags = 0x0d07_df7f_bd00_0004n) => hsMessage(challengeV6(name, flags));
+
+describe(`a link handed over in its distribution handshake (${MODULE.split('/').pop()})`, () => {
+  it('walks the rest of the handshake byte by byte both ways, then counts frames; handshaking() says when it is over', async () => {
+    const l = await openLink(dialled('b1@beta.demo'));
+    expect(engine.handshaking(l.id)).toBe(true);
+    const fromPeer = Buffer.concat([STATUS_OK, challenge('b1@beta.demo')]);
+    // Every byte in its own record: the walker resumes at every split.
+    for (const b of fromPeer) l.peer.write(l.seal.seal(APPLICATION_DATA, Buffer.from([b])));
+    await waitFor('status and challenge at the node', () => l.nodeGot().length === fromPeer.length);
+    l.node.write(REPLY);
+    await waitFor('the reply at the peer', () => l.reader.text.length === REPLY.length);
+    expect(engine.handshaking(l.id)).toBe(true); // the acceptor's ack is still to come
+    l.peer.write(l.seal.seal(APPLICATION_DATA, Buffer.concat([ACK, frame(Buffer.from('first')), frame(Buffer.alloc(0)).subarray(0, 4)])));
+    l.node.write(Buffer.concat([frame(Buffer.from('hello')), Buffer.alloc(4)]));
+    await waitFor('ack and frames relayed', () => l.nodeGot().length === fromPeer.length + ACK.length + 9 + 4 && l.reader.text.length === REPLY.length + 13);
+    expect(l.nodeGot().equals(Buffer.concat([fromPeer, ACK, frame(Buffer.from('first')), Buffer.alloc(4)]))).toBe(true);
+    expect(engine.handshaking(l.id)).toBe(false);
+    expect(engine.counters(l.id)).toMatchObject({ framesOut: 1, framesIn: 1, ticksOut: 1, ticksIn: 1 });
+    l.peer.end(closeNotify(l.seal));
+    expect((await closedWithin(l)).reason).toBe('peer closed');
+  });
+
+  it.each<[string, Buffer, RegExp, boolean?]>([
+    ['a challenge naming another node', Buffer.concat([STATUS_OK, challenge('b2@beta.demo')]), /^refused:bad_handshake:challenge names b2@beta\.demo, expected b1@beta\.demo$/],
+    ['a challenge from an operator that is not hidden', Buffer.concat([STATUS_OK, challenge('b1@beta.demo', PUBLISHED)]), /^refused:operator_not_hidden:operator node b1@beta\.demo must run as a hidden node$/, true],
+    ['a challenge before the status', challenge('b1@beta.demo'), /^refused:bad_handshake:acceptor began with challenge, not status$/],
+    ['a handshake message over the link limit', Buffer.concat([STATUS_OK, Buffer.from([0x10, 0x01])]), /^refused:handshake_too_large:handshake message of 4097 bytes exceeds 4096$/],
+    ['an unknown tag', Buffer.concat([STATUS_OK, hsMessage('x')]), /^refused:bad_handshake:unexpected handshake tag 120 from the accepting node$/],
+  ])('cuts the link on %s, the node getting only what came before', async (_what, bytes, reason, operator) => {
+    const l = await openLink(dialled('b1@beta.demo', operator ?? false));
+    l.peer.write(l.seal.seal(APPLICATION_DATA, bytes));
+    expect((await closedWithin(l)).reason).toMatch(reason);
+    await nodeClosedWithin(l);
+    // Relayed up to the message before the refused one, never the refused one itself.
+    expect(bytes.subarray(0, l.nodeGot().length).equals(l.nodeGot())).toBe(true);
+    expect(l.nodeGot().length).toBeLessThanOrEqual(STATUS_OK.length);
+  });
+
+  it('cuts the link on a send_name from the initiating node after its first (the gateway walked that one)', async () => {
+    const l = await openLink(dialled('b1@beta.demo'));
+    l.node.write(hsMessage(Buffer.concat([Buffer.from('N'), Buffer.alloc(14)])));
+    expect((await closedWithin(l)).reason).toBe('refused:bad_handshake:initiator sent send_name out of order');
+  });
+
+  it('lets go of a link asked to detach in its handshake only once that is over, framed', async () => {
+    const l = await openLink(dialled('b1@beta.demo'));
+    expect(engine.detach(l.id)).toBe(true);
+    l.peer.write(l.seal.seal(APPLICATION_DATA, Buffer.concat([STATUS_OK, challenge('b1@beta.demo')])));
+    await waitFor('status and challenge at the node', () => l.nodeGot().length === STATUS_OK.length + challenge('b1@beta.demo').length);
+    l.node.write(REPLY);
+    await waitFor('the reply at the peer', () => l.reader.text.length === REPLY.length);
+    expect(engine.handshaking(l.id)).toBe(true); // still relaying: not detached in the middle
+    l.peer.write(l.seal.seal(APPLICATION_DATA, ACK));
+    const c = await closedWithin(l);
+    expect(c.reason).toBe('detached');
+    expect(c.detached!.outScan).toMatchObject({ remaining: 0, headerBytes: 0 });
+    expect(l.nodeGot().subarray(-ACK.length).equals(ACK)).toBe(true);
+    closeSync(c.detached!.localFd);
+    closeSync(c.detached!.remoteFd);
+  });
+
+  it('refuses to adopt a filtered link in its handshake, or a handshake the gateway never hands over', async () => {
+    await expect(openLink({ ...dialled('b1@beta.demo'), filter: { full: true, names: [], calls: [], atoms: [] }, onAsk: () => {} })).rejects.toThrow(/filtered link is handed over once its handshake is over/);
+    await expect(openLink({ outHandshake: { side: 1, index: 0, maxMessage: 4096, hidden: false } })).rejects.toThrow(/bad adopt arguments/);
+    await expect(openLink({ inHandshake: { side: 2, index: 0, maxMessage: 4096, hidden: false } })).rejects.toThrow(/bad adopt arguments/);
+  });
 });
 
 describe(`detach and adopt again, as a take-over does (${MODULE.split('/').pop()})`, () => {

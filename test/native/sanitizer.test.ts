@@ -5,8 +5,11 @@
 // adopt/close bursts, the half-closed grace, KeyUpdates with node:tls,
 // filtered links) and the firewall's C judge against the TypeScript one
 // (judge.test.ts: every operation, real term_to_binary payloads, broken
-// headers and fragments, random terms and mutated frames). Any memory error
-// or undefined behaviour aborts that run, which fails this test.
+// headers and fragments, random terms and mutated frames), and the
+// distribution handshake walker against the TypeScript one (handshake.test.ts:
+// every message kind and refusal, split at every byte, random and mutated
+// handshakes). Any memory error or undefined behaviour aborts that run, which
+// fails this test.
 
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -23,6 +26,7 @@ const RUN_TIMEOUT_MS = 900_000;
 const SUITES = [
   { file: 'test/native/engine.test.ts', moduleVar: 'BEAMGATE_ENGINE_MODULE', title: /the native engine \(fastpath-asan\.node\)/ },
   { file: 'test/native/judge.test.ts', moduleVar: 'BEAMGATE_JUDGE_MODULE', title: /the native judge against the TypeScript one \(fastpath-asan\.node\)/ },
+  { file: 'test/native/handshake.test.ts', moduleVar: 'BEAMGATE_HANDSHAKE_MODULE', title: /the native handshake walker against the TypeScript one \(fastpath-asan\.node\)/ },
 ] as const;
 
 describe('the native engine under AddressSanitizer and UBSan', () => {

@@ -108,6 +108,24 @@ describe('handshake messages from newer OTP', () => {
 });
 
 describe('DistStream', () => {
+  it('gives its handshake state for a hand-over only between two whole messages, and the initiator only after its send_name', () => {
+    const init = new DistStream('initiator', LIMITS, () => undefined);
+    expect(init.betweenMessages).toBe(false); // the gateway walks the send_name itself
+    const stream = initiatorStream([]);
+    const sendNameEnd = 2 + stream.readUInt16BE(0);
+    init.push(stream.subarray(0, sendNameEnd - 1));
+    expect(init.betweenMessages).toBe(false);
+    expect(() => init.scanState()).toThrow(/middle of a handshake message/);
+    init.push(stream.subarray(sendNameEnd - 1, sendNameEnd));
+    expect(init.betweenMessages).toBe(true);
+    expect(init.scanState()).toEqual({ remaining: 0, header: 0, headerBytes: 0, frames: 0, ticks: 0, handshake: { side: 'initiator', index: 1 } });
+    const acc = new DistStream('acceptor', LIMITS, () => undefined);
+    expect(acc.scanState().handshake).toEqual({ side: 'acceptor', index: 0 });
+    acc.push(acceptorStream([frame(3)]));
+    expect(acc.betweenMessages).toBe(false);
+    expect(acc.scanState()).toEqual({ remaining: 0, header: 0, headerBytes: 0, frames: 1, ticks: 0 });
+  });
+
   it('reports the handshake in order, then counts frames and ticks', () => {
     const seen: string[] = [];
     const s = new DistStream('initiator', LIMITS, (m) => seen.push(m.tag));
