@@ -104,10 +104,12 @@ describe('ready TLS connections between gateways', () => {
   it('shares standbyTotal among the peers: with a total of 3 and two peers, one each', async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'], gamma: ['c1'] }, limits: { standbyPerPeer: 8, standbyTotal: 3 } });
     const pairs = [['alpha', 'beta'], ['alpha', 'gamma'], ['beta', 'alpha'], ['beta', 'gamma'], ['gamma', 'alpha'], ['gamma', 'beta']] as const;
-    await waitFor('one ready in each of the six pools', async () => (await Promise.all(pairs.map(([g, p]) => ready(g, p)))).every((n) => n === 1), FILL_TIMEOUT_MS);
+    // The accepting side counts a ready connection once it has read its hello, a moment after the dialler
+    // counts it: wait for both sides of all six.
+    const counts = async () => [...(await Promise.all(pairs.map(([g, p]) => ready(g, p)))), ...(await Promise.all(pairs.map(([g, p]) => held(p, g))))];
+    await waitFor('one ready in each of the six pools, and held by each peer', async () => (await counts()).every((n) => n === 1), FILL_TIMEOUT_MS);
     // Each pool dials one at a time and had filled before the last: one that wanted more would hold more by now.
-    expect(await Promise.all(pairs.map(([g, p]) => ready(g, p)))).toEqual([1, 1, 1, 1, 1, 1]);
-    expect(await Promise.all(pairs.map(([g, p]) => held(p, g)))).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(await counts()).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
   });
 
   it('applies a new standbyPerPeer on reload: the old ones are closed on both sides and dialled again', async () => {
