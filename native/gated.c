@@ -193,10 +193,7 @@ bool relay_answer(uint32_t id, uint64_t ticket, bool pass, const uint8_t *inject
   l->answer_pass = pass;
   l->answer_inject = copy;
   l->answer_inject_len = inject_len;
-  if (!l->answer_queued) {
-    l->answer_queued = true;
-    enqueue(&l->answer_cmd);
-  }
+  enqueue_once(&l->answer_queued, &l->answer_cmd);
   queue_unlock();
   wake();
   return true;
@@ -211,10 +208,7 @@ bool relay_refilter(uint32_t id, judge_filter_t *f) {
   queue_lock();
   judge_filter_free(l->next_filter);  // a reload's filter not yet in force: the newer one wins
   l->next_filter = f;
-  if (!l->refilter_queued) {
-    l->refilter_queued = true;
-    enqueue(&l->refilter_cmd);
-  }
+  enqueue_once(&l->refilter_queued, &l->refilter_cmd);
   queue_unlock();
   wake();
   return true;

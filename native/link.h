@@ -115,6 +115,7 @@ link_t *link_of(uint32_t id);  // NULL if no such link
 void queue_lock(void);
 void queue_unlock(void);
 void enqueue(cmd_t *c);  // under queue_lock
+void enqueue_once(bool *queued, cmd_t *c);  // under queue_lock: unless *queued, which it sets
 void wake(void);         // the relay thread, to take what was queued
 
 // What relay_answer or relay_refilter left for a filtered link with its

@@ -492,6 +492,14 @@ void enqueue(cmd_t *c) {
   G.tail = c;
 }
 
+// A link's command of one kind is queued at most once: a second ask before the
+// relay thread took the first only updates what the command carries.
+void enqueue_once(bool *queued, cmd_t *c) {
+  if (*queued) return;
+  *queued = true;
+  enqueue(c);
+}
+
 static cmd_t *dequeue(void) {
   cmd_t *c = G.head;
   if (!c) return NULL;
@@ -789,10 +797,7 @@ bool relay_close(uint32_t id, bool abortive) {
   link_t *l = link_of(id);
   if (!l) return false;
   pthread_mutex_lock(&G.mu);
-  if (!l->close_queued) {
-    l->close_queued = true;
-    enqueue(&l->close_cmd);
-  }
+  enqueue_once(&l->close_queued, &l->close_cmd);
   int kind = abortive ? 2 : 1;
   if (kind > l->close_kind) l->close_kind = kind;
   pthread_mutex_unlock(&G.mu);
@@ -804,10 +809,7 @@ bool relay_detach(uint32_t id) {
   link_t *l = link_of(id);
   if (!l) return false;
   pthread_mutex_lock(&G.mu);
-  if (!l->detach_queued) {
-    l->detach_queued = true;
-    enqueue(&l->detach_cmd);
-  }
+  enqueue_once(&l->detach_queued, &l->detach_cmd);
   pthread_mutex_unlock(&G.mu);
   wake();
   return true;
