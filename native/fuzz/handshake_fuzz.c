@@ -37,6 +37,7 @@
 #include "../check.h"
 #include "../frames.h"
 #include "../handshake.h"
+#include "ref_scan.h"
 
 #define REASON_LEN (2 * HS_NAME_MAX + 128)
 
@@ -163,30 +164,6 @@ static void check_accepted(const uint8_t *p, size_t from, hs_side_t side, uint32
     k++;
   }
   CHECK(last, "the walker was done before the last message");
-}
-
-// A reference frame scanner, byte by byte (as in record_fuzz.c).
-typedef struct {
-  uint64_t need;
-  uint32_t hdr, hb;
-  uint64_t frames, ticks;
-  bool over;
-} ref_scan_t;
-
-static void ref_scan(ref_scan_t *r, const uint8_t *p, size_t n, uint64_t max) {
-  for (size_t i = 0; i < n && !r->over; i++) {
-    if (r->need) {
-      r->need--;
-      continue;
-    }
-    r->hdr = r->hdr << 8 | p[i];
-    if (++r->hb < 4) continue;
-    r->hb = 0;
-    if (r->hdr == 0) r->ticks++;
-    else if (r->hdr > max) r->over = true;
-    else r->frames++, r->need = r->hdr;
-    r->hdr = 0;
-  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

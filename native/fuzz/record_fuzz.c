@@ -18,6 +18,7 @@
 #include "../check.h"
 #include "../frames.h"
 #include "../record.h"
+#include "ref_scan.h"
 
 #define MAX_STREAM (1 << 20)
 
@@ -62,30 +63,6 @@ static uint8_t take8(input_t *in) {
 }
 
 static uint16_t take16(input_t *in) { return (uint16_t)(take8(in) << 8 | take8(in)); }
-
-// A reference frame scanner, byte by byte: what frames_scan must agree with.
-typedef struct {
-  uint64_t need;  // payload bytes left
-  uint32_t hdr, hb;
-  uint64_t frames, ticks;
-  bool over;
-} ref_scan_t;
-
-static void ref_scan(ref_scan_t *r, const uint8_t *p, size_t n, uint64_t max) {
-  for (size_t i = 0; i < n && !r->over; i++) {
-    if (r->need) {
-      r->need--;
-      continue;
-    }
-    r->hdr = r->hdr << 8 | p[i];
-    if (++r->hb < 4) continue;
-    r->hb = 0;
-    if (r->hdr == 0) r->ticks++;
-    else if (r->hdr > max) r->over = true;
-    else r->frames++, r->need = r->hdr;
-    r->hdr = 0;
-  }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   input_t in = {data, size};

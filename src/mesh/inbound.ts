@@ -10,10 +10,10 @@ import { LOCAL_LOOPBACK } from '../config/address.js';
 import { MAX_STANDBY_PER_PEER, STANDBY_HOLD_SLACK_MS } from '../config/limits.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
-import { inboundFilterFor } from './filtering.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
+import { linkDepsOf } from './link-deps.js';
 import { MAX_PREAMBLE_BYTES, parsePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
@@ -282,17 +282,8 @@ export function handleInbound(ctx: MeshContext, sock: tls.TLSSocket, handshakeSt
       sock,
       localStream,
       remoteStream,
-      {
-        metrics: ctx.metrics,
-        linkLog: ctx.linkLog,
-        refusalLog: ctx.refusalLog,
-        limits,
-        table: ctx.table,
-        engine: ctx.engine,
-        filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds),
-        // We are the TLS server: our session tickets went with the handshake.
-        early: { expect: target.name, hidden: target.operator },
-      },
+      // We are the TLS server: our session tickets went with the handshake.
+      linkDepsOf(ctx, info, limits, { expect: target.name, hidden: target.operator }),
       deadline,
     );
     link.start([], pending);

@@ -8,10 +8,10 @@ import tls from 'node:tls';
 import type { GatewaySpec } from '../config/roster.js';
 import { DFLAG_PUBLISHED, type HandshakeMessage } from '../framing/handshake.js';
 import { policyRefusal } from './authorize.js';
-import { inboundFilterFor } from './filtering.js';
 import { DistStream } from '../framing/stream.js';
 import type { MeshContext } from './context.js';
 import { Link } from './link.js';
+import { linkDepsOf } from './link-deps.js';
 import { encodePreamble } from './preamble.js';
 import { Refusal, toRefusal } from './refusal.js';
 import { readmit } from './readmit.js';
@@ -257,17 +257,8 @@ export function handleOutbound(ctx: MeshContext, peer: GatewaySpec, target: Outb
       tlsSock,
       localStream,
       remoteStream,
-      {
-        metrics: ctx.metrics,
-        linkLog: ctx.linkLog,
-        refusalLog: ctx.refusalLog,
-        limits,
-        table: ctx.table,
-        engine: ctx.engine,
-        filter: inboundFilterFor(ctx.active().roster, self.name, info, limits.maxFrameBytes, ctx.filterHolds),
-        // A fresh dial's session tickets may still be on their way: node:tls takes them before its hand-over.
-        ...(onReady && { early: { expect: target.name, hidden: target.operator } }),
-      },
+      // A fresh dial's session tickets may still be on their way: node:tls takes them before its hand-over.
+      linkDepsOf(ctx, info, limits, onReady ? { expect: target.name, hidden: target.operator } : undefined),
       deadline,
     );
     link.start(pending, []);

@@ -189,12 +189,18 @@ function sealStream(d: Direction, data: Buffer, every = 50): Buffer {
   return Buffer.concat(out);
 }
 
-/** This process's socket bound to 127.0.0.1:`port`, from /proc/net/tcp: its state (hex) and its send queue (bytes not yet acknowledged). */
-function tcpSocket(port: number): { state: string; txQueue: number } | undefined {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+/**
+ * The socket bound to 127.0.0.1:`port` (and connected to 127.0.0.1:`remotePort`, for one of the sockets a listener
+ * accepted, which share its port), from /proc/net/tcp: its state (hex), its send queue (bytes not yet acknowledged) and
+ * its receive queue (bytes acknowledged but not yet read by whoever holds the socket).
+ */
+function tcpSocket(port: number, remotePort?: number): { state: string; txQueue: number; rxQueue: number } | undefined {
+  const hex = (p: number) => `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')}`;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1] === local) return { state: f[3]!, txQueue: parseInt(f[4]!.split(':')[0]!, 16) };
+    if (f[1] !== hex(port) || (remotePort !== undefined && f[2] !== hex(remotePort))) continue;
+    const [tx, rx] = f[4]!.split(':');
+    return { state: f[3]!, txQueue: parseInt(tx!, 16), rxQueue: parseInt(rx!, 16) };
   }
   return undefined;
 }
@@ -448,16 +454,18 @@ describe(`the native engine (${MODULE.split('/').pop()})`, () => {
     const l = await openLink({ graceMs: grace });
     // The peer stops reading while the node sends, until the engine holds output it cannot write.
     l.peer.pause();
-    // The node writes one chunk at a time, the next only once the engine's socket has taken the last (the node's send
-    // queue empty): when the engine stops reading, at most one chunk waits in its socket's receive buffer, and the
-    // node's FIN fits behind it however slowly the engine (a sanitizer build, a loaded machine) read until then.
+    // The node writes one chunk at a time, the next only once the engine has read the last (the node's send queue and
+    // the engine socket's receive queue both empty). Acknowledged is not enough: a slow engine (a sanitizer build, a
+    // loaded machine) lets acknowledged chunks pile up unread until its receive window closes, and a FIN that meets a
+    // closed window is dropped, not acknowledged. This way, when the engine stops reading, at most one chunk waits in
+    // its socket's receive buffer and the node's FIN fits behind it.
     const chunk = Buffer.alloc(32 * 1024);
     const deadline = Date.now() + 20_000;
     for (;;) {
       const taken = l.node.writableLength === 0 && tcpSocket(l.node.localPort!)?.txQueue === 0;
       if (taken && engine.buffered() > 0) break;
       if (Date.now() > deadline) throw new Error('timed out waiting for the engine to hold output the peer does not read');
-      if (taken) l.node.write(chunk);
+      if (taken && tcpSocket(l.node.remotePort!, l.node.localPort!)?.rxQueue === 0) l.node.write(chunk);
       await new Promise((r) => setTimeout(r, 1));
     }
     // The node ends: its FIN reaches the engine's socket.
