@@ -2,7 +2,7 @@
 // loopback ports and aliases for the processes a benchmark or a test starts.
 
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** Clock ticks per second for /proc/PID/stat times; 100 on every Linux we run on. */
@@ -17,6 +17,61 @@ export function cpuSeconds(pid: number): number {
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`unreadable /proc/${pid}/stat`);
   return (utime + stime) / CLK_TCK;
+}
+
+/**
+ * CPU seconds every core of this machine has spent busy so far (the first
+ * line of /proc/stat: user, nice, system, irq, softirq and steal; idle and
+ * iowait are not busy), whatever process spent them.
+ */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [label, ...ticks] = line.trim().split(/\s+/);
+  const n = ticks.map(Number);
+  if (label !== 'cpu' || n.length < 8 || n.some((x) => !Number.isFinite(x))) throw new Error(`unreadable /proc/stat: ${line}`);
+  const [user, nice, system, , , irq, softirq, steal] = n as [number, number, number, number, number, number, number, number];
+  return (user + nice + system + irq + softirq + steal) / CLK_TCK;
+}
+
+/**
+ * User + system CPU seconds of the processes `roots` and every live process
+ * under them (a VM started through a wrapper that forks, and its port
+ * programs), each counted once. A process that has already exited is not
+ * counted: read it before and after a window, and the difference is what the
+ * live ones spent in it.
+ */
+export function treeCpuSeconds(roots: number[]): number {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited between the listing and the read
+    }
+    parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+  }
+  const inTree = new Set(roots);
+  // Parents have lower or higher pids (pids wrap), so walk up from each process.
+  for (const pid of parent.keys()) {
+    const chain: number[] = [];
+    let p: number | undefined = pid;
+    while (p !== undefined && p > 1 && !inTree.has(p) && chain.length < 64) {
+      chain.push(p);
+      p = parent.get(p);
+    }
+    if (p !== undefined && inTree.has(p)) for (const c of chain) inTree.add(c);
+  }
+  let total = 0;
+  for (const pid of inTree) {
+    try {
+      total += cpuSeconds(pid);
+    } catch {
+      // exited since the listing: its time is gone from /proc either way
+    }
+  }
+  return total;
 }
 
 export interface Memory {

@@ -6,7 +6,7 @@
 // release's inet_tls_dist, the fastest secure peer a user can pick.
 
 import type { BurstResult } from './burst.js';
-import type { StormOutcome, StormResult } from './storm.js';
+import type { StormCpu, StormOutcome, StormResult } from './storm.js';
 import type { TakeoverResult } from './takeover.js';
 import { parsePathKey, type PathId, pathLabel } from './paths.js';
 import type { ScaleResult } from './scale.js';
@@ -260,7 +260,7 @@ export function burstTable(b: BurstResult): string {
 /** The storm runs: one row each, pings and pairs linked, times, handshakes and CPU. */
 export function stormTable(st: StormResult): string {
   return markdownTable(
-    ['data plane', 'ready connections per peer', 'failed pings', 'all pings answered', 'pairs linked', 'full mesh', 'TLS handshakes per gateway (resumed)', 'handshakes per second per gateway', 'gateway CPU per pair', '`global` disconnects', 'largest gateway RSS'],
+    ['data plane', 'ready connections per peer', 'failed pings', 'all pings answered', 'pairs linked', 'full mesh', 'TLS handshakes per gateway (resumed)', 'handshakes per second per gateway', 'gateway CPU per pair', '`global` disconnects', 'largest gateway RSS', 'machine CPU busy until answered', 'of it: nodes / gateways'],
     [
       ...st.runs.map((r) => [
         r.plane,
@@ -274,10 +274,39 @@ export function stormTable(st: StormResult): string {
         `${r.cpuMsPerPair.toFixed(1)} ms`,
         String(r.globalDisconnects),
         `${r.maxRssMb.toFixed(0)} MB`,
+        ...cpuCells(r.cpu),
       ]),
       ...(st.plain ? [plainStormRow(st.plain)] : []),
     ],
   );
+}
+
+/** A node's net_setuptime by default, s: every set-up of the storm starts with the pings and must be over within it. */
+const NET_SETUPTIME_S = 7;
+
+/**
+ * What the machine had for the storm: every set-up starts with the pings and
+ * must end within net_setuptime, so cores x 7 s is all the CPU there is for
+ * the storm's set-ups, with a gateway or without. Says how much of it the
+ * nodes alone (the run with no gateway) and each run's nodes and gateways
+ * used; undefined when the runs carry no CPU figures.
+ */
+export function stormBudget(st: StormResult): string | undefined {
+  const p = st.plain?.cpu;
+  const runs = st.runs.filter((r) => r.cpu);
+  if (!p && runs.length === 0) return undefined;
+  const cores = p?.cores ?? runs[0]!.cpu!.cores;
+  const budget = cores * NET_SETUPTIME_S;
+  const lines = [`CPU for the set-ups: ${cores} cores x net_setuptime (${NET_SETUPTIME_S} s) = ${budget.toFixed(1)} CPU-s.`];
+  if (p) {
+    const over = p.nodesS > budget ? 'more than that, with no gateway at all' : 'within it';
+    lines.push(`With no gateway the nodes alone used ${p.nodesS.toFixed(1)} CPU-s until every answer (${over}; the machine was busy ${((100 * p.busyS) / (p.cores * p.windowS)).toFixed(0)} % of ${p.windowS.toFixed(1)} s).`);
+  }
+  for (const r of runs) {
+    const c = r.cpu!;
+    lines.push(`${r.plane}, ${r.standby} ready per peer: nodes ${c.nodesS.toFixed(1)} + gateways ${c.gatewaysS.toFixed(1)} CPU-s (the machine busy ${((100 * c.busyS) / (c.cores * c.windowS)).toFixed(0)} % of ${c.windowS.toFixed(1)} s).`);
+  }
+  return lines.join('\n');
 }
 
 /** The storm with no gateway, in the gateways' columns: what has no gateway shows '–'. */
@@ -294,7 +323,14 @@ function plainStormRow(p: StormOutcome): string[] {
     '–',
     String(p.globalDisconnects),
     '–',
+    ...cpuCells(p.cpu),
   ];
+}
+
+/** The machine's busy CPU-seconds until every answer, of all it had (cores x window), and who spent them. */
+function cpuCells(c: StormCpu | undefined): string[] {
+  if (!c) return ['–', '–'];
+  return [`${c.busyS.toFixed(1)} of ${(c.cores * c.windowS).toFixed(1)} CPU-s`, `${c.nodesS.toFixed(1)} / ${c.gatewaysS > 0 ? c.gatewaysS.toFixed(1) : '–'} CPU-s`];
 }
 
 /** The restart of every gateway at once, after the storm's first run had formed its mesh. */

@@ -14,16 +14,20 @@
 // connections of the roster's default (limits.standbyPerPeer), with none, and
 // with none on node:tls (the A/B of issue 17); then once with no gateway, over
 // plain inet_tcp_dist, as the machine's own limit for that many VMs.
+// Each run also says where the machine's CPU went until every answer (the
+// nodes', the gateways'): every set-up must be over within net_setuptime, so
+// cores x 7 s is all the CPU the storm's set-ups have (report.ts's stormBudget).
 // test/integration/storm.test.ts is the same storm as a pass/fail check on
 // network-namespace hosts.
 
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_LIMITS, standbyPerPeerFor } from '../config/limits.js';
+import { DEFAULT_LIMITS, standbyPools } from '../config/limits.js';
 import type { ErlNode } from '../erlang/node.js';
 import type { OtpRuntime } from '../erlang/roots.js';
 import { type BenchEnv, Epmd, type GatewayPair, startGateways, startNode } from './paths.js';
-import { cpuSeconds, memory, sleep } from './proc.js';
+import { cpuSeconds, machineBusySeconds, memory, sleep, treeCpuSeconds } from './proc.js';
 import { metricValue, scrape, sumOf } from './scrape.js';
 
 /** Every VM of the storm booting at once on a loaded machine. */
@@ -56,11 +60,31 @@ export interface StormOutcome {
   fullMeshMs: number | undefined;
   /** Disconnects `global` made on the nodes to prevent overlapping partitions (their log lines). */
   globalDisconnects: number;
+  /** Where the machine's CPU went until every node had its answers. Undefined in results written before it was measured. */
+  cpu?: StormCpu;
+}
+
+/**
+ * The machine's CPU from the first ping until every node had its answers.
+ * Every set-up starts with the pings and must be over within the node's
+ * net_setuptime (7 s): whatever the storm's work, cores x 7 s is all the CPU
+ * there is for it, so a storm that keeps every core busy until its answers
+ * come later than that has no room left for a gateway's work.
+ */
+export interface StormCpu {
+  /** The window, s, and the cores that served it. */
+  windowS: number;
+  cores: number;
+  /** CPU-seconds every core spent busy in it, whatever process spent them (at most cores x windowS). */
+  busyS: number;
+  /** Of those: the nodes' VMs (and their port programs) and the gateways (0 with no gateway). */
+  nodesS: number;
+  gatewaysS: number;
 }
 
 /** A run through gateways. */
 export interface StormRun extends StormOutcome {
-  /** Ready connections per peer in the run: limits.standbyPerPeer, or fewer in a mesh that limits.standbyTotal does not cover at that many. */
+  /** Ready connections per peer in the run: limits.standbyPerPeer or one per node pair of the two hosts where those are more, fewer in a mesh that limits.standbyTotal does not cover at that many. */
   standby: number;
   plane: 'native' | 'node';
   /** Client TLS handshakes per gateway from the first ping until the full mesh or the end of the wait (the ready connections refilled after the pings included; mean), how many resumed (mean), and per second of that window (mean). */
@@ -100,8 +124,8 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
   const names = Array.from({ length: hosts }, (_, i) => `h${i}`);
   const shorts = Array.from({ length: nodesPerHost }, (_, j) => `n${j}`);
   const gw = await startGateways(dir, names.map((name) => ({ name, nodes: shorts })), { extraArgs: gatewayArgs, runArgs: ['--data-plane', plane], limits: { standbyPerPeer } });
-  // What each pool holds in a mesh of this size (limits.standbyTotal bounds them all together).
-  const standby = standbyPerPeerFor({ ...DEFAULT_LIMITS, standbyPerPeer }, hosts - 1);
+  // What each pool holds in a mesh of this size: standbyPerPeer or one per node pair, within the limits (standbyTotal bounds them all together).
+  const standby = standbyPools({ ...DEFAULT_LIMITS, standbyPerPeer }, new Map(names.slice(1).map((h) => [h, nodesPerHost * nodesPerHost]))).get(names[1]!) ?? 0;
   let nodes: ErlNode[] = [];
   try {
     const all = names.flatMap((h) => shorts.map((s) => `${s}@${gw.mesh.hostOf(h)}`));
@@ -124,7 +148,7 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
       );
     const before = await counters();
     const cpu0 = gw.pids.map(cpuSeconds);
-    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked } = await pingStorm(nodes, all);
+    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked, cpu } = await pingStorm(nodes, all, gw.pids);
     const after = await counters();
     const cpuMs = gw.pids.reduce((sum, p, i) => sum + (cpuSeconds(p) - cpu0[i]!) * 1000, 0);
     const maxRssMb = Math.max(...gw.pids.map((p) => memory(p).rssMb));
@@ -147,6 +171,7 @@ async function stormOnce(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: numb
       handshakesPerSec: mean(hs) / windowS,
       globalDisconnects,
       cpuMsPerPair: cpuMs / pairs,
+      cpu,
       maxRssMb,
       ...(restarted ? { restart: restarted } : {}),
     };
@@ -184,18 +209,27 @@ interface PingStorm {
   list: string;
   /** Pairs linked now, as the nodes see them. */
   linked: () => Promise<number>;
+  cpu: StormCpu;
 }
 
-/** Every node pings every other at once; then, if no ping failed, waits for the mesh to settle. */
-async function pingStorm(nodes: ErlNode[], all: string[]): Promise<PingStorm> {
+/** Every node pings every other at once; then, if no ping failed, waits for the mesh to settle. `gateways` are the gateways' pids (none for the plain run). */
+async function pingStorm(nodes: ErlNode[], all: string[], gateways: number[]): Promise<PingStorm> {
   const list = `[${all.map((n) => `'${n}'`).join(',')}]`;
   const storm =
     `Self = node(), Others = [N || N <- ${list}, N =/= Self], P = self(), ` +
     `[spawn(fun() -> P ! {ping, N, net_adm:ping(N)} end) || N <- Others], ` +
     `[R || N <- Others, R <- [receive {ping, N, X} -> X end]]`;
+  const vms = nodes.map((n) => n.proc.pid!);
+  const gatewaysCpu = () => gateways.reduce((sum, p) => sum + cpuSeconds(p), 0);
+  // The machine's busy time is read next to the clock (a walk of /proc takes a while); the processes' just outside it.
+  const nodes0 = treeCpuSeconds(vms);
+  const gateways0 = gatewaysCpu();
+  const busy0 = machineBusySeconds();
   const t0 = performance.now();
   const answers = await Promise.all(nodes.map((n) => n.eval(storm, PINGS_TIMEOUT_MS)));
   const answeredMs = performance.now() - t0;
+  const busyS = machineBusySeconds() - busy0;
+  const cpu: StormCpu = { windowS: answeredMs / 1000, cores: availableParallelism(), busyS, nodesS: treeCpuSeconds(vms) - nodes0, gatewaysS: gatewaysCpu() - gateways0 };
   const pangs = answers.reduce((k, text) => k + [...text.matchAll(/pang/g)].length, 0);
   // Every answered ping made a link; a pair of two pangs has none. Count what formed.
   const linked = async () => (await Promise.all(nodes.map(async (n) => Number(await n.eval('length(nodes())'))))).reduce((a, b) => a + b, 0) / 2;
@@ -209,7 +243,7 @@ async function pingStorm(nodes: ErlNode[], all: string[]): Promise<PingStorm> {
   }
   if (pairsLinked === pairs) fullMeshMs = performance.now() - t0;
   const windowS = (performance.now() - t0) / 1000;
-  return { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked };
+  return { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, windowS, list, linked, cpu };
 }
 
 /** Disconnects `global` made on the nodes to prevent overlapping partitions, from their logs. */
@@ -287,8 +321,8 @@ async function plainStorm(env: BenchEnv, dir: string, rt: OtpRuntime, hosts: num
   try {
     const args = (n: string) => ['-name', n, '-start_epmd', 'false', '-epmd_port', String(epmd.port), '-kernel', 'inet_dist_use_interface', '{127,0,0,1}', '-kernel', 'inetrc', `"${inetrc}"`];
     nodes = await bootAll(env, rt, all, args);
-    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs } = await pingStorm(nodes, all);
-    return { pings: all.length * (all.length - 1), pangs, answeredMs, pairsLinked, pairs, fullMeshMs, globalDisconnects: disconnects(nodes) };
+    const { pangs, answeredMs, pairsLinked, pairs, fullMeshMs, cpu } = await pingStorm(nodes, all, []);
+    return { pings: all.length * (all.length - 1), pangs, answeredMs, pairsLinked, pairs, fullMeshMs, globalDisconnects: disconnects(nodes), cpu };
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     await epmd.stop();

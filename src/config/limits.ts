@@ -72,15 +72,19 @@ export interface Limits {
   registryRedialMinMs: number;
   registryRedialMaxMs: number;
   /**
-   * TLS connections to each peer gateway kept ready for the next links
+   * TLS connections kept ready for the next links to each peer gateway
    * (src/mesh/standby.ts): a link that takes one starts without a TLS
-   * handshake. 0 turns them off; at most MAX_STANDBY_PER_PEER.
+   * handshake. A peer with more pairs of this gateway's roster nodes and its
+   * own gets one per pair (each pair's link may be dialled at once when a
+   * cluster boots), up to MAX_STANDBY_PER_PEER: standbyPools(). 0 turns them
+   * off; at most MAX_STANDBY_PER_PEER.
    */
   standbyPerPeer: number;
   /**
-   * Ready connections a gateway keeps to all its peers together: each peer
-   * gets standbyPerPeerFor() of them, standbyPerPeer or fewer in a large
-   * mesh. Each one costs a TLS handshake when it is made and again every
+   * Ready connections a gateway keeps to all its peers together: when the
+   * peers' shares (standbyPools()) would pass it, the peers that want few get
+   * theirs and the others share the rest evenly. Each one costs a TLS
+   * handshake when it is made and again every
    * standbyIdleMs while it waits, on both gateways: this bounds that cost,
    * and the handshakes of a cluster's gateways filling their pools at once,
    * whatever the number of hosts. 0 turns them off. Ready connections take
@@ -98,6 +102,9 @@ export interface Limits {
    */
   tlsSessionLifetimeMs: number;
 }
+
+/** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */
+export const MAX_STANDBY_PER_PEER = 32;
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxLinks: 2048,
@@ -147,17 +154,19 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   registryTimeoutMs: 15_000,
   registryRedialMinMs: 250,
   registryRedialMaxMs: 5_000,
-  // A cluster booting at once dials a link per node pair in the same
-  // seconds: ten hosts of three nodes each dial 5 to 9 links per host pair.
-  // With 8 ready per peer nearly all start with no handshake (4 left the
-  // storm test failing 3 runs of 4; docs/scale.md has the figures). Each
-  // costs a TLS connection on both gateways while it waits.
+  // A few links set up one after another (a node that reconnects, a remote
+  // shell) start on one each before the pool is refilled, 2 s after the
+  // last. A cluster booting at once dials a link per node pair in the same
+  // seconds, so a peer with more node pairs gets one per pair: twelve hosts
+  // of four nodes, 16 per host pair, formed the storm's mesh in 4.9 s with
+  // no failed ping; with 8 per peer, 55 pings failed (docs/scale.md).
   standbyPerPeer: 8,
-  // 8 for each of up to 16 peers; 6 each for 19 (20 hosts), 3 for 39. At
-  // 40 hosts with 8 for every peer, the bench's storm could not start its
-  // 40th gateway within 15 s while the others dialled their 312 each
-  // (docs/scale.md). Idle, 128 are about two handshakes a second.
-  standbyTotal: 128,
+  // 16 for each of up to 16 peers (hosts of four nodes), 13 each for 19 (20
+  // hosts of five nodes), 6 for 39. Each costs a TLS connection on both gateways while it
+  // waits, and idle, 256 are about four handshakes a second (standbyIdleMs).
+  // At 40 hosts with 8 for every peer, the bench's storm could not start its
+  // 40th gateway within 15 s while the others dialled their 312 each.
+  standbyTotal: 256,
   standbyIdleMs: 60_000,
   // Node's own default. A resumed session is checked against the roster by
   // hand, but its chain was verified when the session was made: this bounds
@@ -166,14 +175,31 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 });
 
 /**
- * The ready connections a gateway keeps to each of its `peers` peer gateways:
- * standbyPerPeer, or fewer when standbyTotal (or half of maxTlsConnections,
- * if that is less) would not cover them all. Every gateway of a roster has
- * the same limits, so what its peers keep to it together is bounded alike.
+ * The ready connections a gateway keeps to each peer gateway, from what each
+ * wants: standbyPerPeer, or `pairs` when that is more (the pairs of this
+ * gateway's roster nodes and the peer's: the links a cluster booting at once
+ * dials to that peer in the same seconds), at most MAX_STANDBY_PER_PEER; none
+ * at all with standbyPerPeer 0. When they would pass standbyTotal (or
+ * half of maxTlsConnections, if that is less) together, the total is shared
+ * out max-min fair: a peer that wants less than an even share gets what it
+ * wants, and the others split the rest evenly, rounded down. A peer a
+ * gateway holds ready connections for is bounded on its side too
+ * (MAX_STANDBY_PER_PEER).
  */
-export function standbyPerPeerFor(limits: Pick<Limits, 'standbyPerPeer' | 'standbyTotal' | 'maxTlsConnections'>, peers: number): number {
-  const total = Math.min(limits.standbyTotal, standbyShareOf(limits.maxTlsConnections));
-  return peers <= 0 ? 0 : Math.min(limits.standbyPerPeer, Math.floor(total / peers));
+export function standbyPools(limits: Pick<Limits, 'standbyPerPeer' | 'standbyTotal' | 'maxTlsConnections'>, pairs: ReadonlyMap<string, number>): Map<string, number> {
+  let left = Math.min(limits.standbyTotal, standbyShareOf(limits.maxTlsConnections));
+  const want = (n: number) => (limits.standbyPerPeer === 0 ? 0 : Math.min(MAX_STANDBY_PER_PEER, Math.max(limits.standbyPerPeer, n)));
+  const wants = [...pairs].map(([peer, n]) => [peer, want(n)] as const).sort((a, b) => a[1] - b[1]);
+  const pools = new Map<string, number>();
+  // Ascending: once an even share of what is left is below a peer's want, it is below every later one's too.
+  let level: number | undefined;
+  wants.forEach(([peer, want], i) => {
+    level ??= want * (wants.length - i) <= left ? undefined : Math.floor(left / (wants.length - i));
+    const share = level ?? want;
+    pools.set(peer, share);
+    left -= share;
+  });
+  return pools;
 }
 
 /** The most of `maxTlsConnections` that ready connections may take: half, so links that handshake always have the rest. */
@@ -181,8 +207,6 @@ export function standbyShareOf(maxTlsConnections: number): number {
   return Math.floor(maxTlsConnections / 2);
 }
 
-/** The most ready connections a roster may ask for per peer, and the most a gateway holds for one peer that dialled them. */
-export const MAX_STANDBY_PER_PEER = 32;
 /**
  * How much longer than its own standbyIdleMs a gateway holds a ready
  * connection a peer dialled before closing it: the dialling side replaces

@@ -2,9 +2,11 @@
 // TLS handshake. A cluster that boots or heals at once dials hundreds of links
 // in the same seconds, and each node gives its connection only net_setuptime
 // (7 s) to come up: a handshake per link, started only when the node dials,
-// queues behind all the others on a loaded host. Each peer gets up to
-// `standbyPerPeer` connections (fewer in a mesh so large that all of them
-// together would pass `standbyTotal`), dialled in the background one at a time,
+// queues behind all the others on a loaded host. Each peer gets
+// `standbyPerPeer` connections, or one for every pair of our roster nodes and
+// its where those are more (the links a boot dials to it at once), fewer in a
+// mesh so large that all of them together would pass `standbyTotal`
+// (limits.ts's standbyPools), dialled in the background one at a time,
 // verified like any other (certificate, roster identity, revocation) and
 // marked with the standby preamble; a link takes one and writes its own
 // preamble on it (src/mesh/outbound.ts), and once the burst of takes is over
@@ -20,7 +22,8 @@
 
 import assert from 'node:assert/strict';
 import type tls from 'node:tls';
-import { MAX_STANDBY_PER_PEER, STANDBY_CONFIRM_MS, standbyPerPeerFor, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
+import { MAX_STANDBY_PER_PEER, STANDBY_CONFIRM_MS, standbyPools, STANDBY_REFILL_MAX_DEFER_MS, STANDBY_REFILL_QUIET_MS, STANDBY_RETRY_MAX_MS, STANDBY_RETRY_MIN_MS } from '../config/limits.js';
+import { nodesOf, type Roster } from '../config/roster.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { ActiveConfig, MeshContext } from './context.js';
 import { dialPeer } from './outbound.js';
@@ -53,6 +56,8 @@ export class StandbyPool {
   /** The burst of takes in progress: when it started and when the last take was; refills wait for its end. */
   private burst: { first: number; last: number } | undefined;
   private refillTimer: NodeJS.Timeout | undefined;
+  /** Each peer's share under a configuration (standbyPools), worked out once per configuration. */
+  private readonly shares = new WeakMap<ActiveConfig, Map<string, number>>();
 
   constructor(private readonly ctx: MeshContext) {}
 
@@ -137,7 +142,7 @@ export class StandbyPool {
   offer(peer: string, sock: tls.TLSSocket): boolean {
     const pool = this.peers.get(peer);
     const config = this.ctx.active();
-    if (!this.running || !pool || pool.ready.length >= this.wanted(config) || sock.destroyed || sock.readableEnded) return false;
+    if (!this.running || !pool || pool.ready.length >= this.wanted(config, peer) || sock.destroyed || sock.readableEnded) return false;
     this.keep(peer, pool, sock, config);
     this.ctx.metrics.standbyOffered.labels(peer).inc();
     return true;
@@ -213,7 +218,7 @@ export class StandbyPool {
     if (!this.running) return;
     const { roster } = this.ctx.active();
     const spec = roster.gateways.get(peer);
-    const want = this.wanted(this.ctx.active());
+    const want = this.wanted(this.ctx.active(), peer);
     if (!spec || want === 0) return;
     const pool = this.pool(peer);
     if (pool.dialling || pool.retry || pool.ready.length >= want || this.deferring) return;
@@ -327,9 +332,14 @@ export class StandbyPool {
     setTimeout(() => sock.destroy(), this.ctx.active().roster.limits.linkCloseGraceMs).unref();
   }
 
-  /** How many each peer's pool holds under `config` (standbyPerPeerFor: fewer in a large mesh). */
-  private wanted(config: ActiveConfig): number {
-    return standbyPerPeerFor(config.roster.limits, config.roster.gateways.size - 1);
+  /** How many `peer`'s pool holds under `config`: standbyPerPeer, or one per pair of our nodes and its where those are more, within the limits (standbyPools). */
+  private wanted(config: ActiveConfig, peer: string): number {
+    let shares = this.shares.get(config);
+    if (!shares) {
+      shares = standbyPools(config.roster.limits, nodePairs(config.roster, config.self.name));
+      this.shares.set(config, shares);
+    }
+    return shares.get(peer) ?? 0;
   }
 
   private gauge(peer: string): void {
@@ -366,4 +376,12 @@ export class StandbyHolds {
   reloaded(): void {
     for (const set of this.held.values()) for (const sock of set) sock.destroy();
   }
+}
+
+/** For each peer gateway of `self`: the pairs of self's roster nodes and the peer's, the links that may be dialled to it at once. */
+export function nodePairs(roster: Roster, self: string): Map<string, number> {
+  const ours = nodesOf(roster, self).length;
+  const pairs = new Map<string, number>();
+  for (const name of roster.gateways.keys()) if (name !== self) pairs.set(name, ours * nodesOf(roster, name).length);
+  return pairs;
 }

@@ -1,6 +1,7 @@
 // Ready TLS connections between gateways (src/mesh/standby.ts), with real
 // gateways, real TLS and real `erl` nodes: each gateway keeps
-// limits.standbyPerPeer verified connections to each peer, a link starts on
+// limits.standbyPerPeer verified connections to each peer (one per node
+// pair for a peer with more pairs of nodes), a link starts on
 // one without a handshake of its own and is handed to the native data plane
 // like any other, the pool is refilled once the burst is over, a ready
 // connection waiting too long is replaced, a peer that restarts is dialled
@@ -100,6 +101,17 @@ describe('ready TLS connections between gateways', () => {
     expect(Date.parse(String(kicked!.ts))).toBeLessThan(retryAt);
     expect(failed().at(-1), 'no dial failed after beta was back').toEqual(last);
   }, 120_000);
+
+  it('keeps one for every pair of its nodes and the peer\'s where those are more than standbyPerPeer', async () => {
+    t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1', 'b2', 'b3'], gamma: ['c1'] }, limits: { standbyPerPeer: 2 } });
+    // alpha and gamma have one node, beta three: 3 pairs between beta and either, 1 between alpha and gamma (2, standbyPerPeer).
+    const want = [['alpha', 'beta', 3], ['alpha', 'gamma', 2], ['beta', 'alpha', 3], ['beta', 'gamma', 3], ['gamma', 'alpha', 2], ['gamma', 'beta', 3]] as const;
+    const counts = async () => [...(await Promise.all(want.map(([g, p]) => ready(g, p)))), ...(await Promise.all(want.map(([g, p]) => held(p, g))))];
+    const expected = [...want.map(([, , n]) => n), ...want.map(([, , n]) => n)];
+    await waitFor('each pool at its size, and held by each peer', async () => (await counts()).every((n, i) => n === expected[i]), FILL_TIMEOUT_MS);
+    // Each pool dials one at a time and had filled before the last: one that wanted more would hold more by now.
+    expect(await counts()).toEqual(expected);
+  });
 
   it('shares standbyTotal among the peers: with a total of 3 and two peers, one each', async () => {
     t = await startTestMesh({ gateways: { alpha: ['a1'], beta: ['b1'], gamma: ['c1'] }, limits: { standbyPerPeer: 8, standbyTotal: 3 } });

@@ -14,7 +14,7 @@
 // BEAMGATE_DATA_PLANE=node.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, standbyPerPeerFor } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, standbyPools } from '../../src/config/limits.js';
 import { findRuntime, type OtpRuntime } from '../../src/erlang/roots.js';
 import { LabCluster } from '../helpers/lab-cluster.js';
 import { sample, waitFor } from '../helpers/mesh.js';
@@ -46,7 +46,9 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
     });
     await c.startAllNodes();
     const standbyPerPeer = process.env.STORM_STANDBY !== undefined ? Number(process.env.STORM_STANDBY) : DEFAULT_LIMITS.standbyPerPeer;
-    const perGateway = standbyPerPeerFor({ ...DEFAULT_LIMITS, standbyPerPeer }, HOSTS - 1) * (HOSTS - 1);
+    // One per node pair of two hosts, within the limits.
+    const pools = standbyPools({ ...DEFAULT_LIMITS, standbyPerPeer }, new Map(hosts.slice(1).map((h) => [h, NODES_PER_HOST * NODES_PER_HOST])));
+    const perGateway = [...pools.values()].reduce((a, b) => a + b, 0);
     await waitFor(
       `every gateway's ${perGateway} ready connections`,
       async () => {

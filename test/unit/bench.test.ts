@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { emulatedFlags } from '../../src/bench/emulated-node.js';
 import { parsePathKey, pathKey, pathLabel } from '../../src/bench/paths.js';
-import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, stormRestartTable, stormTable, svgChart, targetsTable } from '../../src/bench/report.js';
+import { checkTargets, figuresTable, medianFigures, type PathFigures, type PathSample, ratioTable, releasesIn, stormBudget, stormRestartTable, stormTable, svgChart, targetsTable } from '../../src/bench/report.js';
+import { machineBusySeconds, treeCpuSeconds } from '../../src/bench/proc.js';
 import type { StormRun } from '../../src/bench/storm.js';
 import { DFLAG_UNLINK_ID, DFLAG_V4_NC } from '../../src/framing/handshake.js';
 import { asciiBars, formatNumber, formatRatio, markdownTable, median, percentile } from '../../src/bench/stats.js';
@@ -208,7 +211,30 @@ describe('bench report', () => {
     const plain = { pings: 870, pangs: 0, answeredMs: 2_300, pairsLinked: 435, pairs: 435, fullMeshMs: 2_900, globalDisconnects: 0 };
     const withPlain = stormTable({ hosts: 10, nodesPerHost: 3, otp: '29', runs: [run({})], plain }).split('\n');
     expect(withPlain).toHaveLength(4);
-    expect(withPlain[3]).toBe('| none (plain inet_tcp_dist, no gateway) | – | 0 of 870 | 2.3 s | 435 of 435 | 2.9 s | – | – | – | 0 | – |');
+    expect(withPlain[3]).toBe('| none (plain inet_tcp_dist, no gateway) | – | 0 of 870 | 2.3 s | 435 of 435 | 2.9 s | – | – | – | 0 | – | – | – |');
+  });
+
+  it("reports the machine's CPU until every ping was answered: busy of all it had, and the nodes' and gateways' shares", () => {
+    const run: StormRun = {
+      standby: 6, plane: 'native', pings: 9900, pangs: 7000, answeredMs: 20_600, pairsLinked: 736, pairs: 4950, fullMeshMs: undefined,
+      handshakes: 161, resumed: 156, handshakesPerSec: 7.7, cpuMsPerPair: 5.7, globalDisconnects: 2492, maxRssMb: 110,
+      cpu: { windowS: 20.6, cores: 2, busyS: 40.93, nodesS: 11.04, gatewaysS: 27.96 },
+    };
+    const plain = { pings: 9900, pangs: 0, answeredMs: 7_600, pairsLinked: 4950, pairs: 4950, fullMeshMs: 7_700, globalDisconnects: 0, cpu: { windowS: 7.6, cores: 2, busyS: 14.96, nodesS: 14.41, gatewaysS: 0 } };
+    const rows = stormTable({ hosts: 20, nodesPerHost: 5, otp: '25', runs: [run], plain }).split('\n');
+    expect(rows[0]).toContain('| machine CPU busy until answered | of it: nodes / gateways |');
+    expect(rows[2]).toMatch(/\| 110 MB \| 40\.9 of 41\.2 CPU-s \| 11\.0 \/ 28\.0 CPU-s \|$/);
+    // With no gateway there is no gateway share, not a zero one.
+    expect(rows[3]).toMatch(/\| – \| 15\.0 of 15\.2 CPU-s \| 14\.4 \/ – CPU-s \|$/);
+    // Against what net_setuptime leaves: 2 cores x 7 s.
+    const budget = stormBudget({ hosts: 20, nodesPerHost: 5, otp: '25', runs: [run], plain })!.split('\n');
+    expect(budget[0]).toBe('CPU for the set-ups: 2 cores x net_setuptime (7 s) = 14.0 CPU-s.');
+    expect(budget[1]).toBe('With no gateway the nodes alone used 14.4 CPU-s until every answer (more than that, with no gateway at all; the machine was busy 98 % of 7.6 s).');
+    expect(budget[2]).toBe('native, 6 ready per peer: nodes 11.0 + gateways 28.0 CPU-s (the machine busy 99 % of 20.6 s).');
+    const small = { ...plain, cpu: { ...plain.cpu, nodesS: 3.1 } };
+    expect(stormBudget({ hosts: 10, nodesPerHost: 3, otp: '29', runs: [], plain: small })!.split('\n')[1]).toContain('used 3.1 CPU-s until every answer (within it;');
+    // Results written before the CPU was measured have no such lines.
+    expect(stormBudget({ hosts: 10, nodesPerHost: 3, otp: '29', runs: [{ ...run, cpu: undefined }] })).toBeUndefined();
   });
 
   it('checks the storm targets: a mesh that did not form or a failed ping is not met, whatever the time', () => {
@@ -241,5 +267,27 @@ describe('bench report', () => {
     expect(at(500, 110)).toMatchObject({ bound: 100, met: false });
     expect(at(1000, 110)).toMatchObject({ bound: 150, met: true, value: 110 });
     expect(at(2000, 110).met).toBeUndefined();
+  });
+
+  it("counts a process tree's CPU, a forked grandchild's included, and the machine's busy time around it", async () => {
+    // sh forks node (a second command follows it, so sh cannot exec it): the CPU is the grandchild's.
+    const burn = `const t = process.cpuUsage(); while (process.cpuUsage(t).user < 300000); console.log('burnt'); process.stdin.resume()`;
+    const sh = spawn('sh', ['-c', `"${process.execPath}" -e "${burn}"; true`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const busy0 = machineBusySeconds();
+      const tree0 = treeCpuSeconds([sh.pid!]);
+      let out = '';
+      sh.stdout!.setEncoding('utf8');
+      sh.stdout!.on('data', (d: string) => (out += d));
+      while (!out.includes('burnt')) await once(sh.stdout!, 'data');
+      const spent = treeCpuSeconds([sh.pid!]) - tree0;
+      expect(spent).toBeGreaterThanOrEqual(0.29);
+      expect(machineBusySeconds() - busy0).toBeGreaterThanOrEqual(0.29);
+      // The bench's own process is not under sh.
+      expect(treeCpuSeconds([sh.pid!])).toBeLessThan(treeCpuSeconds([sh.pid!, process.pid]));
+    } finally {
+      sh.stdin!.end();
+      await once(sh, 'exit');
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rosterProblems } from '../helpers/roster.js';
 import { admissionOn, MAX_REVOKED_SERIALS, normalizeSerial, parseRoster, tlsPathsFor } from '../../src/config/roster.js';
-import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER, MAX_TLS_SESSION_LIFETIME_MS, standbyPerPeerFor } from '../../src/config/limits.js';
+import { DEFAULT_LIMITS, MAX_STANDBY_PER_PEER, MAX_TLS_SESSION_LIFETIME_MS, standbyPools } from '../../src/config/limits.js';
 import { encodePreamble, parsePreamble } from '../../src/mesh/preamble.js';
 import { etcHosts, erlFlags, inetrc } from '../../src/erlang/flags.js';
 
@@ -121,17 +121,35 @@ limits: { maxLinks: 0, bogus: 1 }
       'limits.standbyTotal: must not exceed half of limits.maxTlsConnections (50): the rest is for links that handshake',
     ]);
     expect(problems(`${base}limits: { standbyTotal: -1 }\n`)).toEqual(['limits.standbyTotal: must be a whole number, 0 or more']);
+    // Each of `peers` peers wanting `want` (the node pairs of two hosts): what one of them gets.
+    const each = (l: Parameters<typeof standbyPools>[0], peers: number, want: number) => {
+      const pools = standbyPools(l, new Map(Array.from({ length: peers }, (_, i) => [`g${i}`, want])));
+      expect(new Set(pools.values()).size).toBeLessThanOrEqual(1);
+      return pools.get('g0') ?? 0;
+    };
     // A roster that lowers maxTlsConnections alone is valid: the default total shrinks to half of it.
     const small = limits('maxTlsConnections: 6');
-    expect(standbyPerPeerFor(small, 1)).toBe(3);
-    expect(standbyPerPeerFor(small, 2)).toBe(1);
-    // standbyPerPeer each while the total covers them all, then an equal share, rounded down.
+    expect(each(small, 1, 9)).toBe(3);
+    expect(each(small, 2, 9)).toBe(1);
+    // standbyPerPeer, or one per node pair where those are more (at most MAX_STANDBY_PER_PEER), while the total
+    // covers them all; then an equal share, rounded down.
     const d = DEFAULT_LIMITS;
-    expect([1, 9, 16, 17, 19, 39, 128, 129].map((peers) => standbyPerPeerFor(d, peers))).toEqual([8, 8, 8, 7, 6, 3, 1, 0]);
-    expect(standbyPerPeerFor(d, 0)).toBe(0);
-    expect(standbyPerPeerFor({ ...d, standbyPerPeer: 0 }, 3)).toBe(0);
-    expect(standbyPerPeerFor({ ...d, standbyTotal: 0 }, 3)).toBe(0);
-    expect(standbyPerPeerFor({ ...d, maxTlsConnections: 1 }, 3)).toBe(0);
+    expect([1, 9, 16, 17, 19, 39, 256, 257].map((peers) => each(d, peers, 16))).toEqual([16, 16, 16, 15, 13, 6, 1, 0]);
+    expect([0, 1, 4, 8, 9, 25, 36].map((pairs) => each(d, 1, pairs))).toEqual([8, 8, 8, 8, 9, 25, MAX_STANDBY_PER_PEER]);
+    expect([1, 9, 16, 17, 32, 33].map((peers) => each(d, peers, 1))).toEqual([8, 8, 8, 8, 8, 7]);
+    expect(standbyPools(d, new Map()).size).toBe(0);
+    expect(each({ ...d, standbyPerPeer: 0 }, 3, 9)).toBe(0);
+    expect(each({ ...d, standbyTotal: 0 }, 3, 9)).toBe(0);
+    expect(each({ ...d, maxTlsConnections: 1 }, 3, 9)).toBe(0);
+  });
+
+  it('shares standbyTotal max-min fair: peers that want less than an even share get it, the rest split what is left', () => {
+    const pools = standbyPools({ ...DEFAULT_LIMITS, standbyPerPeer: 1, standbyTotal: 20 }, new Map([['one', 1], ['four', 4], ['big', 25], ['bigger', 30]]));
+    // 1 and 4 are below an even share (5); 15 is left for the two that want more: 7 each, the odd one unused.
+    expect(Object.fromEntries(pools)).toEqual({ one: 1, four: 4, big: 7, bigger: 7 });
+    expect([...pools.values()].reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(20);
+    // With the default standbyPerPeer (8) the small ones want 8 too: 20 over four is 5 each.
+    expect(Object.fromEntries(standbyPools({ ...DEFAULT_LIMITS, standbyTotal: 20 }, new Map([['one', 1], ['four', 4], ['big', 25], ['bigger', 30]])))).toEqual({ one: 5, four: 5, big: 5, bigger: 5 });
   });
 
   it('takes tlsSessionLifetimeMs from 0 (no ticket offered) to a day', () => {
