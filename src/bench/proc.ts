@@ -8,15 +8,23 @@ import net from 'node:net';
 /** Clock ticks per second for /proc/PID/stat times; 100 on every Linux we run on. */
 const CLK_TCK = 100;
 
-/** User + system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
+/** The fields of /proc/PID/stat after the command name (field 2, which may hold spaces): field 3 onwards. */
+function statFields(pid: number): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The command name (field 2) may hold spaces; fields after it start past ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** User + system CPU seconds in stat fields (statFields). */
+function cpuOfFields(pid: number, fields: string[]): number {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`unreadable /proc/${pid}/stat`);
   return (utime + stime) / CLK_TCK;
+}
+
+/** User + system CPU seconds the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  return cpuOfFields(pid, statFields(pid));
 }
 
 /**
@@ -41,35 +49,30 @@ export function machineBusySeconds(): number {
  * live ones spent in it.
  */
 export function treeCpuSeconds(roots: number[]): number {
-  const parent = new Map<number, number>();
+  const children = new Map<number, number[]>();
+  const cpu = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
+    const pid = Number(entry);
+    let fields: string[];
     try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      fields = statFields(pid);
     } catch {
-      continue; // exited between the listing and the read
+      continue; // exited between the listing and the read: its time is gone from /proc either way
     }
-    parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-  }
-  const inTree = new Set(roots);
-  // Parents have lower or higher pids (pids wrap), so walk up from each process.
-  for (const pid of parent.keys()) {
-    const chain: number[] = [];
-    let p: number | undefined = pid;
-    while (p !== undefined && p > 1 && !inTree.has(p) && chain.length < 64) {
-      chain.push(p);
-      p = parent.get(p);
-    }
-    if (p !== undefined && inTree.has(p)) for (const c of chain) inTree.add(c);
+    const ppid = Number(fields[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+    cpu.set(pid, cpuOfFields(pid, fields));
   }
   let total = 0;
-  for (const pid of inTree) {
-    try {
-      total += cpuSeconds(pid);
-    } catch {
-      // exited since the listing: its time is gone from /proc either way
-    }
+  const seen = new Set<number>();
+  const todo = [...roots];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    total += cpu.get(pid) ?? 0;
+    todo.push(...(children.get(pid) ?? []));
   }
   return total;
 }

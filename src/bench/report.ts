@@ -298,13 +298,14 @@ export function stormBudget(st: StormResult): string | undefined {
   const cores = p?.cores ?? runs[0]!.cpu!.cores;
   const budget = cores * NET_SETUPTIME_S;
   const lines = [`CPU for the set-ups: ${cores} cores x net_setuptime (${NET_SETUPTIME_S} s) = ${budget.toFixed(1)} CPU-s.`];
+  const busy = (c: StormCpu) => `${((100 * c.busyS) / (c.cores * c.windowS)).toFixed(0)} % of ${c.windowS.toFixed(1)} s`;
   if (p) {
     const over = p.nodesS > budget ? 'more than that, with no gateway at all' : 'within it';
-    lines.push(`With no gateway the nodes alone used ${p.nodesS.toFixed(1)} CPU-s until every answer (${over}; the machine was busy ${((100 * p.busyS) / (p.cores * p.windowS)).toFixed(0)} % of ${p.windowS.toFixed(1)} s).`);
+    lines.push(`With no gateway the nodes alone used ${p.nodesS.toFixed(1)} CPU-s until every answer (${over}; the machine was busy ${busy(p)}).`);
   }
   for (const r of runs) {
     const c = r.cpu!;
-    lines.push(`${r.plane}, ${r.standby} ready per peer: nodes ${c.nodesS.toFixed(1)} + gateways ${c.gatewaysS.toFixed(1)} CPU-s (the machine busy ${((100 * c.busyS) / (c.cores * c.windowS)).toFixed(0)} % of ${c.windowS.toFixed(1)} s).`);
+    lines.push(`${r.plane}, ${r.standby} ready per peer: nodes ${c.nodesS.toFixed(1)} + gateways ${c.gatewaysS.toFixed(1)} CPU-s (the machine busy ${busy(c)}).`);
   }
   return lines.join('\n');
 }

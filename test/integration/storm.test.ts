@@ -46,7 +46,7 @@ describe.runIf(unavailable === null && typeof sid !== 'string')(`a storm: ${HOST
     });
     await c.startAllNodes();
     const standbyPerPeer = process.env.STORM_STANDBY !== undefined ? Number(process.env.STORM_STANDBY) : DEFAULT_LIMITS.standbyPerPeer;
-    // One per node pair of two hosts, within the limits.
+    // standbyPerPeer, or one per node pair of two hosts where those are more, within the limits.
     const pools = standbyPools({ ...DEFAULT_LIMITS, standbyPerPeer }, new Map(hosts.slice(1).map((h) => [h, NODES_PER_HOST * NODES_PER_HOST])));
     const perGateway = [...pools.values()].reduce((a, b) => a + b, 0);
     await waitFor(
